@@ -1,0 +1,358 @@
+//! Who holds a lock: the verdict on a recorded owner, as pure functions.
+//!
+//! The order of the checks matters. A record from another host or PID
+//! namespace names a pid we cannot see, so it is `foreign` before anything
+//! else; a record from a previous boot is `stale` whatever its pid now is.
+//! Only then is the pid looked up, and an `unknown` answer is never `stale`.
+
+use crate::format::{Record, Timestamp};
+
+/// Whether a process is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// It runs (EPERM from `kill(pid, 0)` counts: the process exists).
+    Alive,
+    /// No such process.
+    Dead,
+    /// The host cannot tell.
+    Unknown,
+}
+
+/// What the host knows about a pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Whether it runs.
+    pub liveness: Liveness,
+    /// Start time in clock ticks since boot (exact).
+    pub start_ticks: Option<u64>,
+    /// Start time as Unix time (to about a second).
+    pub start_time: Option<Timestamp>,
+}
+
+impl ProcessInfo {
+    /// Nothing known.
+    pub const UNKNOWN: Self = Self {
+        liveness: Liveness::Unknown,
+        start_ticks: None,
+        start_time: None,
+    };
+}
+
+/// The process a lock is taken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot.
+    pub start_ticks: Option<u64>,
+}
+
+/// Facts about this machine, each optional.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Machine {
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Boot id.
+    pub boot_id: Option<String>,
+    /// PID namespace inode.
+    pub pid_namespace: Option<u64>,
+}
+
+/// How a lock stands for the current process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No lock file.
+    Unlocked,
+    /// Held by the current process.
+    OwnedBySelf,
+    /// Held by another process that runs, or may run.
+    Held,
+    /// The owner is gone.
+    Stale,
+    /// Written on another host or PID namespace: never stale.
+    Foreign,
+    /// The file cannot be parsed.
+    Malformed,
+}
+
+impl Verdict {
+    /// The name used by the CLI and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Unlocked => "unlocked",
+            Verdict::OwnedBySelf => "owned-by-self",
+            Verdict::Held => "held",
+            Verdict::Stale => "stale",
+            Verdict::Foreign => "foreign",
+            Verdict::Malformed => "malformed",
+        }
+    }
+}
+
+/// A verdict and the sentence that explains it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: String,
+}
+
+/// How far a process's start time may lie after the lock's timestamp before
+/// we conclude it cannot be the owner: start times from `/proc` are only
+/// accurate to about a second, and clocks step.
+pub const CLOCK_SLACK_SECONDS: i128 = 2;
+
+fn judgement(verdict: Verdict, reason: String) -> Judgement {
+    Judgement { verdict, reason }
+}
+
+/// Judges a recorded owner from the point of view of `me` on `machine`.
+/// `query` is asked about the recorded pid only when the record is ours to judge.
+pub fn judge(
+    record: &Record,
+    me: &Identity,
+    machine: &Machine,
+    query: impl FnOnce(u32) -> ProcessInfo,
+) -> Judgement {
+    let pid = record.pid;
+    if let (Some(theirs), Some(ours)) = (&record.hostname, &machine.hostname) {
+        if theirs != ours {
+            return judgement(
+                Verdict::Foreign,
+                format!(
+                    "the lock was taken on host `{theirs}`, not on this host `{ours}`; \
+                     a lock from another host is never judged stale"
+                ),
+            );
+        }
+    }
+    if let (Some(theirs), Some(ours)) = (record.pid_namespace, machine.pid_namespace) {
+        if theirs != ours {
+            return judgement(
+                Verdict::Foreign,
+                format!(
+                    "the lock was taken in PID namespace {theirs}, not in ours ({ours}); \
+                     its pid {pid} may name another process here, so it is never judged stale"
+                ),
+            );
+        }
+    }
+    if let (Some(theirs), Some(ours)) = (&record.boot_id, &machine.boot_id) {
+        if theirs != ours {
+            return judgement(
+                Verdict::Stale,
+                format!("the lock was taken before the machine last booted (boot {theirs})"),
+            );
+        }
+    }
+    if pid == me.pid {
+        return match (record.start_ticks, me.start_ticks) {
+            (Some(theirs), Some(ours)) if theirs != ours => judgement(
+                Verdict::Stale,
+                format!(
+                    "pid {pid} is this process's pid, but the lock was taken by an earlier \
+                     process with the same pid (start time {theirs} ticks, ours {ours})"
+                ),
+            ),
+            _ => judgement(
+                Verdict::OwnedBySelf,
+                format!("the lock is held by pid {pid}, the current process"),
+            ),
+        };
+    }
+    let info = query(pid);
+    match info.liveness {
+        Liveness::Dead => judgement(Verdict::Stale, format!("pid {pid} is not running")),
+        Liveness::Unknown => judgement(
+            Verdict::Held,
+            format!(
+                "cannot tell whether pid {pid} is running, and a lock whose owner is unknown \
+                 is never judged stale"
+            ),
+        ),
+        Liveness::Alive => judge_live(record, info),
+    }
+}
+
+fn judge_live(record: &Record, info: ProcessInfo) -> Judgement {
+    let pid = record.pid;
+    if let (Some(theirs), Some(now)) = (record.start_ticks, info.start_ticks) {
+        return if theirs == now {
+            judgement(
+                Verdict::Held,
+                format!("pid {pid} is running and is the process that took the lock"),
+            )
+        } else {
+            judgement(
+                Verdict::Stale,
+                format!(
+                    "pid {pid} was recycled: the running process started at {now} ticks \
+                     after boot, the lock's owner at {theirs}"
+                ),
+            )
+        };
+    }
+    if let Some(started) = info.start_time {
+        let after = started.seconds_since(record.timestamp);
+        if after > CLOCK_SLACK_SECONDS {
+            return judgement(
+                Verdict::Stale,
+                format!(
+                    "pid {pid} started {} after the lock was taken, so it cannot be the owner",
+                    human_duration(after)
+                ),
+            );
+        }
+    }
+    judgement(Verdict::Held, format!("pid {pid} is running"))
+}
+
+/// A duration in the largest unit that keeps it readable: `40 min`, `3 h`.
+pub fn human_duration(seconds: i128) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp {
+        seconds: 1_796_000_000,
+        nanos: 0,
+    };
+
+    fn record(pid: u32) -> Record {
+        Record {
+            pid,
+            timestamp: T0,
+            ..Record::default()
+        }
+    }
+
+    fn me() -> Identity {
+        Identity {
+            pid: 100,
+            start_ticks: Some(5000),
+        }
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            hostname: Some("here".into()),
+            boot_id: Some("boot-a".into()),
+            pid_namespace: Some(7),
+        }
+    }
+
+    fn alive(start_ticks: Option<u64>, start_time: Option<Timestamp>) -> ProcessInfo {
+        ProcessInfo {
+            liveness: Liveness::Alive,
+            start_ticks,
+            start_time,
+        }
+    }
+
+    fn verdict(r: &Record, info: ProcessInfo) -> Verdict {
+        judge(r, &me(), &machine(), |_| info).verdict
+    }
+
+    #[test]
+    fn own_pid_is_owned_by_self() {
+        assert_eq!(
+            verdict(&record(100), ProcessInfo::UNKNOWN),
+            Verdict::OwnedBySelf
+        );
+        let mut r = record(100);
+        r.start_ticks = Some(5000);
+        assert_eq!(verdict(&r, ProcessInfo::UNKNOWN), Verdict::OwnedBySelf);
+    }
+
+    #[test]
+    fn own_pid_from_an_earlier_process_is_stale() {
+        let mut r = record(100);
+        r.start_ticks = Some(4000);
+        assert_eq!(verdict(&r, ProcessInfo::UNKNOWN), Verdict::Stale);
+    }
+
+    #[test]
+    fn dead_owner_is_stale_and_unknown_is_held() {
+        let dead = ProcessInfo {
+            liveness: Liveness::Dead,
+            ..ProcessInfo::UNKNOWN
+        };
+        assert_eq!(verdict(&record(200), dead), Verdict::Stale);
+        assert_eq!(verdict(&record(200), ProcessInfo::UNKNOWN), Verdict::Held);
+    }
+
+    #[test]
+    fn start_ticks_decide_between_owner_and_recycled_pid() {
+        let mut r = record(200);
+        r.start_ticks = Some(42);
+        assert_eq!(verdict(&r, alive(Some(42), None)), Verdict::Held);
+        let j = judge(&r, &me(), &machine(), |_| alive(Some(43), None));
+        assert_eq!(j.verdict, Verdict::Stale);
+        assert!(j.reason.contains("recycled"), "{}", j.reason);
+    }
+
+    #[test]
+    fn process_started_after_the_lock_is_not_its_owner() {
+        let r = record(200);
+        let later = |s| alive(None, Some(Timestamp::new(T0.seconds + s, 0)));
+        assert_eq!(verdict(&r, later(2)), Verdict::Held, "within the slack");
+        let j = judge(&r, &me(), &machine(), |_| later(40 * 60));
+        assert_eq!(j.verdict, Verdict::Stale);
+        assert_eq!(
+            j.reason,
+            "pid 200 started 40 min after the lock was taken, so it cannot be the owner"
+        );
+        let earlier = alive(None, Some(Timestamp::new(T0.seconds - 100, 0)));
+        assert_eq!(verdict(&r, earlier), Verdict::Held);
+    }
+
+    #[test]
+    fn other_host_or_namespace_is_foreign_even_if_pid_is_dead() {
+        let dead = ProcessInfo {
+            liveness: Liveness::Dead,
+            ..ProcessInfo::UNKNOWN
+        };
+        let mut r = record(200);
+        r.hostname = Some("there".into());
+        assert_eq!(verdict(&r, dead), Verdict::Foreign);
+        let mut r = record(100);
+        r.pid_namespace = Some(8);
+        assert_eq!(verdict(&r, dead), Verdict::Foreign, "even with our pid");
+    }
+
+    #[test]
+    fn previous_boot_is_stale_without_asking() {
+        let mut r = record(200);
+        r.boot_id = Some("boot-b".into());
+        let j = judge(&r, &me(), &machine(), |_| panic!("must not ask"));
+        assert_eq!(j.verdict, Verdict::Stale);
+    }
+
+    #[test]
+    fn missing_facts_fall_back_to_pid_liveness() {
+        let mut r = record(200);
+        r.hostname = Some("there".into());
+        let bare = Machine::default();
+        let j = judge(&r, &me(), &bare, |_| alive(None, None));
+        assert_eq!(j.verdict, Verdict::Held);
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(5), "5 s");
+        assert_eq!(human_duration(2400), "40 min");
+        assert_eq!(human_duration(3 * 3600), "3 h");
+        assert_eq!(human_duration(5 * 86_400), "5 days");
+        assert_eq!(human_duration(-3), "0 s");
+    }
+}

@@ -1,0 +1,434 @@
+//! The lock-file format: what a lock file says and how it is written.
+//!
+//! labm8 writes `PID TIMESTAMP` (`print(os.getpid(), time.time())`) and reads
+//! the file by splitting it on whitespace and parsing the first two tokens as
+//! an int and a float. We read exactly that, and write it as the first line,
+//! followed by `key=value` lines that labm8 ignores:
+//!
+//! ```text
+//! 4242 1796032931.123456
+//! host=build-01
+//! boot=6f1c0e36-4be0-4f5e-9a55-7a4f2a3c9f10
+//! start=1234567
+//! pidns=4026531836
+//! nonce=9f2c4e1ab0d3c577
+//! ```
+//!
+//! A bare third token (labm8 2020 writes `PID TIMESTAMP HOSTNAME`) is read as
+//! the hostname. Unknown keys and other tokens are ignored, so later versions
+//! may add fields; a known key with a bad value makes the file malformed.
+
+use std::fmt;
+
+/// The most a lock file may hold. Anything larger is malformed; readers never
+/// read more than this (plus one byte to notice the excess).
+pub const MAX_LEN: usize = 4096;
+
+/// The largest Unix time we accept: 9999-12-31T23:59:59Z.
+const MAX_SECONDS: u64 = 253_402_300_799;
+
+/// A moment as Unix time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp {
+    /// Whole seconds since 1970-01-01T00:00:00Z.
+    pub seconds: u64,
+    /// Nanoseconds past `seconds`, below 1_000_000_000.
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    /// A timestamp from seconds and nanoseconds, carrying excess nanoseconds.
+    pub fn new(seconds: u64, nanos: u32) -> Self {
+        Self {
+            seconds: seconds.saturating_add(u64::from(nanos / 1_000_000_000)),
+            nanos: nanos % 1_000_000_000,
+        }
+    }
+
+    /// The same moment cut to whole microseconds: what the file format keeps.
+    pub fn to_micros(self) -> Self {
+        Self {
+            seconds: self.seconds,
+            nanos: self.nanos / 1000 * 1000,
+        }
+    }
+
+    /// Seconds as a float, as labm8 and `status --json` show them.
+    pub fn as_f64(self) -> f64 {
+        self.seconds as f64 + f64::from(self.nanos) / 1e9
+    }
+
+    /// Whole seconds from `earlier` to `self`, negative when `self` is earlier.
+    pub fn seconds_since(self, earlier: Timestamp) -> i128 {
+        let a = i128::from(self.seconds) * 1_000_000_000 + i128::from(self.nanos);
+        let b = i128::from(earlier.seconds) * 1_000_000_000 + i128::from(earlier.nanos);
+        (a - b) / 1_000_000_000
+    }
+
+    /// Parses a Unix time as labm8 writes it (`1796032931.123456`); exponent
+    /// forms that Python's `float()` also accepts are read approximately.
+    ///
+    /// # Errors
+    /// A message saying what is wrong with the text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("timestamp `{}` is not a number", shorten(text));
+        if text.starts_with('-') {
+            return Err(format!("timestamp `{}` is before 1970", shorten(text)));
+        }
+        let digits = text.strip_prefix('+').unwrap_or(text);
+        let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        let plain = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        let ts = if plain(whole) && plain(frac) && !(whole.is_empty() && frac.is_empty()) {
+            let seconds = if whole.is_empty() {
+                0
+            } else {
+                whole.parse::<u64>().map_err(|_| too_late(text))?
+            };
+            let mut nanos = 0u32;
+            for (i, b) in frac.bytes().take(9).enumerate() {
+                nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
+            }
+            Timestamp { seconds, nanos }
+        } else {
+            // Only exponent forms get here; `inf`, `nan` and friends are refused.
+            if !digits.bytes().any(|b| b == b'e' || b == b'E')
+                || digits
+                    .bytes()
+                    .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+            {
+                return Err(bad());
+            }
+            let value: f64 = digits.parse().map_err(|_| bad())?;
+            if !value.is_finite() || value > MAX_SECONDS as f64 {
+                return Err(too_late(text));
+            }
+            let seconds = value.trunc() as u64;
+            let nanos = ((value - value.trunc()) * 1e9).round().min(999_999_999.0) as u32;
+            Timestamp { seconds, nanos }
+        };
+        if ts.seconds > MAX_SECONDS {
+            return Err(too_late(text));
+        }
+        Ok(ts)
+    }
+}
+
+fn too_late(text: &str) -> String {
+    format!("timestamp `{}` is after the year 9999", shorten(text))
+}
+
+impl fmt::Display for Timestamp {
+    /// `SECONDS.MICROSECONDS`, the form labm8 writes and reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}", self.seconds, self.nanos / 1000)
+    }
+}
+
+/// What a lock file records about its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// The owner's process id.
+    pub pid: u32,
+    /// When the lock was taken.
+    pub timestamp: Timestamp,
+    /// The host it was written on.
+    pub hostname: Option<String>,
+    /// The boot it was written during (Linux boot id).
+    pub boot_id: Option<String>,
+    /// The owner's start time in clock ticks since boot.
+    pub start_ticks: Option<u64>,
+    /// The PID namespace the pid belongs to.
+    pub pid_namespace: Option<u64>,
+    /// A random value that makes every record we write unique.
+    pub nonce: Option<String>,
+}
+
+/// Why a lock file could not be read as a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Nothing but whitespace.
+    #[error("the file is empty")]
+    Empty,
+    /// Larger than [`MAX_LEN`].
+    #[error("the file is larger than {MAX_LEN} bytes, so it is not a lock file")]
+    TooLarge,
+    /// Contains a NUL byte.
+    #[error("the file holds binary data (a NUL byte at offset {0})")]
+    Binary(usize),
+    /// Not UTF-8.
+    #[error("the file is not UTF-8 text (bad byte at offset {0})")]
+    NotText(usize),
+    /// The first token is not a valid pid.
+    #[error("{0}")]
+    BadPid(String),
+    /// Only a pid.
+    #[error("there is no timestamp after the pid")]
+    MissingTimestamp,
+    /// The second token is not a valid Unix time.
+    #[error("{0}")]
+    BadTimestamp(String),
+    /// A known `key=value` field has a bad value.
+    #[error("field `{key}` has a bad value `{value}`")]
+    BadField {
+        /// The key.
+        key: String,
+        /// The value, shortened.
+        value: String,
+    },
+}
+
+/// Shortens untrusted text for a message, keeping it on one line.
+fn shorten(text: &str) -> String {
+    let mut out: String = text.chars().take(40).flat_map(char::escape_debug).collect();
+    if text.chars().count() > 40 {
+        out.push('…');
+    }
+    out
+}
+
+/// Parses a lock file's contents.
+///
+/// # Errors
+/// [`FormatError`] saying what is wrong; never panics, whatever the bytes.
+pub fn parse(bytes: &[u8]) -> Result<Record, FormatError> {
+    if bytes.len() > MAX_LEN {
+        return Err(FormatError::TooLarge);
+    }
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err(FormatError::Binary(at));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| FormatError::NotText(e.valid_up_to()))?;
+    let mut tokens = text.split_whitespace();
+    let pid = parse_pid(tokens.next().ok_or(FormatError::Empty)?)?;
+    let timestamp = Timestamp::parse(tokens.next().ok_or(FormatError::MissingTimestamp)?)
+        .map_err(FormatError::BadTimestamp)?;
+    let mut record = Record {
+        pid,
+        timestamp,
+        ..Record::default()
+    };
+    for (i, token) in tokens.enumerate() {
+        let Some((key, value)) = token.split_once('=') else {
+            if i == 0 {
+                record.hostname = Some(token.to_owned());
+            }
+            continue;
+        };
+        let bad = || FormatError::BadField {
+            key: key.to_owned(),
+            value: shorten(value),
+        };
+        let number = || value.parse::<u64>().map_err(|_| bad());
+        match key {
+            "host" if valid_word(value) => record.hostname = Some(value.to_owned()),
+            "boot" if valid_word(value) => record.boot_id = Some(value.to_owned()),
+            "nonce" if valid_word(value) => record.nonce = Some(value.to_owned()),
+            "start" => record.start_ticks = Some(number()?),
+            "pidns" => record.pid_namespace = Some(number()?),
+            "host" | "boot" | "nonce" => return Err(bad()),
+            _ => {}
+        }
+    }
+    Ok(record)
+}
+
+fn parse_pid(token: &str) -> Result<u32, FormatError> {
+    let shown = shorten(token);
+    if token.starts_with('-') {
+        return Err(FormatError::BadPid(format!("pid `{shown}` is negative")));
+    }
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FormatError::BadPid(format!(
+            "pid `{shown}` is not a number"
+        )));
+    }
+    match token.parse::<u64>() {
+        Ok(0) => Err(FormatError::BadPid("pid 0 is not a process".into())),
+        Ok(pid) if pid <= MAX_PID => Ok(pid as u32),
+        _ => Err(FormatError::BadPid(format!(
+            "pid `{shown}` is out of range (the largest is {MAX_PID})"
+        ))),
+    }
+}
+
+/// The largest pid a lock may name: `pid_t` is a signed 32-bit integer.
+pub const MAX_PID: u64 = i32::MAX as u64;
+
+/// Checks a pid given by a caller (for `write`).
+///
+/// # Errors
+/// A message when the pid is 0 or beyond [`MAX_PID`].
+pub fn check_pid(pid: u32) -> Result<(), String> {
+    if pid == 0 {
+        Err("pid 0 is not a process".into())
+    } else if u64::from(pid) > MAX_PID {
+        Err(format!(
+            "pid {pid} is out of range (the largest is {MAX_PID})"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A value we can write as one token: non-empty, printable, no whitespace or `=`.
+pub fn valid_word(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 255
+        && value.chars().all(|c| c.is_ascii_graphic() && c != '=')
+}
+
+/// Serializes a record: labm8's `PID TIMESTAMP` line, then the fields we know.
+/// Fields that could not be read back (a hostname with spaces) are left out.
+pub fn serialize(record: &Record) -> String {
+    use fmt::Write;
+    let mut out = format!("{} {}\n", record.pid, record.timestamp);
+    let words = [
+        ("host", record.hostname.as_deref()),
+        ("boot", record.boot_id.as_deref()),
+    ];
+    for (key, value) in words {
+        if let Some(value) = value.filter(|v| valid_word(v)) {
+            let _ = writeln!(out, "{key}={value}");
+        }
+    }
+    if let Some(ticks) = record.start_ticks {
+        let _ = writeln!(out, "start={ticks}");
+    }
+    if let Some(ns) = record.pid_namespace {
+        let _ = writeln!(out, "pidns={ns}");
+    }
+    if let Some(nonce) = record.nonce.as_deref().filter(|v| valid_word(v)) {
+        let _ = writeln!(out, "nonce={nonce}");
+    }
+    out
+}
+
+/// A short fingerprint of a file's exact bytes (64-bit FNV-1a), used to name
+/// the claim that replaces exactly that file.
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Record {
+        Record {
+            pid: 4242,
+            timestamp: Timestamp::new(1_796_032_931, 123_456_000),
+            hostname: Some("build-01".into()),
+            boot_id: Some("6f1c0e36-4be0-4f5e-9a55-7a4f2a3c9f10".into()),
+            start_ticks: Some(1_234_567),
+            pid_namespace: Some(4_026_531_836),
+            nonce: Some("9f2c4e1ab0d3c577".into()),
+        }
+    }
+
+    #[test]
+    fn reads_what_labm8_writes() {
+        let r = parse(b"1234 1700000000.1234567\n").expect("labm8 file");
+        assert_eq!(r.pid, 1234);
+        assert_eq!(r.timestamp, Timestamp::new(1_700_000_000, 123_456_700));
+        assert_eq!(r.hostname, None);
+        let r = parse(b"1234 1700000000.0 myhost").expect("labm8 2020 file");
+        assert_eq!(r.hostname.as_deref(), Some("myhost"));
+        let r = parse(b"77 1700000000").expect("integer time");
+        assert_eq!(r.timestamp, Timestamp::new(1_700_000_000, 0));
+        let r = parse(b"77 1.7e9").expect("exponent form");
+        assert_eq!(r.timestamp.seconds, 1_700_000_000);
+    }
+
+    #[test]
+    fn first_line_is_what_labm8_reads() {
+        let text = serialize(&full());
+        let first = text.lines().next().expect("a first line");
+        assert_eq!(first, "4242 1796032931.123456");
+        // labm8: contents.split() -> int(tokens[0]), float(tokens[1]).
+        let tokens: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(tokens[0].parse::<i64>(), Ok(4242));
+        assert_eq!(tokens[1].parse::<f64>(), Ok(1_796_032_931.123_456));
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let r = full();
+        assert_eq!(parse(serialize(&r).as_bytes()), Ok(r));
+        let bare = Record {
+            pid: 1,
+            timestamp: Timestamp::new(0, 0),
+            ..Record::default()
+        };
+        assert_eq!(serialize(&bare), "1 0.000000\n");
+        assert_eq!(parse(serialize(&bare).as_bytes()), Ok(bare));
+    }
+
+    #[test]
+    fn malformed_files_say_what_is_wrong() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty"),
+            (b"  \n\t ", "empty"),
+            (b"garbage here", "not a number"),
+            (b"-5 1700000000.0", "negative"),
+            (b"0 1700000000.0", "pid 0"),
+            (b"99999999999999999999 1.0", "out of range"),
+            (b"2147483648 1.0", "out of range"),
+            (b"12", "no timestamp"),
+            (b"12 soon", "not a number"),
+            (b"12 -1.5", "before 1970"),
+            (b"12 inf", "not a number"),
+            (b"12 nan", "not a number"),
+            (b"12 1e400", "after the year 9999"),
+            (b"12 99999999999999", "after the year 9999"),
+            (b"12 1.0\0\0", "NUL"),
+            (b"\xff\xfe12 1.0", "not UTF-8"),
+            (b"12 1.0\nstart=yesterday", "field `start`"),
+            (b"12 1.0\npidns=-1", "field `pidns`"),
+            (b"12 1.0\nhost=", "field `host`"),
+        ];
+        for (bytes, needle) in cases {
+            let err = parse(bytes).expect_err("malformed");
+            let message = err.to_string();
+            assert!(
+                message.contains(needle),
+                "{:?}: `{message}` lacks `{needle}`",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        assert_eq!(parse(&[b' '; MAX_LEN + 1]), Err(FormatError::TooLarge));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let r = parse(b"12 1.5\nfuture=thing\nstray words\nstart=9").expect("parses");
+        assert_eq!(r.start_ticks, Some(9));
+        assert_eq!(r.hostname, None, "only the third token is a bare hostname");
+    }
+
+    #[test]
+    fn unwritable_words_are_left_out() {
+        let r = Record {
+            hostname: Some("my host".into()),
+            ..full()
+        };
+        let back = parse(serialize(&r).as_bytes()).expect("parses");
+        assert_eq!(back.hostname, None);
+        assert_eq!(back.boot_id, r.boot_id);
+    }
+
+    #[test]
+    fn check_pid_bounds() {
+        assert!(check_pid(0).is_err());
+        assert!(check_pid(1).is_ok());
+        assert!(check_pid(4_194_304).is_ok());
+        assert!(check_pid(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn fingerprints_differ_by_content() {
+        assert_ne!(fingerprint(b"1 1.0\n"), fingerprint(b"1 1.0 \n"));
+        assert_eq!(fingerprint(b"abc"), fingerprint(b"abc"));
+    }
+}

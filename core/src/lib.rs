@@ -1,0 +1,39 @@
+//! The lock-file format and protocol in plain Rust.
+//!
+//! This crate is what the `lockfile` component runs, compiled to
+//! `wasm32-wasip2`; the component only adapts WASI and the host's `process`
+//! interface to the [`protocol::Dir`] and [`protocol::System`] traits. The
+//! same code compiles natively, where [`std_dir::StdDir`] implements `Dir` over
+//! `std::fs`: the unit tests and the native baseline benchmark use it.
+//!
+//! - [`format`]: what a lock file says (labm8's `PID TIMESTAMP`, plus fields).
+//! - [`decide`]: whether a recorded owner holds the lock.
+//! - [`protocol`]: acquire, release and stale takeover.
+
+pub mod decide;
+pub mod format;
+pub mod paths;
+pub mod protocol;
+#[cfg(unix)]
+pub mod std_dir;
+
+pub use decide::{Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
+pub use format::{Record, Timestamp};
+pub use protocol::{Dir, Error, Lock, Refusal, State, Status, System};
+
+/// A moment for people: `2026-11-29 10:02:11 UTC`.
+pub fn display_time(t: Timestamp) -> String {
+    i64::try_from(t.seconds)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, t.nanos))
+        .map_or_else(
+            || format!("Unix time {t}"),
+            |d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
+}
+
+/// A moment for programs: RFC 3339 in UTC, `2026-11-29T10:02:11.123456Z`.
+pub fn rfc3339(t: Timestamp) -> Option<String> {
+    let d = chrono::DateTime::from_timestamp(i64::try_from(t.seconds).ok()?, t.nanos)?;
+    Some(d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}

@@ -1,0 +1,592 @@
+//! The lock protocol: acquire, release and stale takeover over a directory.
+//!
+//! Every step that decides ownership is an exclusive creation:
+//!
+//! - A lock is published by writing a complete temporary file
+//!   (`.NAME.PID.NONCE.tmp`) and hard-linking it to `NAME`; the link fails if
+//!   `NAME` exists, so of two racers exactly one wins and no reader ever sees
+//!   a half-written lock.
+//! - A stale lock whose bytes are `C` is replaced only by the process that
+//!   creates the claim `.NAME.break.FP` (FP = fingerprint of `C`) exclusively.
+//!   The claimer then checks that `NAME` still holds `C` and renames its own
+//!   record over it. A claim whose owner died is itself replaced the same
+//!   way, by a claim on the claim, so a crash mid-takeover never needs `force`.
+//! - A claim whose target is gone can never pass the check, so it is inert
+//!   and anyone may sweep it.
+//!
+//! docs/PROTOCOL.md gives the whole argument and the residual cases.
+
+use std::io;
+
+use crate::decide::{judge, Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
+use crate::format::{self, FormatError, Record, Timestamp};
+
+/// What is at a name in the lock's directory (never following symlinks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file of this many bytes.
+    File(u64),
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else: FIFO, socket, device. The name says which.
+    Other(&'static str),
+}
+
+/// The directory that holds a lock. Names are single path components.
+/// Implementations never follow a symlink at the final component.
+pub trait Dir {
+    /// What is at `name`, or `None` when nothing is.
+    fn kind(&self, name: &str) -> io::Result<Option<Kind>>;
+    /// Up to `limit` bytes of the regular file `name`.
+    fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>>;
+    /// Creates `name` exclusively with `data`; removes it again if writing fails.
+    fn create(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Hard-links `existing` as `new`; fails with `AlreadyExists` if `new` exists.
+    fn link(&self, existing: &str, new: &str) -> io::Result<()>;
+    /// Renames `from` to `to`, replacing `to` atomically.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Removes the file (or symlink) `name`.
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// The names in the directory.
+    fn names(&self) -> io::Result<Vec<String>>;
+}
+
+/// What the protocol needs from its surroundings besides the directory.
+pub trait System {
+    /// The process the lock is taken for.
+    fn current(&self) -> Identity;
+    /// Facts about this machine.
+    fn machine(&self) -> Machine;
+    /// What is known about `pid`.
+    fn query(&self, pid: u32) -> ProcessInfo;
+    /// The current time.
+    fn now(&self) -> Timestamp;
+    /// A random number, for unique names and records.
+    fn random(&self) -> u64;
+    /// A named point in the protocol, where a test may pause. No effect on results.
+    fn checkpoint(&self, _name: &str) {}
+}
+
+/// Who holds a lock that could not be taken or released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The lock's path.
+    pub path: String,
+    /// The recorded owner.
+    pub owner: Record,
+    /// Why the owner counts as holding it.
+    pub judgement: Judgement,
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Another owner holds the lock.
+    #[error("cannot acquire `{}`: held by pid {} since {}: {}", .0.path, .0.owner.pid, crate::display_time(.0.owner.timestamp), .0.judgement.reason)]
+    UnableToAcquire(Refusal),
+    /// The lock belongs to another owner.
+    #[error("cannot release `{}`: held by pid {} since {}: {}", .0.path, .0.owner.pid, crate::display_time(.0.owner.timestamp), .0.judgement.reason)]
+    UnableToRelease(Refusal),
+    /// The lock file cannot be parsed.
+    #[error("malformed lock file `{path}`: {message}")]
+    Malformed {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Not a regular file at the lock path.
+    #[error("`{path}` {message}")]
+    NotAFile {
+        /// The path.
+        path: String,
+        /// What is there instead.
+        message: String,
+    },
+    /// The path cannot be reached.
+    #[error("cannot reach `{path}`: {message}")]
+    Unreachable {
+        /// The path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// Another I/O error.
+    #[error("`{path}`: {message}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// What is at the lock path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Nothing.
+    Absent,
+    /// A regular file, its exact bytes and what they say.
+    Present {
+        /// The bytes (at most [`format::MAX_LEN`]; more makes it malformed).
+        bytes: Vec<u8>,
+        /// The parsed record, or why it could not be parsed.
+        record: Result<Record, FormatError>,
+    },
+}
+
+/// The state of a lock with its verdict: what `status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The recorded owner; `None` when unlocked or malformed.
+    pub owner: Option<Record>,
+    /// The verdict and its reason.
+    pub judgement: Judgement,
+}
+
+/// How many times an operation re-reads a lock that changed under it.
+const MAX_ATTEMPTS: usize = 16;
+/// How many abandoned claims a takeover will step over.
+const MAX_CHAIN: usize = 8;
+
+/// One lock file: `name` in `dir`, shown to people as `path`.
+#[derive(Debug)]
+pub struct Lock<'a, D, S> {
+    dir: &'a D,
+    name: &'a str,
+    path: &'a str,
+    sys: &'a S,
+}
+
+impl<'a, D: Dir, S: System> Lock<'a, D, S> {
+    /// The lock `name` in `dir`; `path` is how messages name it.
+    pub fn new(dir: &'a D, name: &'a str, path: &'a str, sys: &'a S) -> Self {
+        Self {
+            dir,
+            name,
+            path,
+            sys,
+        }
+    }
+
+    /// Reads the lock file.
+    ///
+    /// # Errors
+    /// `NotAFile` for a directory, symlink or FIFO at the path; `Io` when it
+    /// cannot be read.
+    pub fn load(&self) -> Result<State, Error> {
+        self.load_name(self.name)
+    }
+
+    fn load_name(&self, name: &str) -> Result<State, Error> {
+        let path = self.sibling(name);
+        let kind = self
+            .dir
+            .kind(name)
+            .map_err(|e| self.io_error(&path, "inspect", &e))?;
+        match kind {
+            None => Ok(State::Absent),
+            Some(Kind::File(len)) if len > format::MAX_LEN as u64 => Ok(State::Present {
+                bytes: Vec::new(),
+                record: Err(FormatError::TooLarge),
+            }),
+            Some(Kind::File(_)) => match self.dir.read(name, format::MAX_LEN + 1) {
+                Ok(bytes) => {
+                    let record = format::parse(&bytes);
+                    Ok(State::Present { bytes, record })
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::Absent),
+                Err(e) => Err(self.io_error(&path, "read", &e)),
+            },
+            Some(other) => Err(Error::NotAFile {
+                path,
+                message: not_a_file(other),
+            }),
+        }
+    }
+
+    /// The owner, verdict and reason.
+    ///
+    /// # Errors
+    /// As [`Lock::load`]; a malformed file is a `Malformed` verdict, not an error.
+    pub fn status(&self) -> Result<Status, Error> {
+        Ok(match self.load()? {
+            State::Absent => Status {
+                owner: None,
+                judgement: Judgement {
+                    verdict: Verdict::Unlocked,
+                    reason: format!("there is no lock file at `{}`", self.path),
+                },
+            },
+            State::Present { record: Err(e), .. } => Status {
+                owner: None,
+                judgement: Judgement {
+                    verdict: Verdict::Malformed,
+                    reason: format!("{e}; only `force` replaces or removes it"),
+                },
+            },
+            State::Present {
+                record: Ok(record), ..
+            } => Status {
+                judgement: self.judge(&record),
+                owner: Some(record),
+            },
+        })
+    }
+
+    /// The recorded owner, `None` when unlocked.
+    ///
+    /// # Errors
+    /// As [`Lock::load`], and `Malformed`.
+    pub fn owner(&self) -> Result<Option<Record>, Error> {
+        match self.load()? {
+            State::Absent => Ok(None),
+            State::Present { record, .. } => record.map(Some).map_err(|e| self.malformed(e)),
+        }
+    }
+
+    /// Claims the lock for the current process.
+    ///
+    /// # Errors
+    /// `UnableToAcquire` naming the owner; `Malformed` (unless `force`);
+    /// `NotAFile`; `Io`.
+    pub fn acquire(&self, replace_stale: bool, force: bool) -> Result<(), Error> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (bytes, record) = match self.load()? {
+                State::Absent => match self.publish(self.name, &self.my_record()) {
+                    Ok(()) => return Ok(()),
+                    Err(Published::Exists) => continue,
+                    Err(Published::Failed(e)) => return Err(e),
+                },
+                State::Present { bytes, record } => (bytes, record),
+            };
+            if force {
+                return self.replace(&self.my_record());
+            }
+            let record = record.map_err(|e| self.malformed(e))?;
+            let judgement = self.judge(&record);
+            match judgement.verdict {
+                Verdict::OwnedBySelf => return Ok(()),
+                Verdict::Stale if replace_stale => {
+                    if self.take_over(bytes)? {
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    return Err(Error::UnableToAcquire(Refusal {
+                        path: self.path.to_owned(),
+                        owner: record,
+                        judgement,
+                    }))
+                }
+            }
+        }
+        Err(Error::Io {
+            path: self.path.to_owned(),
+            message: format!(
+                "the lock changed hands {MAX_ATTEMPTS} times while acquiring it; giving up"
+            ),
+        })
+    }
+
+    /// Releases the lock.
+    ///
+    /// # Errors
+    /// `UnableToRelease` naming the owner; `Malformed` (unless `force`);
+    /// `NotAFile`; `Io`.
+    pub fn release(&self, force: bool) -> Result<(), Error> {
+        let record = match self.load()? {
+            State::Absent => return Ok(()),
+            State::Present { record, .. } => record,
+        };
+        if !force {
+            let record = record.map_err(|e| self.malformed(e))?;
+            let judgement = self.judge(&record);
+            if judgement.verdict != Verdict::OwnedBySelf {
+                return Err(Error::UnableToRelease(Refusal {
+                    path: self.path.to_owned(),
+                    owner: record,
+                    judgement,
+                }));
+            }
+        }
+        self.sys.checkpoint("before-remove");
+        match self.dir.remove(self.name) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(self.io_error(self.path, "remove", &e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// labm8's static `write`: plants `PID TIMESTAMP` as given, atomically
+    /// replacing a regular file at the path.
+    ///
+    /// # Errors
+    /// `NotAFile` for anything but a regular file at the path; `Io`.
+    pub fn write(&self, pid: u32, timestamp: Timestamp) -> Result<(), Error> {
+        format::check_pid(pid).map_err(|message| Error::Io {
+            path: self.path.to_owned(),
+            message,
+        })?;
+        self.load_kind_only()?;
+        self.replace(&Record {
+            pid,
+            timestamp,
+            ..Record::default()
+        })
+    }
+
+    /// Fails unless the path holds nothing or a regular file.
+    fn load_kind_only(&self) -> Result<(), Error> {
+        match self.dir.kind(self.name) {
+            Ok(None | Some(Kind::File(_))) => Ok(()),
+            Ok(Some(other)) => Err(Error::NotAFile {
+                path: self.path.to_owned(),
+                message: not_a_file(other),
+            }),
+            Err(e) => Err(self.io_error(self.path, "inspect", &e)),
+        }
+    }
+
+    fn judge(&self, record: &Record) -> Judgement {
+        judge(record, &self.sys.current(), &self.sys.machine(), |pid| {
+            self.sys.query(pid)
+        })
+    }
+
+    fn my_record(&self) -> Record {
+        let me = self.sys.current();
+        let machine = self.sys.machine();
+        Record {
+            pid: me.pid,
+            timestamp: self.sys.now().to_micros(),
+            hostname: machine.hostname,
+            boot_id: machine.boot_id,
+            start_ticks: me.start_ticks,
+            pid_namespace: machine.pid_namespace,
+            nonce: Some(format!("{:016x}", self.sys.random())),
+        }
+    }
+
+    /// Writes `record` to a fresh temporary file beside the lock.
+    fn write_temp(&self, record: &Record) -> Result<String, Error> {
+        let temp = format!(
+            ".{}.{}.{:016x}.tmp",
+            self.name,
+            self.sys.current().pid,
+            self.sys.random()
+        );
+        let bytes = format::serialize(record);
+        match self.dir.create(&temp, bytes.as_bytes()) {
+            Ok(()) => Ok(temp),
+            Err(e) => {
+                let _ = self.dir.remove(&temp);
+                Err(self.io_error(&self.sibling(&temp), "create a temporary lock file", &e))
+            }
+        }
+    }
+
+    /// Publishes `record` at `name` only if nothing is there.
+    fn publish(&self, name: &str, record: &Record) -> Result<(), Published> {
+        let temp = self.write_temp(record).map_err(Published::Failed)?;
+        self.sys.checkpoint("before-publish");
+        let linked = self.dir.link(&temp, name);
+        let _ = self.dir.remove(&temp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Published::Exists),
+            Err(e) => Err(Published::Failed(self.io_error(
+                &self.sibling(name),
+                "link the lock file into place",
+                &e,
+            ))),
+        }
+    }
+
+    /// Puts `record` at the lock path whatever is there (a regular file).
+    fn replace(&self, record: &Record) -> Result<(), Error> {
+        let temp = self.write_temp(record)?;
+        self.sys.checkpoint("before-publish");
+        self.dir.rename(&temp, self.name).map_err(|e| {
+            let _ = self.dir.remove(&temp);
+            self.io_error(self.path, "replace", &e)
+        })
+    }
+
+    /// Replaces the stale lock whose bytes are `stale`. `Ok(false)` when the
+    /// lock changed meanwhile and the caller should look again.
+    fn take_over(&self, stale: Vec<u8>) -> Result<bool, Error> {
+        self.sys.checkpoint("after-judge");
+        // chain[0] is the stale lock; chain[i + 1] an abandoned claim on chain[i].
+        let mut chain: Vec<(String, Vec<u8>)> = vec![(self.name.to_owned(), stale)];
+        let mut claim_record = self.my_record();
+        let claim = loop {
+            let Some((_, target)) = chain.last() else {
+                return Ok(false);
+            };
+            if chain.len() > MAX_CHAIN {
+                return Err(Error::Io {
+                    path: self.path.to_owned(),
+                    message: format!(
+                        "{MAX_CHAIN} abandoned takeover claims stand in the way; \
+                         remove the `.{}.break.*` files or use force",
+                        self.name
+                    ),
+                });
+            }
+            let name = self.claim_name(target);
+            match self.publish(&name, &claim_record) {
+                Ok(()) => break name,
+                Err(Published::Failed(e)) => return Err(e),
+                Err(Published::Exists) => {}
+            }
+            let bytes = match self.load_name(&name)? {
+                State::Absent => return Ok(false),
+                State::Present { record: Err(e), .. } => {
+                    return Err(Error::Malformed {
+                        path: self.sibling(&name),
+                        message: format!("{e} (a takeover claim; remove it by hand)"),
+                    })
+                }
+                State::Present {
+                    bytes,
+                    record: Ok(claimer),
+                } => {
+                    let judgement = self.judge(&claimer);
+                    if judgement.verdict != Verdict::Stale {
+                        return Err(Error::UnableToAcquire(Refusal {
+                            path: self.path.to_owned(),
+                            judgement: Judgement {
+                                verdict: judgement.verdict,
+                                reason: format!(
+                                    "pid {} is replacing the stale lock right now ({})",
+                                    claimer.pid, judgement.reason
+                                ),
+                            },
+                            owner: claimer,
+                        }));
+                    }
+                    bytes
+                }
+            };
+            chain.push((name, bytes));
+            // A fresh nonce: our claim on the next link must differ from any other.
+            claim_record.nonce = Some(format!("{:016x}", self.sys.random()));
+        };
+        self.sys.checkpoint("after-claim");
+        let intact = chain.iter().all(|(name, bytes)| {
+            matches!(self.load_name(name), Ok(State::Present { bytes: ref now, .. }) if now == bytes)
+        });
+        let result = if intact {
+            self.replace(&self.my_record()).map(|()| true)
+        } else {
+            Ok(false)
+        };
+        // Oldest first: once the lock is replaced each claim's target is gone,
+        // so each is inert by the time it is removed.
+        if matches!(result, Ok(true)) {
+            for (name, _) in &chain[1..] {
+                let _ = self.dir.remove(name);
+            }
+        }
+        let _ = self.dir.remove(&claim);
+        if result.is_ok() {
+            self.sweep();
+        }
+        result
+    }
+
+    fn claim_name(&self, target: &[u8]) -> String {
+        format!(".{}.break.{:016x}", self.name, format::fingerprint(target))
+    }
+
+    /// Removes what crashed processes left: claims whose target is gone and
+    /// temporary files of dead processes. Best effort; errors are ignored.
+    fn sweep(&self) {
+        let Ok(names) = self.dir.names() else {
+            return;
+        };
+        let prefix = format!(".{}.", self.name);
+        let mine: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix))
+            .collect();
+        let mut live_fingerprints = Vec::new();
+        if let Ok(State::Present { bytes, .. }) = self.load() {
+            live_fingerprints.push(format::fingerprint(&bytes));
+        }
+        for rest in &mine {
+            if rest.starts_with("break.") {
+                if let Ok(State::Present { bytes, .. }) = self.load_name(&format!("{prefix}{rest}"))
+                {
+                    live_fingerprints.push(format::fingerprint(&bytes));
+                }
+            }
+        }
+        for rest in mine {
+            let name = format!("{prefix}{rest}");
+            if let Some(fp) = rest.strip_prefix("break.") {
+                let target = u64::from_str_radix(fp, 16).ok();
+                if target.is_some_and(|t| !live_fingerprints.contains(&t)) {
+                    let _ = self.dir.remove(&name);
+                }
+            } else if let Some(pid) = temp_owner(rest) {
+                if self.sys.query(pid).liveness == Liveness::Dead {
+                    let _ = self.dir.remove(&name);
+                }
+            }
+        }
+    }
+
+    fn sibling(&self, name: &str) -> String {
+        match self.path.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{name}"),
+            None => name.to_owned(),
+        }
+    }
+
+    fn malformed(&self, e: FormatError) -> Error {
+        Error::Malformed {
+            path: self.path.to_owned(),
+            message: format!("{e}; it is left as it is (only force replaces or removes it)"),
+        }
+    }
+
+    fn io_error(&self, path: &str, what: &str, e: &io::Error) -> Error {
+        let path = path.to_owned();
+        let message = format!("cannot {what}: {e}");
+        match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+                Error::Unreachable { path, message }
+            }
+            _ => Error::Io { path, message },
+        }
+    }
+}
+
+/// Why `publish` did not publish.
+enum Published {
+    Exists,
+    Failed(Error),
+}
+
+/// The pid in a temporary file's name (`PID.NONCE.tmp`).
+fn temp_owner(rest: &str) -> Option<u32> {
+    let inner = rest.strip_suffix(".tmp")?;
+    let (pid, nonce) = inner.split_once('.')?;
+    (nonce.len() == 16).then_some(())?;
+    pid.parse().ok()
+}
+
+fn not_a_file(kind: Kind) -> String {
+    let what = match kind {
+        Kind::Directory => "a directory",
+        Kind::Symlink => "a symbolic link (lock files are never followed through links)",
+        Kind::Other(name) => name,
+        Kind::File(_) => "a regular file",
+    };
+    format!("is {what}, not a lock file; it is left as it is")
+}

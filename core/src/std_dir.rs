@@ -1,0 +1,108 @@
+//! [`Dir`] over `std::fs`, for native code: the unit tests and the baseline
+//! the component is benchmarked against. Same calls the component makes
+//! through WASI, so the comparison is fair.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::protocol::{Dir, Kind};
+
+/// Linux/macOS/BSD value of `O_NOFOLLOW`, so a symlink swapped in after the
+/// `lstat` is refused instead of followed.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const O_NOFOLLOW: i32 = 0o400_000;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const O_NOFOLLOW: i32 = 0x100;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const O_NONBLOCK: i32 = 0o4000;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const O_NONBLOCK: i32 = 0x4;
+
+/// A directory on the native file system.
+#[derive(Debug, Clone)]
+pub struct StdDir {
+    root: PathBuf,
+}
+
+impl StdDir {
+    /// The directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn at(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Dir for StdDir {
+    fn kind(&self, name: &str) -> io::Result<Option<Kind>> {
+        match fs::symlink_metadata(self.at(name)) {
+            Ok(m) => {
+                let t = m.file_type();
+                Ok(Some(if t.is_file() {
+                    Kind::File(m.len())
+                } else if t.is_dir() {
+                    Kind::Directory
+                } else if t.is_symlink() {
+                    Kind::Symlink
+                } else if t.is_fifo() {
+                    Kind::Other("a FIFO")
+                } else if t.is_socket() {
+                    Kind::Other("a socket")
+                } else {
+                    Kind::Other("a device")
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+            .open(self.at(name))?;
+        let mut bytes = Vec::with_capacity(256);
+        file.take(limit as u64).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn create(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let path = self.at(name);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(O_NOFOLLOW)
+            .open(&path)?;
+        file.write_all(data).inspect_err(|_| {
+            let _ = fs::remove_file(&path);
+        })
+    }
+
+    fn link(&self, existing: &str, new: &str) -> io::Result<()> {
+        fs::hard_link(self.at(existing), self.at(new))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.at(from), self.at(to))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.at(name))
+    }
+
+    fn names(&self) -> io::Result<Vec<String>> {
+        fs::read_dir(&self.root)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
+    }
+}

@@ -1,0 +1,183 @@
+//! The lockfile component: labm8's `LockFile` over WASI.
+//!
+//! The lock logic lives in `lockfile-core`; this crate only adapts it: the
+//! bindings ([`bindings`]), WASI directories ([`wasi_dir`]) and the host's
+//! `process` interface ([`system`]).
+
+mod bindings {
+    wit_bindgen::generate!({ world: "library", path: "../wit" });
+
+    use super::Component;
+    export!(Component);
+}
+mod system;
+mod wasi_dir;
+
+use std::cell::OnceCell;
+
+use bindings::exports::labm8::lockfile::lockfile::{
+    self as wit, Guest, GuestLockFile, Owner, Refusal, Status,
+};
+use bindings::labm8::lockfile::process::Datetime;
+use lockfile_core::{protocol, Lock, Record, Timestamp, Verdict};
+
+use crate::system::HostSystem;
+use crate::wasi_dir::{resolve, WasiDir};
+
+/// The component.
+struct Component;
+
+impl Guest for Component {
+    type LockFile = LockFile;
+}
+
+/// A lock named by a path; its directory is opened on first use.
+struct LockFile {
+    path: String,
+    dir: OnceCell<(WasiDir, String)>,
+}
+
+impl LockFile {
+    /// Runs `f` on the lock, resolving the path first (once).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
+    ) -> Result<T, wit::Error> {
+        if self.dir.get().is_none() {
+            let resolved = resolve(&self.path).map_err(to_wit_error)?;
+            let _ = self.dir.set(resolved);
+        }
+        let Some((dir, name)) = self.dir.get() else {
+            return Err(to_wit_error(protocol::Error::Unreachable {
+                path: self.path.clone(),
+                message: "the directory could not be opened".into(),
+            }));
+        };
+        let sys = HostSystem::default();
+        f(&Lock::new(dir, name, &self.path, &sys)).map_err(to_wit_error)
+    }
+
+    fn once<T>(
+        path: &str,
+        f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
+    ) -> Result<T, wit::Error> {
+        LockFile {
+            path: path.to_owned(),
+            dir: OnceCell::new(),
+        }
+        .with(f)
+    }
+}
+
+impl GuestLockFile for LockFile {
+    fn new(path: String) -> Self {
+        Self {
+            path,
+            dir: OnceCell::new(),
+        }
+    }
+
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    fn acquire(&self, replace_stale: bool, force: bool) -> Result<(), wit::Error> {
+        self.with(|lock| lock.acquire(replace_stale, force))
+    }
+
+    fn release(&self, force: bool) -> Result<(), wit::Error> {
+        self.with(|lock| lock.release(force))
+    }
+
+    fn pid(&self) -> Result<Option<u32>, wit::Error> {
+        self.with(|lock| Ok(lock.owner()?.map(|r| r.pid)))
+    }
+
+    fn date(&self) -> Result<Option<Datetime>, wit::Error> {
+        self.with(|lock| Ok(lock.owner()?.map(|r| to_datetime(r.timestamp))))
+    }
+
+    fn is_locked(&self) -> Result<bool, wit::Error> {
+        self.with(|lock| Ok(matches!(lock.load()?, protocol::State::Present { .. })))
+    }
+
+    fn owned_by_self(&self) -> Result<bool, wit::Error> {
+        self.with(|lock| {
+            let status = lock.status()?;
+            if status.judgement.verdict == Verdict::Malformed {
+                // Ownership of an unreadable file is unknowable: say so, as labm8 would raise.
+                lock.owner()?;
+            }
+            Ok(status.judgement.verdict == Verdict::OwnedBySelf)
+        })
+    }
+
+    fn status(&self) -> Result<Status, wit::Error> {
+        self.with(|lock| {
+            let status = lock.status()?;
+            Ok(Status {
+                path: self.path.clone(),
+                owner: status.owner.as_ref().map(to_owner),
+                verdict: to_verdict(status.judgement.verdict),
+                reason: status.judgement.reason,
+            })
+        })
+    }
+
+    fn read(path: String) -> Result<Option<Owner>, wit::Error> {
+        Self::once(&path, |lock| Ok(lock.owner()?.as_ref().map(to_owner)))
+    }
+
+    fn write(path: String, pid: u32, timestamp: Datetime) -> Result<(), wit::Error> {
+        let ts = Timestamp::new(timestamp.seconds, timestamp.nanoseconds);
+        Self::once(&path, |lock| lock.write(pid, ts))
+    }
+}
+
+fn to_datetime(t: Timestamp) -> Datetime {
+    Datetime {
+        seconds: t.seconds,
+        nanoseconds: t.nanos,
+    }
+}
+
+fn to_owner(r: &Record) -> Owner {
+    Owner {
+        pid: r.pid,
+        date: to_datetime(r.timestamp),
+        hostname: r.hostname.clone(),
+    }
+}
+
+fn to_verdict(v: Verdict) -> wit::Verdict {
+    match v {
+        Verdict::Unlocked => wit::Verdict::Unlocked,
+        Verdict::OwnedBySelf => wit::Verdict::OwnedBySelf,
+        Verdict::Held => wit::Verdict::Held,
+        Verdict::Stale => wit::Verdict::Stale,
+        Verdict::Foreign => wit::Verdict::Foreign,
+        Verdict::Malformed => wit::Verdict::Malformed,
+    }
+}
+
+fn to_refusal(r: protocol::Refusal) -> Refusal {
+    Refusal {
+        owner: to_owner(&r.owner),
+        path: r.path,
+        verdict: to_verdict(r.judgement.verdict),
+        reason: r.judgement.reason,
+    }
+}
+
+fn to_wit_error(e: protocol::Error) -> wit::Error {
+    use protocol::Error as E;
+    let failure = |path, message| wit::Failure { path, message };
+    match e {
+        E::UnableToAcquire(r) => wit::Error::UnableToAcquire(to_refusal(r)),
+        E::UnableToRelease(r) => wit::Error::UnableToRelease(to_refusal(r)),
+        E::Malformed { path, message } => wit::Error::Malformed(failure(path, message)),
+        E::NotAFile { path, message } => wit::Error::NotAFile(failure(path, message)),
+        E::Unreachable { path, message } => wit::Error::Unreachable(failure(path, message)),
+        E::Io { path, message } => wit::Error::Io(failure(path, message)),
+    }
+}

@@ -1,0 +1,68 @@
+//! [`System`] over the host's `process` interface and WASI clocks and random.
+
+use std::cell::OnceCell;
+
+use lockfile_core::{Identity, Liveness, Machine, ProcessInfo, System, Timestamp};
+
+use crate::bindings::labm8::lockfile::process as host;
+
+/// The host's view of processes, cached for one operation: who we are and
+/// which machine we are on do not change while an operation runs.
+#[derive(Default)]
+pub struct HostSystem {
+    current: OnceCell<Identity>,
+    machine: OnceCell<Machine>,
+}
+
+impl System for HostSystem {
+    fn current(&self) -> Identity {
+        *self.current.get_or_init(|| {
+            let id = host::current();
+            Identity {
+                pid: id.pid,
+                start_ticks: id.start_ticks,
+            }
+        })
+    }
+
+    fn machine(&self) -> Machine {
+        self.machine
+            .get_or_init(|| {
+                let m = host::machine();
+                Machine {
+                    hostname: m.hostname,
+                    boot_id: m.boot_id,
+                    pid_namespace: m.pid_namespace,
+                }
+            })
+            .clone()
+    }
+
+    fn query(&self, pid: u32) -> ProcessInfo {
+        let info = host::query(pid);
+        ProcessInfo {
+            liveness: match info.liveness {
+                host::Liveness::Alive => Liveness::Alive,
+                host::Liveness::Dead => Liveness::Dead,
+                host::Liveness::Unknown => Liveness::Unknown,
+            },
+            start_ticks: info.start_ticks,
+            start_time: info
+                .start_time
+                .map(|t| Timestamp::new(t.seconds, t.nanoseconds)),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        let now = wasi::clocks::wall_clock::now();
+        Timestamp::new(now.seconds, now.nanoseconds)
+    }
+
+    fn random(&self) -> u64 {
+        wasi::random::random::get_random_u64()
+    }
+
+    fn checkpoint(&self, name: &str) {
+        host::checkpoint(name);
+    }
+}

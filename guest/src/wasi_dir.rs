@@ -1,0 +1,181 @@
+//! [`Dir`] over WASI descriptors: every call is relative to the lock's
+//! directory and never follows a symlink at the lock's name.
+
+use std::cell::OnceCell;
+use std::io;
+
+use lockfile_core::paths::locate;
+use lockfile_core::protocol::{Dir, Error, Kind};
+use wasi::filesystem::preopens::get_directories;
+use wasi::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
+};
+
+thread_local! {
+    /// The preopened directories, fetched once per instance.
+    static PREOPENS: OnceCell<Vec<(Descriptor, String)>> = const { OnceCell::new() };
+}
+
+/// The directory that holds a lock.
+pub struct WasiDir {
+    fd: Descriptor,
+}
+
+/// Opens the directory of the lock at `path` and returns it with the lock's name.
+///
+/// # Errors
+/// `Unreachable` when the path is outside the preopens, holds `..`, or its
+/// directory does not exist.
+pub fn resolve(path: &str) -> Result<(WasiDir, String), Error> {
+    let unreachable = |message: String| Error::Unreachable {
+        path: path.to_owned(),
+        message,
+    };
+    PREOPENS.with(|cell| {
+        let preopens = cell.get_or_init(get_directories);
+        let names: Vec<&str> = preopens.iter().map(|(_, name)| name.as_str()).collect();
+        let located = locate(path, &names).map_err(unreachable)?;
+        let (root, root_name) = &preopens[located.preopen];
+        let fd = root
+            .open_at(
+                PathFlags::SYMLINK_FOLLOW,
+                &located.dir,
+                OpenFlags::DIRECTORY,
+                DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+            )
+            .map_err(|code| {
+                let dir = match path.rsplit_once('/') {
+                    Some(("", _)) => "/".to_owned(),
+                    Some((dir, _)) => dir.to_owned(),
+                    None => root_name.clone(),
+                };
+                match code {
+                    ErrorCode::NoEntry | ErrorCode::NotDirectory => {
+                        unreachable(format!("its directory `{dir}` does not exist"))
+                    }
+                    code => unreachable(format!(
+                        "cannot open its directory `{dir}`: {}",
+                        to_io(code)
+                    )),
+                }
+            })?;
+        Ok((WasiDir { fd }, located.name))
+    })
+}
+
+fn to_io(code: ErrorCode) -> io::Error {
+    use io::ErrorKind as K;
+    let kind = match code {
+        ErrorCode::Exist => K::AlreadyExists,
+        ErrorCode::NoEntry => K::NotFound,
+        ErrorCode::Access | ErrorCode::NotPermitted => K::PermissionDenied,
+        ErrorCode::InsufficientSpace | ErrorCode::Quota => K::StorageFull,
+        ErrorCode::ReadOnly => K::ReadOnlyFilesystem,
+        ErrorCode::IsDirectory => K::IsADirectory,
+        ErrorCode::NotDirectory => K::NotADirectory,
+        ErrorCode::Interrupted => K::Interrupted,
+        ErrorCode::WouldBlock => K::WouldBlock,
+        _ => K::Other,
+    };
+    let text = match code {
+        ErrorCode::InsufficientSpace => "no space left on device".to_owned(),
+        ErrorCode::Quota => "disk quota exceeded".to_owned(),
+        ErrorCode::ReadOnly => "read-only file system".to_owned(),
+        ErrorCode::Access | ErrorCode::NotPermitted => "permission denied".to_owned(),
+        ErrorCode::Loop => "too many levels of symbolic links".to_owned(),
+        code => code.message().to_owned(),
+    };
+    io::Error::new(kind, text)
+}
+
+impl Dir for WasiDir {
+    fn kind(&self, name: &str) -> io::Result<Option<Kind>> {
+        match self.fd.stat_at(PathFlags::empty(), name) {
+            Ok(stat) => Ok(Some(match stat.type_ {
+                DescriptorType::RegularFile => Kind::File(stat.size),
+                DescriptorType::Directory => Kind::Directory,
+                DescriptorType::SymbolicLink => Kind::Symlink,
+                DescriptorType::Fifo => Kind::Other("a FIFO"),
+                DescriptorType::Socket => Kind::Other("a socket"),
+                DescriptorType::BlockDevice | DescriptorType::CharacterDevice => {
+                    Kind::Other("a device")
+                }
+                DescriptorType::Unknown => Kind::Other("an unknown kind of file"),
+            })),
+            Err(ErrorCode::NoEntry) => Ok(None),
+            Err(code) => Err(to_io(code)),
+        }
+    }
+
+    fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>> {
+        let file = self
+            .fd
+            .open_at(
+                PathFlags::empty(),
+                name,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .map_err(to_io)?;
+        let mut bytes = Vec::new();
+        while bytes.len() < limit {
+            let want = (limit - bytes.len()) as u64;
+            let (chunk, eof) = file.read(want, bytes.len() as u64).map_err(to_io)?;
+            bytes.extend_from_slice(&chunk);
+            if eof || chunk.is_empty() {
+                break;
+            }
+        }
+        Ok(bytes)
+    }
+
+    fn create(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let file = self
+            .fd
+            .open_at(
+                PathFlags::empty(),
+                name,
+                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+                DescriptorFlags::WRITE,
+            )
+            .map_err(to_io)?;
+        let mut done = 0;
+        while done < data.len() {
+            match file.write(&data[done..], done as u64) {
+                Ok(0) => {
+                    let _ = self.fd.unlink_file_at(name);
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"));
+                }
+                Ok(n) => done += n as usize,
+                Err(code) => {
+                    let _ = self.fd.unlink_file_at(name);
+                    return Err(to_io(code));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn link(&self, existing: &str, new: &str) -> io::Result<()> {
+        self.fd
+            .link_at(PathFlags::empty(), existing, &self.fd, new)
+            .map_err(to_io)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.fd.rename_at(from, &self.fd, to).map_err(to_io)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.fd.unlink_file_at(name).map_err(to_io)
+    }
+
+    fn names(&self) -> io::Result<Vec<String>> {
+        let stream = self.fd.read_directory().map_err(to_io)?;
+        let mut names = Vec::new();
+        while let Some(entry) = stream.read_directory_entry().map_err(to_io)? {
+            names.push(entry.name);
+        }
+        Ok(names)
+    }
+}

@@ -1,0 +1,120 @@
+//! Builds the guest component and precompiles it for this host.
+//!
+//! The guest is built by a nested `cargo build --target wasm32-wasip2` with
+//! its own target directory under `OUT_DIR`: sharing the outer one deadlocks
+//! on cargo's build lock in `--release`. The component is then compiled to
+//! native code here, with the same wasmtime and engine settings the host
+//! uses, so no process pays for compiling it at start-up.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[path = "src/engine_config.rs"]
+mod engine_config;
+
+fn main() {
+    if let Err(e) = run() {
+        // A build script reports failure by panicking; say what went wrong first.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let root = manifest_dir
+        .parent()
+        .ok_or("host/ has no parent")?
+        .to_path_buf();
+    let guest_target = out.join("guest-target");
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root).args([
+        "build",
+        "--quiet",
+        "--release",
+        "--package",
+        "lockfile-guest",
+        "--target",
+        "wasm32-wasip2",
+        "--target-dir",
+    ]);
+    cmd.arg(&guest_target);
+    // Variables cargo sets for this build script would leak into the nested
+    // build: host rustflags, the jobserver, the target dir, the package's own
+    // metadata. Keep only what configures cargo itself (home, network, registries).
+    for (key, _) in env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let keep = [
+            "CARGO_HOME",
+            "CARGO_NET_",
+            "CARGO_HTTP_",
+            "CARGO_REGISTRIES_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p));
+        if (key.starts_with("CARGO_") && !keep)
+            || matches!(
+                key,
+                "RUSTC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTDOC"
+            )
+            || matches!(
+                key,
+                "TARGET" | "HOST" | "OUT_DIR" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        return Err(format!(
+            "building the guest failed ({status}); is the target installed? \
+             run `rustup target add wasm32-wasip2`"
+        )
+        .into());
+    }
+    let built = guest_target.join("wasm32-wasip2/release");
+    let wasm = built.join("lockfile_guest.wasm");
+    rerun_on_inputs(&built.join("lockfile_guest.d"), &root)?;
+
+    let bytes = fs::read(&wasm)?;
+    let engine = wasmtime::Engine::new(&engine_config::config())
+        .map_err(|e| format!("cannot build the engine: {e}"))?;
+    let cwasm = engine
+        .precompile_component(&bytes)
+        .map_err(|e| format!("cannot precompile `{}`: {e}", wasm.display()))?;
+    fs::write(out.join("lockfile.wasm"), &bytes)?;
+    fs::write(out.join("lockfile.cwasm"), &cwasm)?;
+
+    // A stable path for people and for `wasmtime run`: target/<profile>/lockfile.wasm.
+    if let Some(profile_dir) = out.ancestors().nth(3) {
+        let _ = fs::write(profile_dir.join("lockfile.wasm"), &bytes);
+    }
+    Ok(())
+}
+
+/// Re-runs this script when any source file of the guest changes, as listed
+/// by the nested build's dep-info file.
+fn rerun_on_inputs(dep_info: &Path, root: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!("cargo:rerun-if-changed={}", root.join("guest").display());
+    println!("cargo:rerun-if-changed={}", root.join("core").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
+    println!("cargo:rerun-if-changed=src/engine_config.rs");
+    let text = fs::read_to_string(dep_info)?;
+    let deps = text.split_once(':').map_or("", |(_, deps)| deps);
+    for dep in deps.split_whitespace() {
+        if dep.starts_with(root.to_str().unwrap_or("\0")) {
+            println!("cargo:rerun-if-changed={dep}");
+        }
+    }
+    Ok(())
+}

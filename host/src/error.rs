@@ -1,0 +1,175 @@
+//! The embedding's typed errors.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use lockfile_core::{Timestamp, Verdict};
+
+use crate::runtime::bindings::exports::labm8::lockfile::lockfile as wit;
+use crate::Owner;
+
+/// Who holds a lock that could not be taken or released.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// The lock's path.
+    pub path: PathBuf,
+    /// The recorded owner.
+    pub owner: Owner,
+    /// `Held`, `Foreign` or `Stale`.
+    pub verdict: Verdict,
+    /// Why the owner counts as holding it.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A word or two on the owner: `alive`, `stale`, `on host x`, ...
+    pub fn owner_state(&self) -> String {
+        match self.verdict {
+            Verdict::Held if self.reason.starts_with("cannot tell") => "liveness unknown".into(),
+            Verdict::Held => "alive".into(),
+            Verdict::Stale => "stale".into(),
+            Verdict::Foreign => match &self.owner.hostname {
+                Some(host) => format!("on host {host}"),
+                None => "in another PID namespace".into(),
+            },
+            Verdict::OwnedBySelf => "this process".into(),
+            Verdict::Unlocked | Verdict::Malformed => self.verdict.as_str().into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    /// `held by pid 4242 (alive) since 2026-11-29 10:02:11 UTC`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "held by pid {} ({}) since {}",
+            self.owner.pid,
+            self.owner_state(),
+            lockfile_core::display_time(self.owner.date)
+        )
+    }
+}
+
+/// Why a lock operation failed. Each case names the path concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// labm8's `UnableToAcquireLockError`.
+    #[error("cannot acquire `{}`: {}", .0.path.display(), .0)]
+    UnableToAcquire(Refusal),
+    /// labm8's `UnableToReleaseLockError`.
+    #[error("cannot release `{}`: {}", .0.path.display(), .0)]
+    UnableToRelease(Refusal),
+    /// The lock file cannot be parsed; it was left untouched.
+    #[error("malformed lock file `{}`: {message}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A directory, symlink, FIFO, ... where the lock file should be.
+    #[error("`{}` {message}", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What is there.
+        message: String,
+    },
+    /// The path cannot be reached: missing directory, `..`, outside the sandbox.
+    #[error("cannot reach `{}`: {message}", path.display())]
+    Unreachable {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Any other I/O error: permission denied, disk full, read-only file system.
+    #[error("`{}`: {message}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The process to act for does not exist.
+    #[error("process {0} is not running, so no lock can be taken for it")]
+    NoSuchProcess(u32),
+    /// wasmtime failed or the component trapped: a bug, not a lock condition.
+    #[error("{context}: {source:#}")]
+    Runtime {
+        /// What was being done.
+        context: &'static str,
+        /// wasmtime's error.
+        source: wasmtime::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn runtime(context: &'static str, source: wasmtime::Error) -> Self {
+        Error::Runtime { context, source }
+    }
+
+    /// Whether another owner holds the lock (acquire or release refused).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::UnableToAcquire(_) | Error::UnableToRelease(_))
+    }
+
+    /// The refusal, for `UnableToAcquire` and `UnableToRelease`.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Error::UnableToAcquire(r) | Error::UnableToRelease(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn verdict(v: wit::Verdict) -> Verdict {
+    match v {
+        wit::Verdict::Unlocked => Verdict::Unlocked,
+        wit::Verdict::OwnedBySelf => Verdict::OwnedBySelf,
+        wit::Verdict::Held => Verdict::Held,
+        wit::Verdict::Stale => Verdict::Stale,
+        wit::Verdict::Foreign => Verdict::Foreign,
+        wit::Verdict::Malformed => Verdict::Malformed,
+    }
+}
+
+impl From<wit::Owner> for Owner {
+    fn from(o: wit::Owner) -> Self {
+        Owner {
+            pid: o.pid,
+            date: Timestamp::new(o.date.seconds, o.date.nanoseconds),
+            hostname: o.hostname,
+        }
+    }
+}
+
+pub(crate) fn from_wit(e: wit::Error) -> Error {
+    let refusal = |r: wit::Refusal| Refusal {
+        path: PathBuf::from(r.path),
+        owner: r.owner.into(),
+        verdict: verdict(r.verdict),
+        reason: r.reason,
+    };
+    match e {
+        wit::Error::UnableToAcquire(r) => Error::UnableToAcquire(refusal(r)),
+        wit::Error::UnableToRelease(r) => Error::UnableToRelease(refusal(r)),
+        wit::Error::Malformed(f) => Error::Malformed {
+            path: f.path.into(),
+            message: f.message,
+        },
+        wit::Error::NotAFile(f) => Error::NotAFile {
+            path: f.path.into(),
+            message: f.message,
+        },
+        wit::Error::Unreachable(f) => Error::Unreachable {
+            path: f.path.into(),
+            message: f.message,
+        },
+        wit::Error::Io(f) => Error::Io {
+            path: f.path.into(),
+            message: f.message,
+        },
+    }
+}

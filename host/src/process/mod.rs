@@ -1,0 +1,45 @@
+//! What the host knows about processes, one file per platform.
+//!
+//! - Linux ([`linux`]): `kill(pid, 0)` (EPERM means alive) plus
+//!   `/proc/PID/stat` for the state and start time, boot id and PID namespace.
+//! - Other Unix ([`unix`]): `kill(pid, 0)` only.
+//! - Elsewhere ([`unknown`]): nothing is known, so no lock is ever judged stale.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::{machine, query};
+
+#[cfg(all(unix, not(target_os = "linux")))]
+mod unix;
+#[cfg(all(unix, not(target_os = "linux")))]
+pub use unix::{machine, query};
+
+#[cfg(not(unix))]
+mod unknown;
+#[cfg(not(unix))]
+pub use unknown::{machine, query};
+
+pub use lockfile_core::{Liveness, Machine, ProcessInfo};
+
+/// The parent of the current process: the shell or script that ran us.
+pub fn parent_pid() -> Option<u32> {
+    #[cfg(unix)]
+    {
+        rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs())
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The host name from `uname`, if it can be written into a lock file.
+#[cfg(unix)]
+fn unix_hostname() -> Option<String> {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    lockfile_core::format::valid_word(&name).then_some(name)
+}

@@ -1,0 +1,470 @@
+//! The wasmtime embedding: one engine and pre-instantiated component per
+//! [`Runtime`], one cheap store per lock.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lockfile_core::{Identity, Machine, Timestamp};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::error::{from_wit, Error};
+use crate::process;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({ world: "library", path: "../wit" });
+}
+
+use bindings::exports::labm8::lockfile::lockfile as wit;
+use bindings::labm8::lockfile::process as wit_process;
+use bindings::{Library, LibraryPre};
+
+/// The component precompiled by `build.rs` for this host and engine config.
+static PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lockfile.cwasm"));
+/// The component itself, compiled at run time only if the precompiled form is refused.
+static COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lockfile.wasm"));
+
+/// The environment variable of the test pause hook: `CHECKPOINT:FILE[,...]`.
+/// At checkpoint `CHECKPOINT` the host creates `FILE` and waits until it is
+/// removed (at most two minutes). A test knob, documented as such; unset, it
+/// costs nothing.
+pub const PAUSE_VAR: &str = "LOCKFILE_TEST_PAUSE";
+
+/// The per-store state: WASI, and what the `process` import answers.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    acting: Identity,
+    machine: Machine,
+    pauses: Vec<(String, PathBuf)>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit_process::Host for HostState {
+    fn current(&mut self) -> wit_process::Identity {
+        wit_process::Identity {
+            pid: self.acting.pid,
+            start_ticks: self.acting.start_ticks,
+        }
+    }
+
+    fn machine(&mut self) -> wit_process::MachineFacts {
+        wit_process::MachineFacts {
+            hostname: self.machine.hostname.clone(),
+            boot_id: self.machine.boot_id.clone(),
+            pid_namespace: self.machine.pid_namespace,
+        }
+    }
+
+    fn query(&mut self, pid: u32) -> wit_process::ProcessInfo {
+        let info = process::query(pid);
+        wit_process::ProcessInfo {
+            liveness: match info.liveness {
+                process::Liveness::Alive => wit_process::Liveness::Alive,
+                process::Liveness::Dead => wit_process::Liveness::Dead,
+                process::Liveness::Unknown => wit_process::Liveness::Unknown,
+            },
+            start_ticks: info.start_ticks,
+            start_time: info.start_time.map(to_datetime),
+        }
+    }
+
+    fn checkpoint(&mut self, name: String) {
+        let Some((_, file)) = self.pauses.iter().find(|(n, _)| *n == name) else {
+            return;
+        };
+        if std::fs::write(file, self.acting.pid.to_string()).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+pub(crate) fn to_datetime(t: Timestamp) -> wit_process::Datetime {
+    wit_process::Datetime {
+        seconds: t.seconds,
+        nanoseconds: t.nanos,
+    }
+}
+
+/// The loaded component, ready to open locks. Build it once and share it:
+/// creating it costs milliseconds, opening a lock from it microseconds.
+pub struct Runtime {
+    engine: Engine,
+    pre: LibraryPre<HostState>,
+    machine: Machine,
+    pauses: Vec<(String, PathBuf)>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Loads the component.
+    ///
+    /// # Errors
+    /// [`Error::Runtime`] if wasmtime cannot load or link the component.
+    pub fn new() -> Result<Self, Error> {
+        let engine = Engine::new(&crate::engine_config::config())
+            .map_err(|e| Error::runtime("cannot create the wasmtime engine", e))?;
+        // SAFETY: `PRECOMPILED` was produced by `Engine::precompile_component`
+        // in build.rs, by this same pinned wasmtime with the same engine
+        // config, and is embedded read-only in this binary; wasmtime checks
+        // its version and settings and refuses a mismatch, which falls back
+        // to compiling `COMPONENT`.
+        let component = match unsafe { Component::deserialize(&engine, PRECOMPILED) } {
+            Ok(c) => c,
+            Err(_) => Component::new(&engine, COMPONENT)
+                .map_err(|e| Error::runtime("cannot compile the lockfile component", e))?,
+        };
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| Error::runtime("cannot link WASI", e))?;
+        Library::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| Error::runtime("cannot link the process interface", e))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(LibraryPre::new)
+            .map_err(|e| Error::runtime("cannot prepare the lockfile component", e))?;
+        Ok(Self {
+            engine,
+            pre,
+            machine: process::machine(),
+            pauses: pauses_from_env(),
+        })
+    }
+
+    /// Opens the lock at `path` for the current process.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] when the lock's directory does not exist.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<LockFile, Error> {
+        let pid = std::process::id();
+        let acting = Identity {
+            pid,
+            start_ticks: process::query(pid).start_ticks,
+        };
+        self.open_with(path.as_ref(), acting)
+    }
+
+    /// Opens the lock at `path` on behalf of process `pid` (as `lockfile
+    /// --pid` does): locks it takes record `pid`, and `owned_by_self` means
+    /// owned by `pid`.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchProcess`] when `pid` is not running; as [`Runtime::open`].
+    pub fn open_as(&self, path: impl AsRef<Path>, pid: u32) -> Result<LockFile, Error> {
+        let info = process::query(pid);
+        if info.liveness == process::Liveness::Dead {
+            return Err(Error::NoSuchProcess(pid));
+        }
+        let acting = Identity {
+            pid,
+            start_ticks: info.start_ticks,
+        };
+        self.open_with(path.as_ref(), acting)
+    }
+
+    fn open_with(&self, path: &Path, acting: Identity) -> Result<LockFile, Error> {
+        let (dir, full) = locate(path)?;
+        let mut store = self.store(&dir, acting)?;
+        let lib = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::runtime("cannot instantiate the lockfile component", e))?;
+        let guest_path = utf8(&full)?.to_owned();
+        let resource = lib
+            .labm8_lockfile_lockfile()
+            .lock_file()
+            .call_constructor(&mut store, &guest_path)
+            .map_err(|e| Error::runtime("the component trapped", e))?;
+        Ok(LockFile {
+            store,
+            lib,
+            resource,
+            path: full,
+        })
+    }
+
+    /// labm8's `LockFile.read`: the owner recorded at `path`; `None` when unlocked.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`], [`Error::NotAFile`], [`Error::Unreachable`], [`Error::Io`].
+    pub fn read(&self, path: impl AsRef<Path>) -> Result<Option<crate::Owner>, Error> {
+        self.with_static(path.as_ref(), |lib, store, p| {
+            lib.labm8_lockfile_lockfile()
+                .lock_file()
+                .call_read(store, p)
+        })
+        .map(|o| o.map(crate::Owner::from))
+    }
+
+    /// labm8's `LockFile.write`: plants `PID TIMESTAMP` at `path`, atomically
+    /// replacing a regular file there.
+    ///
+    /// # Errors
+    /// [`Error::NotAFile`], [`Error::Unreachable`], [`Error::Io`] (also for pid 0).
+    pub fn write(
+        &self,
+        path: impl AsRef<Path>,
+        pid: u32,
+        timestamp: Timestamp,
+    ) -> Result<(), Error> {
+        self.with_static(path.as_ref(), |lib, store, p| {
+            lib.labm8_lockfile_lockfile().lock_file().call_write(
+                store,
+                p,
+                pid,
+                to_datetime(timestamp),
+            )
+        })
+    }
+
+    fn with_static<T>(
+        &self,
+        path: &Path,
+        call: impl FnOnce(
+            &Library,
+            &mut Store<HostState>,
+            &str,
+        ) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Result<T, Error> {
+        let (dir, full) = locate(path)?;
+        let pid = std::process::id();
+        let acting = Identity {
+            pid,
+            start_ticks: None,
+        };
+        let mut store = self.store(&dir, acting)?;
+        let lib = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::runtime("cannot instantiate the lockfile component", e))?;
+        call(&lib, &mut store, utf8(&full)?)
+            .map_err(|e| Error::runtime("the component trapped", e))?
+            .map_err(from_wit)
+    }
+
+    fn store(&self, dir: &Path, acting: Identity) -> Result<Store<HostState>, Error> {
+        let mut wasi = WasiCtxBuilder::new();
+        // Must precede `preopened_dir`: each preopen captures the setting.
+        wasi.allow_blocking_current_thread(true);
+        wasi.preopened_dir(dir, utf8(dir)?, FsPerms::ReadWrite)
+            .map_err(|e| Error::Unreachable {
+                path: dir.to_path_buf(),
+                message: format!("cannot open the directory: {e}"),
+            })?;
+        Ok(Store::new(
+            &self.engine,
+            HostState {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+                acting,
+                machine: self.machine.clone(),
+                pauses: self.pauses.clone(),
+            },
+        ))
+    }
+}
+
+fn pauses_from_env() -> Vec<(String, PathBuf)> {
+    let Ok(spec) = std::env::var(PAUSE_VAR) else {
+        return Vec::new();
+    };
+    spec.split(',')
+        .filter_map(|item| item.split_once(':'))
+        .map(|(name, file)| (name.to_owned(), PathBuf::from(file)))
+        .collect()
+}
+
+fn utf8(path: &Path) -> Result<&str, Error> {
+    path.to_str().ok_or_else(|| Error::Unreachable {
+        path: path.to_path_buf(),
+        message: "the path is not valid UTF-8, which WASI cannot name".into(),
+    })
+}
+
+/// The lock's directory, made absolute with links resolved (it is preopened
+/// as itself, so messages show real paths), and the lock's full path in it.
+fn locate(path: &Path) -> Result<(PathBuf, PathBuf), Error> {
+    let unreachable = |message: String| Error::Unreachable {
+        path: path.to_path_buf(),
+        message,
+    };
+    let name = match path.file_name() {
+        Some(name) if !path.as_os_str().to_string_lossy().ends_with('/') => name,
+        _ => return Err(unreachable("the path does not name a file".into())),
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::fs::canonicalize(&parent).map_err(|e| {
+        unreachable(match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("its directory `{}` does not exist", parent.display())
+            }
+            _ => format!("cannot resolve its directory `{}`: {e}", parent.display()),
+        })
+    })?;
+    if !dir.is_dir() {
+        return Err(unreachable(format!(
+            "`{}` is not a directory",
+            dir.display()
+        )));
+    }
+    let full = dir.join(name);
+    Ok((dir, full))
+}
+
+/// A lock file opened through the component: labm8's `LockFile`.
+pub struct LockFile {
+    store: Store<HostState>,
+    lib: Library,
+    resource: ResourceAny,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for LockFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! call {
+    ($self:ident, $method:ident $(, $arg:expr)*) => {{
+        let guest = $self.lib.labm8_lockfile_lockfile().lock_file();
+        guest
+            .$method(&mut $self.store, $self.resource $(, $arg)*)
+            .map_err(|e| Error::runtime("the component trapped", e))?
+            .map_err(from_wit)
+    }};
+}
+
+impl LockFile {
+    /// The lock's path (absolute, with its directory's links resolved).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Claims the lock: when unheld, when this process holds it already, with
+    /// `force` always, and with `replace_stale` when the owner is gone.
+    ///
+    /// # Errors
+    /// [`Error::UnableToAcquire`] naming the owner; [`Error::Malformed`]
+    /// (unless `force`); [`Error::NotAFile`]; [`Error::Io`].
+    pub fn acquire(&mut self, replace_stale: bool, force: bool) -> Result<(), Error> {
+        call!(self, call_acquire, replace_stale, force)
+    }
+
+    /// Acquires the lock and returns a guard that releases it when dropped.
+    ///
+    /// # Errors
+    /// As [`LockFile::acquire`].
+    pub fn lock(&mut self, replace_stale: bool, force: bool) -> Result<LockGuard<'_>, Error> {
+        self.acquire(replace_stale, force)?;
+        Ok(LockGuard { lock: self })
+    }
+
+    /// Releases the lock: no-op when unheld; with `force` whoever holds it.
+    ///
+    /// # Errors
+    /// [`Error::UnableToRelease`] naming the owner; [`Error::Malformed`]
+    /// (unless `force`); [`Error::NotAFile`]; [`Error::Io`].
+    pub fn release(&mut self, force: bool) -> Result<(), Error> {
+        call!(self, call_release, force)
+    }
+
+    /// The owner's pid; `None` when unlocked.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`], [`Error::NotAFile`], [`Error::Io`].
+    pub fn pid(&mut self) -> Result<Option<u32>, Error> {
+        call!(self, call_pid)
+    }
+
+    /// When the lock was acquired; `None` when unlocked.
+    ///
+    /// # Errors
+    /// As [`LockFile::pid`].
+    pub fn date(&mut self) -> Result<Option<Timestamp>, Error> {
+        let date = call!(self, call_date)?;
+        Ok(date.map(|d| Timestamp::new(d.seconds, d.nanoseconds)))
+    }
+
+    /// Whether a lock file exists.
+    ///
+    /// # Errors
+    /// [`Error::NotAFile`], [`Error::Io`].
+    pub fn is_locked(&mut self) -> Result<bool, Error> {
+        call!(self, call_is_locked)
+    }
+
+    /// Whether this process (or the pid given to [`Runtime::open_as`]) holds the lock.
+    ///
+    /// # Errors
+    /// As [`LockFile::pid`].
+    pub fn owned_by_self(&mut self) -> Result<bool, Error> {
+        call!(self, call_owned_by_self)
+    }
+
+    /// The owner, verdict and reason.
+    ///
+    /// # Errors
+    /// [`Error::NotAFile`], [`Error::Io`]; a malformed file is a verdict, not an error.
+    pub fn status(&mut self) -> Result<crate::Status, Error> {
+        let s = call!(self, call_status)?;
+        Ok(crate::Status {
+            path: PathBuf::from(s.path),
+            owner: s.owner.map(crate::Owner::from),
+            verdict: crate::error::verdict(s.verdict),
+            reason: s.reason,
+        })
+    }
+}
+
+/// Holds a lock until dropped (or [`LockGuard::release`]d).
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct LockGuard<'a> {
+    lock: &'a mut LockFile,
+}
+
+impl LockGuard<'_> {
+    /// Releases the lock now, reporting failure (dropping the guard ignores it).
+    ///
+    /// # Errors
+    /// As [`LockFile::release`].
+    pub fn release(self) -> Result<(), Error> {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        this.lock.release(false)
+    }
+
+    /// The lock.
+    pub fn lock_file(&mut self) -> &mut LockFile {
+        self.lock
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.release(false);
+    }
+}
