@@ -57,6 +57,8 @@ pub trait Dir {
 pub trait System {
     /// The process the lock is taken for.
     fn current(&self) -> Identity;
+    /// The process running this code: named by claims and temporary files.
+    fn runner(&self) -> Identity;
     /// Facts about this machine.
     fn machine(&self) -> Machine;
     /// What is known about `pid`.
@@ -358,7 +360,10 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn my_record(&self) -> Record {
-        let me = self.sys.current();
+        self.record_for(self.sys.current())
+    }
+
+    fn record_for(&self, me: Identity) -> Record {
         let machine = self.sys.machine();
         Record {
             pid: me.pid,
@@ -376,7 +381,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         let temp = format!(
             ".{}.{}.{:016x}.tmp",
             self.name,
-            self.sys.current().pid,
+            self.sys.runner().pid,
             self.sys.random()
         );
         let bytes = format::serialize(record);
@@ -422,7 +427,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         self.sys.checkpoint("after-judge");
         // chain[0] is the stale lock; chain[i + 1] an abandoned claim on chain[i].
         let mut chain: Vec<(String, Vec<u8>)> = vec![(self.name.to_owned(), stale)];
-        let mut claim_record = self.my_record();
+        let mut claim_record = self.record_for(self.sys.runner());
         let claim = loop {
             let Some((_, target)) = chain.last() else {
                 return Ok(false);

@@ -11,6 +11,7 @@ use crate::bindings::labm8::lockfile::process as host;
 #[derive(Default)]
 pub struct HostSystem {
     current: OnceCell<Identity>,
+    runner: OnceCell<Identity>,
     machine: OnceCell<Machine>,
 }
 
@@ -18,6 +19,16 @@ impl System for HostSystem {
     fn current(&self) -> Identity {
         *self.current.get_or_init(|| {
             let id = host::current();
+            Identity {
+                pid: id.pid,
+                start_ticks: id.start_ticks,
+            }
+        })
+    }
+
+    fn runner(&self) -> Identity {
+        *self.runner.get_or_init(|| {
+            let id = host::runner();
             Identity {
                 pid: id.pid,
                 start_ticks: id.start_ticks,

@@ -100,7 +100,8 @@ impl Dir for WasiDir {
                 DescriptorType::BlockDevice | DescriptorType::CharacterDevice => {
                     Kind::Other("a device")
                 }
-                DescriptorType::Unknown => Kind::Other("an unknown kind of file"),
+                // wasmtime reports FIFOs and sockets as `unknown`.
+                DescriptorType::Unknown => Kind::Other("a special file (FIFO, socket or device)"),
             })),
             Err(ErrorCode::NoEntry) => Ok(None),
             Err(code) => Err(to_io(code)),

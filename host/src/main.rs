@@ -143,7 +143,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lockfile: {e:#}");
+            eprintln!("lockfile: {}", describe(&e));
             let code = match e.downcast_ref::<Error>() {
                 Some(e) if e.is_refusal() => HELD,
                 Some(_) => OTHER,
@@ -152,6 +152,30 @@ fn main() -> ExitCode {
             };
             ExitCode::from(code)
         }
+    }
+}
+
+/// The error for a person: a refusal says why the owner counts as holding
+/// the lock, and what would take it anyway.
+fn describe(e: &anyhow::Error) -> String {
+    let Some(refusal) = e.downcast_ref::<Error>().and_then(Error::refusal) else {
+        return format!("{e:#}");
+    };
+    let acquiring = matches!(e.downcast_ref::<Error>(), Some(Error::UnableToAcquire(_)));
+    match refusal.verdict {
+        Verdict::Stale if acquiring => format!(
+            "{e}; {} (use --replace-stale to take it over)",
+            refusal.reason
+        ),
+        // The plain case needs no more words than `held by pid N (alive)`.
+        Verdict::Held
+            if refusal
+                .reason
+                .starts_with(&format!("pid {} is running", refusal.owner.pid)) =>
+        {
+            format!("{e}")
+        }
+        _ => format!("{e}; {}", refusal.reason),
     }
 }
 

@@ -36,6 +36,7 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     acting: Identity,
+    runner: Identity,
     machine: Machine,
     pauses: Vec<(String, PathBuf)>,
 }
@@ -54,6 +55,13 @@ impl wit_process::Host for HostState {
         wit_process::Identity {
             pid: self.acting.pid,
             start_ticks: self.acting.start_ticks,
+        }
+    }
+
+    fn runner(&mut self) -> wit_process::Identity {
+        wit_process::Identity {
+            pid: self.runner.pid,
+            start_ticks: self.runner.start_ticks,
         }
     }
 
@@ -105,6 +113,7 @@ pub struct Runtime {
     engine: Engine,
     pre: LibraryPre<HostState>,
     machine: Machine,
+    runner: Identity,
     pauses: Vec<(String, PathBuf)>,
 }
 
@@ -145,6 +154,10 @@ impl Runtime {
             engine,
             pre,
             machine: process::machine(),
+            runner: Identity {
+                pid: std::process::id(),
+                start_ticks: process::query(std::process::id()).start_ticks,
+            },
             pauses: pauses_from_env(),
         })
     }
@@ -154,12 +167,7 @@ impl Runtime {
     /// # Errors
     /// [`Error::Unreachable`] when the lock's directory does not exist.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<LockFile, Error> {
-        let pid = std::process::id();
-        let acting = Identity {
-            pid,
-            start_ticks: process::query(pid).start_ticks,
-        };
-        self.open_with(path.as_ref(), acting)
+        self.open_with(path.as_ref(), self.runner)
     }
 
     /// Opens the lock at `path` on behalf of process `pid` (as `lockfile
@@ -245,12 +253,7 @@ impl Runtime {
         ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, Error> {
         let (dir, full) = locate(path)?;
-        let pid = std::process::id();
-        let acting = Identity {
-            pid,
-            start_ticks: None,
-        };
-        let mut store = self.store(&dir, acting)?;
+        let mut store = self.store(&dir, self.runner)?;
         let lib = self
             .pre
             .instantiate(&mut store)
@@ -275,6 +278,7 @@ impl Runtime {
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
                 acting,
+                runner: self.runner,
                 machine: self.machine.clone(),
                 pauses: self.pauses.clone(),
             },

@@ -1,0 +1,378 @@
+//! The `lockfile` command line: exit codes, messages, JSON, `run`, `--wait`.
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+#[test]
+fn acquire_status_release_for_a_pid() {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
+    expect_code(&lockfile(&["acquire", "--pid", &pid, s(&lock)]), 0);
+    let first_line = fs::read_to_string(&lock).expect("lock");
+    assert!(first_line.starts_with(&format!("{pid} ")), "{first_line}");
+
+    let v = status_json(&lock, &["--pid", &pid]);
+    assert_eq!(v["path"], s(&lock));
+    assert_eq!(v["locked"], true);
+    assert_eq!(v["pid"], owner.pid());
+    assert!(v["timestamp"].as_f64().expect("float") > 1.7e9);
+    let acquired = v["acquired"].as_str().expect("rfc3339");
+    assert!(
+        acquired.ends_with('Z') && acquired.contains('T'),
+        "{acquired}"
+    );
+    assert_eq!(v["owned_by_self"], true);
+    assert_eq!(v["verdict"], "owned-by-self");
+    assert!(v["reason"].as_str().expect("reason").contains(&pid));
+
+    // Seen from another process: held, and acquire/release are refused with 1.
+    let other = Sleeper::new();
+    let v = status_json(&lock, &["--pid", &other.pid_str()]);
+    assert_eq!(v["verdict"], "held");
+    assert_eq!(v["owned_by_self"], false);
+    let out = lockfile(&["acquire", "--pid", &other.pid_str(), s(&lock)]);
+    expect_code(&out, 1);
+    let msg = stderr(&out);
+    assert!(
+        msg.starts_with(&format!(
+            "lockfile: cannot acquire `{}`: held by pid {pid} (alive) since ",
+            s(&lock)
+        )),
+        "{msg}"
+    );
+    assert!(msg.trim_end().ends_with(" UTC"), "{msg}");
+    expect_code(
+        &lockfile(&["release", "--pid", &other.pid_str(), s(&lock)]),
+        1,
+    );
+    assert!(lock.exists());
+
+    expect_code(&lockfile(&["release", "--pid", &pid, s(&lock)]), 0);
+    assert!(!lock.exists());
+    let v = status_json(&lock, &[]);
+    assert_eq!(v["locked"], false);
+    assert_eq!(v["verdict"], "unlocked");
+    for key in ["pid", "timestamp", "acquired"] {
+        assert!(v[key].is_null(), "{key} should be null: {v}");
+    }
+}
+
+#[test]
+fn default_pid_is_the_calling_process() {
+    let dir = sandbox();
+    let lock = dir.path().join("shell.lock");
+    // One shell runs acquire then status: both act for that shell.
+    let script = format!(
+        "{bin} acquire {l} && {bin} status --json {l} && echo \"shell=$$\"",
+        bin = lockfile_bin(),
+        l = s(&lock)
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh");
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    let shell: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("shell="))
+        .and_then(|p| p.parse().ok())
+        .expect("shell pid");
+    let v: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("json")).expect("json");
+    assert_eq!(v["pid"], shell);
+    assert_eq!(v["verdict"], "owned-by-self");
+    // The shell is gone now: the lock is stale.
+    let v = status_json(&lock, &[]);
+    assert_eq!(v["verdict"], "stale");
+    assert_eq!(v["reason"], format!("pid {shell} is not running"));
+}
+
+#[test]
+fn stale_lock_message_and_replace_stale() {
+    let dir = sandbox();
+    let lock = dir.path().join("stale.lock");
+    expect_code(
+        &lockfile(&["write", s(&lock), &DEAD_PID.to_string(), "1700000000.25"]),
+        0,
+    );
+    assert_eq!(
+        fs::read_to_string(&lock).expect("lock"),
+        "4194304 1700000000.250000\n"
+    );
+    let v = status_json(&lock, &[]);
+    assert_eq!(v["verdict"], "stale");
+    assert_eq!(v["timestamp"], 1_700_000_000.25);
+    assert_eq!(v["acquired"], "2023-11-14T22:13:20.250000Z");
+    let out = lockfile(&["acquire", s(&lock)]);
+    expect_code(&out, 1);
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("held by pid 4194304 (stale) since 2023-11-14 22:13:20 UTC"),
+        "{msg}"
+    );
+    assert!(msg.contains("--replace-stale"), "{msg}");
+    let owner = Sleeper::new();
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &owner.pid_str(),
+            s(&lock),
+        ]),
+        0,
+    );
+    assert_eq!(status_json(&lock, &[])["pid"], owner.pid());
+    assert_eq!(names(dir.path()), vec!["stale.lock"]);
+}
+
+#[test]
+fn force_takes_a_live_lock() {
+    let dir = sandbox();
+    let lock = dir.path().join("f.lock");
+    let a = Sleeper::new();
+    let b = Sleeper::new();
+    expect_code(&lockfile(&["acquire", "--pid", &a.pid_str(), s(&lock)]), 0);
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &b.pid_str(),
+            s(&lock),
+        ]),
+        1,
+    );
+    expect_code(
+        &lockfile(&["acquire", "--force", "--pid", &b.pid_str(), s(&lock)]),
+        0,
+    );
+    assert_eq!(status_json(&lock, &[])["pid"], b.pid());
+    expect_code(&lockfile(&["release", "--force", s(&lock)]), 0);
+    assert!(!lock.exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = sandbox();
+    let lock = dir.path().join("u.lock");
+    for args in [
+        vec!["acquire"],
+        vec!["frobnicate", s(&lock)],
+        vec!["acquire", "--wait", "soon", s(&lock)],
+        vec!["acquire", "--pid", "0", s(&lock)],
+        vec!["acquire", "--pid", "-4", s(&lock)],
+        vec!["write", s(&lock), "0"],
+        vec!["write", s(&lock), "12", "yesterday"],
+        vec!["run", s(&lock)],
+    ] {
+        let out = lockfile(&args);
+        expect_code(&out, 2);
+        assert!(!stderr(&out).is_empty(), "{args:?} says why");
+    }
+    assert!(!lock.exists());
+    let help = lockfile(&["--help"]);
+    expect_code(&help, 0);
+    let text = stdout(&help);
+    for needle in ["Exit status", "1  the lock is held", "3  any other error"] {
+        assert!(text.contains(needle), "--help lacks `{needle}`:\n{text}");
+    }
+}
+
+#[test]
+fn acquire_for_a_dead_pid_is_an_error() {
+    let dir = sandbox();
+    let lock = dir.path().join("d.lock");
+    let out = lockfile(&["acquire", "--pid", &DEAD_PID.to_string(), s(&lock)]);
+    expect_code(&out, 3);
+    assert!(
+        stderr(&out).contains("process 4194304 is not running"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!lock.exists());
+}
+
+#[test]
+fn wait_times_out_with_exit_1_and_says_who_holds_it() {
+    let dir = sandbox();
+    let lock = dir.path().join("w.lock");
+    let holder = Sleeper::new();
+    expect_code(
+        &lockfile(&["acquire", "--pid", &holder.pid_str(), s(&lock)]),
+        0,
+    );
+    let other = Sleeper::new();
+    let out = lockfile(&[
+        "acquire",
+        "--wait",
+        "0.3",
+        "--pid",
+        &other.pid_str(),
+        s(&lock),
+    ]);
+    expect_code(&out, 1);
+    let msg = stderr(&out);
+    assert_eq!(msg.matches("waiting for").count(), 1, "says it once: {msg}");
+    assert!(
+        msg.contains(&format!("held by pid {}", holder.pid())),
+        "{msg}"
+    );
+}
+
+#[test]
+fn wait_succeeds_when_the_holder_releases() {
+    let dir = sandbox();
+    let lock = dir.path().join("w.lock");
+    let holder = Sleeper::new();
+    expect_code(
+        &lockfile(&["acquire", "--pid", &holder.pid_str(), s(&lock)]),
+        0,
+    );
+    let other = Sleeper::new();
+    let waiter = Command::new(lockfile_bin())
+        .args([
+            "acquire",
+            "--wait",
+            "forever",
+            "--pid",
+            &other.pid_str(),
+            s(&lock),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(300));
+    expect_code(
+        &lockfile(&["release", "--pid", &holder.pid_str(), s(&lock)]),
+        0,
+    );
+    let out = waiter.wait_with_output().expect("waiter ends");
+    expect_code(&out, 0);
+    assert_eq!(status_json(&lock, &[])["pid"], other.pid());
+}
+
+#[test]
+fn run_holds_the_lock_passes_the_exit_code_and_releases() {
+    let dir = sandbox();
+    let lock = dir.path().join("r.lock");
+    let probe = format!(
+        "{} status --json {} > {}/seen; exit 7",
+        lockfile_bin(),
+        s(&lock),
+        s(dir.path())
+    );
+    let out = lockfile(&["run", s(&lock), "--", "sh", "-c", &probe]);
+    expect_code(&out, 7);
+    let seen: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("seen")).expect("seen")).expect("json");
+    assert_eq!(seen["locked"], true, "held while COMMAND ran: {seen}");
+    assert_eq!(seen["verdict"], "held");
+    assert!(!lock.exists(), "released after COMMAND");
+    expect_code(&lockfile(&["run", s(&lock), "--", "true"]), 0);
+}
+
+#[test]
+fn run_refuses_while_held_and_never_starts_the_command() {
+    let dir = sandbox();
+    let lock = dir.path().join("r.lock");
+    let holder = Sleeper::new();
+    expect_code(
+        &lockfile(&["acquire", "--pid", &holder.pid_str(), s(&lock)]),
+        0,
+    );
+    let marker = dir.path().join("ran");
+    let out = lockfile(&["run", s(&lock), "--", "touch", s(&marker)]);
+    expect_code(&out, 1);
+    assert!(!marker.exists());
+    assert!(stderr(&out).contains("cannot acquire"), "{}", stderr(&out));
+}
+
+#[test]
+fn run_reports_a_signal_as_128_plus_n_and_forwards_sigterm() {
+    let dir = sandbox();
+    let lock = dir.path().join("sig.lock");
+    let out = lockfile(&["run", s(&lock), "--", "sh", "-c", "kill -KILL $$"]);
+    expect_code(&out, 128 + 9);
+    assert!(!lock.exists());
+
+    let started = dir.path().join("started");
+    let script = format!("touch {}; exec sleep 30", s(&started));
+    let mut child = Command::new(lockfile_bin())
+        .args(["run", s(&lock), "--", "sh", "-c", &script])
+        .spawn()
+        .expect("spawn");
+    wait_for_file(&started);
+    assert!(lock.exists());
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+    let t = Instant::now();
+    let status = child.wait().expect("wait");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "sleep 30 was not stopped"
+    );
+    assert_eq!(status.code(), Some(128 + 15), "{status:?}");
+    assert!(!lock.exists(), "released after the forwarded signal");
+}
+
+#[test]
+fn run_with_a_missing_command_exits_3_and_releases() {
+    let dir = sandbox();
+    let lock = dir.path().join("m.lock");
+    let out = lockfile(&["run", s(&lock), "--", "/nonexistent/command"]);
+    expect_code(&out, 3);
+    assert!(
+        stderr(&out).contains("/nonexistent/command"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!lock.exists());
+}
+
+#[test]
+fn write_plants_a_record_as_given() {
+    let dir = sandbox();
+    let lock = dir.path().join("p.lock");
+    expect_code(&lockfile(&["write", s(&lock), "1234", "1700000000.5"]), 0);
+    assert_eq!(
+        fs::read_to_string(&lock).expect("lock"),
+        "1234 1700000000.500000\n"
+    );
+    // Replaces a file atomically, even a malformed one.
+    expect_code(&lockfile(&["write", s(&lock), "99"]), 0);
+    let text = fs::read_to_string(&lock).expect("lock");
+    let mut tokens = text.split_whitespace();
+    assert_eq!(tokens.next(), Some("99"));
+    let ts: f64 = tokens.next().and_then(|t| t.parse().ok()).expect("ts");
+    assert!((ts - now_secs()).abs() < 60.0);
+    assert_eq!(names(dir.path()), vec!["p.lock"]);
+}
+
+#[test]
+fn plain_status_is_for_people() {
+    let dir = sandbox();
+    let lock = dir.path().join("s.lock");
+    expect_code(
+        &lockfile(&["write", s(&lock), &DEAD_PID.to_string(), "1700000000"]),
+        0,
+    );
+    let out = lockfile(&["status", s(&lock)]);
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    for needle in [
+        "locked:   yes",
+        "pid:      4194304",
+        "acquired: 2023-11-14 22:13:20 UTC",
+        "verdict:  stale",
+        "reason:   pid 4194304 is not running",
+    ] {
+        assert!(text.contains(needle), "lacks `{needle}`:\n{text}");
+    }
+}

@@ -1,0 +1,180 @@
+//! Helpers shared by the harness modules.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `lockfile` binary under test.
+pub fn lockfile_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lockfile")
+}
+
+/// The `contend` example (built by `cargo test` beside the test binaries).
+pub fn contend_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("examples").join("contend");
+    assert!(
+        bin.exists(),
+        "`{}` is missing: run `cargo test` without target filters (it builds examples)",
+        bin.display()
+    );
+    bin
+}
+
+/// A fresh directory for one test, removed afterwards.
+pub fn sandbox() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("lockfile-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Runs `lockfile ARGS` and returns its output.
+pub fn lockfile(args: &[&str]) -> Output {
+    lockfile_env(args, &[])
+}
+
+/// Runs `lockfile ARGS` with extra environment variables.
+pub fn lockfile_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(lockfile_bin());
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run lockfile")
+}
+
+/// The exit code, panicking with the output on a signal.
+pub fn code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {out:?}"))
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts the exit code, showing the output when it differs.
+#[track_caller]
+pub fn expect_code(out: &Output, expected: i32) {
+    assert_eq!(
+        code(out),
+        expected,
+        "stdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// `status --json` parsed.
+pub fn status_json(path: &Path, extra: &[&str]) -> serde_json::Value {
+    let p = path.to_str().expect("utf-8 path");
+    let mut args = vec!["status", "--json"];
+    args.extend_from_slice(extra);
+    args.push(p);
+    let out = lockfile(&args);
+    expect_code(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
+}
+
+/// A long-running process that is killed and reaped when dropped.
+pub struct Sleeper(pub Child);
+
+impl Sleeper {
+    pub fn new() -> Self {
+        Sleeper(
+            Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .expect("spawn sleep"),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    pub fn pid_str(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A pid that no process can have: Linux's largest pid_max is 2^22.
+pub const DEAD_PID: u32 = 4_194_304;
+
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// The files in `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Waits (bounded) until `path` exists.
+#[track_caller]
+pub fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "`{}` never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Start time (ticks since boot) of a live process, from /proc.
+pub fn start_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let (_, rest) = stat.rsplit_once(')').expect("comm");
+    rest.split_whitespace()
+        .nth(19)
+        .and_then(|s| s.parse().ok())
+        .expect("start time")
+}
+
+pub fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("boot id")
+        .trim()
+        .to_owned()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}

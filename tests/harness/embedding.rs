@@ -1,0 +1,178 @@
+//! labm8's own test scenarios, through the Rust embedding API.
+
+use std::fs;
+
+use lockfile_host::{Error, Runtime, Timestamp, Verdict};
+
+use crate::common::*;
+
+fn runtime() -> Runtime {
+    Runtime::new().expect("runtime loads")
+}
+
+#[test]
+fn acquire_reacquire_release() {
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let rt = runtime();
+    let mut lock = rt.open(&path).expect("open");
+    assert!(!lock.is_locked().expect("is_locked"));
+    assert_eq!(lock.pid().expect("pid"), None);
+    lock.acquire(false, false).expect("acquire");
+    assert!(lock.is_locked().expect("is_locked"));
+    assert_eq!(lock.pid().expect("pid"), Some(std::process::id()));
+    assert!(lock.owned_by_self().expect("owned"));
+    let date = lock.date().expect("date").expect("a date");
+    let first = fs::read(&path).expect("lock file");
+    // Re-acquiring a lock we hold is a no-op: the file is not rewritten.
+    lock.acquire(false, false).expect("re-acquire");
+    assert_eq!(fs::read(&path).expect("lock file"), first);
+    assert_eq!(lock.date().expect("date"), Some(date));
+    lock.release(false).expect("release");
+    assert!(!path.exists());
+    // Releasing an unheld lock is a no-op.
+    lock.release(false).expect("release again");
+    assert_eq!(
+        names(dir.path()),
+        Vec::<String>::new(),
+        "nothing left behind"
+    );
+}
+
+#[test]
+fn planted_dead_owner_needs_replace_stale() {
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let rt = runtime();
+    rt.write(&path, DEAD_PID, Timestamp::new(1_700_000_000, 0))
+        .expect("write");
+    let (pid, date) = {
+        let owner = rt.read(&path).expect("read").expect("an owner");
+        (owner.pid, owner.date)
+    };
+    assert_eq!((pid, date), (DEAD_PID, Timestamp::new(1_700_000_000, 0)));
+    let mut lock = rt.open(&path).expect("open");
+    match lock.acquire(false, false) {
+        Err(Error::UnableToAcquire(r)) => {
+            assert_eq!(r.owner.pid, DEAD_PID);
+            assert_eq!(r.verdict, Verdict::Stale);
+            assert_eq!(r.path, path);
+        }
+        other => panic!("expected UnableToAcquire, got {other:?}"),
+    }
+    lock.acquire(true, false).expect("replace stale");
+    assert_eq!(lock.pid().expect("pid"), Some(std::process::id()));
+    lock.release(false).expect("release");
+    assert_eq!(names(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn planted_live_owner_needs_force() {
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let owner = Sleeper::new();
+    let rt = runtime();
+    let now = Timestamp::parse(&format!("{:.6}", now_secs())).expect("now");
+    rt.write(&path, owner.pid(), now).expect("write");
+    let mut lock = rt.open(&path).expect("open");
+    for replace_stale in [false, true] {
+        match lock.acquire(replace_stale, false) {
+            Err(Error::UnableToAcquire(r)) => {
+                assert_eq!(r.owner.pid, owner.pid());
+                assert_eq!(r.verdict, Verdict::Held);
+            }
+            other => panic!("expected UnableToAcquire, got {other:?}"),
+        }
+    }
+    lock.acquire(false, true).expect("force");
+    assert!(lock.owned_by_self().expect("owned"));
+    lock.release(false).expect("release");
+}
+
+#[test]
+fn release_by_non_owner_is_refused_and_changes_nothing() {
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let owner = Sleeper::new();
+    let rt = runtime();
+    let mut taken = rt.open_as(&path, owner.pid()).expect("open as the sleeper");
+    taken
+        .acquire(false, false)
+        .expect("acquire for the sleeper");
+    let before = fs::read(&path).expect("lock");
+    let mut lock = rt.open(&path).expect("open");
+    match lock.release(false) {
+        Err(Error::UnableToRelease(r)) => assert_eq!(r.owner.pid, owner.pid()),
+        other => panic!("expected UnableToRelease, got {other:?}"),
+    }
+    assert_eq!(fs::read(&path).expect("lock"), before, "unchanged");
+    lock.release(true).expect("force release");
+    assert!(!path.exists());
+}
+
+#[test]
+fn guard_releases_on_drop() {
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let rt = runtime();
+    let mut lock = rt.open(&path).expect("open");
+    {
+        let _guard = lock.lock(false, false).expect("lock");
+        assert!(path.exists());
+    }
+    assert!(!path.exists(), "dropping the guard releases");
+    let guard = lock.lock(false, false).expect("lock");
+    guard.release().expect("explicit release");
+    assert!(!path.exists());
+}
+
+#[test]
+fn status_reports_verdicts() {
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let rt = runtime();
+    let mut lock = rt.open(&path).expect("open");
+    assert_eq!(lock.status().expect("status").verdict, Verdict::Unlocked);
+    lock.acquire(false, false).expect("acquire");
+    let s = lock.status().expect("status");
+    assert_eq!(s.verdict, Verdict::OwnedBySelf);
+    assert_eq!(s.owner.expect("owner").pid, std::process::id());
+    fs::write(&path, "garbage").expect("plant");
+    let s = lock.status().expect("status");
+    assert_eq!(s.verdict, Verdict::Malformed);
+    assert!(s.reason.contains("not a number"), "{}", s.reason);
+}
+
+#[test]
+fn open_as_a_dead_process_is_refused() {
+    let dir = sandbox();
+    let rt = runtime();
+    match rt.open_as(dir.path().join("LOCK"), DEAD_PID) {
+        Err(Error::NoSuchProcess(pid)) => assert_eq!(pid, DEAD_PID),
+        other => panic!("expected NoSuchProcess, got {other:?}"),
+    }
+}
+
+#[test]
+fn files_we_write_read_as_labm8_reads_them() {
+    // labm8 0.1.2: `components = infile.read().split()`,
+    // `int(components[0])`, `float(components[1])`.
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let rt = runtime();
+    let mut lock = rt.open(&path).expect("open");
+    lock.acquire(false, false).expect("acquire");
+    let script =
+        "import sys\nc = open(sys.argv[1]).read().split()\nprint(int(c[0]), repr(float(c[1])))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, s(&path)])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut parts = text.split_whitespace();
+    assert_eq!(parts.next(), Some(std::process::id().to_string().as_str()));
+    let ts: f64 = parts.next().and_then(|t| t.parse().ok()).expect("float");
+    let date = lock.date().expect("date").expect("some");
+    assert!((ts - date.as_f64()).abs() < 1e-5, "{ts} vs {date}");
+}

@@ -1,0 +1,9 @@
+//! The harness: the real `lockfile` binary, the real component in the real
+//! wasmtime, on real files and processes. Each test has its own directory.
+
+mod bad_input;
+mod cli;
+mod common;
+mod embedding;
+mod identity;
+mod races;

@@ -1,0 +1,377 @@
+//! Races, crashes and delays: exclusion must hold, and every crash must be
+//! recoverable without `force`.
+//!
+//! `LOCKFILE_SOAK_CYCLES` (default 250) and `LOCKFILE_SOAK_PROCS` (default
+//! 8) scale the contention test; `LOCKFILE_SOAK_ROUNDS` (default 30) the
+//! takeover race.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use lockfile_host::PAUSE_VAR;
+
+use crate::common::*;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn contention_keeps_exclusion_and_loses_no_update() {
+    let procs = env_or("LOCKFILE_SOAK_PROCS", 8);
+    let cycles = env_or("LOCKFILE_SOAK_CYCLES", 250);
+    let dir = sandbox();
+    let children: Vec<Child> = (0..procs)
+        .map(|_| {
+            Command::new(contend_bin())
+                .args(["cycles", s(dir.path()), &cycles.to_string()])
+                .spawn()
+                .expect("spawn contend")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("contend ends");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "a worker failed or saw two holders"
+        );
+    }
+    let counter: usize = fs::read_to_string(dir.path().join("counter"))
+        .expect("counter")
+        .trim()
+        .parse()
+        .expect("number");
+    assert_eq!(counter, procs * cycles, "lost updates mean two holders");
+    assert_eq!(names(dir.path()), vec!["counter"], "nothing left behind");
+}
+
+#[test]
+fn stale_lock_is_reclaimed_by_exactly_one_racer() {
+    let racers = 12;
+    let rounds = env_or("LOCKFILE_SOAK_ROUNDS", 30);
+    let dir = sandbox();
+    let lock = dir.path().join("race.lock");
+    let go = dir.path().join("go");
+    let done = dir.path().join("go.done");
+    for round in 0..rounds {
+        let _ = fs::remove_file(&go);
+        let _ = fs::remove_file(&done);
+        // A stale lock: a pid that cannot exist, a fresh timestamp each round.
+        fs::write(
+            &lock,
+            format!("{DEAD_PID} {}.{round:06}\n", 1_700_000_000 + round),
+        )
+        .expect("plant");
+        let children: Vec<Child> = (0..racers)
+            .map(|_| {
+                Command::new(contend_bin())
+                    .args(["takeover", s(&lock), s(&go)])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        // Let them all start and wait at the barrier.
+        std::thread::sleep(Duration::from_millis(150));
+        fs::write(&go, "").expect("go");
+        // Winners hold on until `done`: wait for everyone else first.
+        let mut children = children;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while children
+            .iter_mut()
+            .map(|c| matches!(c.try_wait(), Ok(None)))
+            .filter(|&running| running)
+            .count()
+            > 1
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: racers hang"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        fs::write(&done, "").expect("done");
+        let mut winners = Vec::new();
+        for child in children {
+            let out = child.wait_with_output().expect("racer ends");
+            match out.status.code() {
+                Some(0) => winners.push(stdout(&out).trim().to_owned()),
+                Some(1) => {}
+                other => panic!(
+                    "round {round}: racer failed with {other:?}: {}",
+                    stderr(&out)
+                ),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let text = fs::read_to_string(&lock).expect("lock");
+        assert!(
+            text.starts_with(&format!("{} ", winners[0])),
+            "round {round}: the file names {text:?}, the winner is {}",
+            winners[0]
+        );
+        let mut left = names(dir.path());
+        left.retain(|n| n != "go" && n != "go.done");
+        assert_eq!(
+            left,
+            vec!["race.lock"],
+            "round {round}: claims or temp files left"
+        );
+    }
+}
+
+/// A `lockfile` process that pauses at `checkpoint` until `flag` is removed.
+fn paused(args: &[&str], checkpoint: &str, flag: &Path) -> Child {
+    Command::new(lockfile_bin())
+        .args(args)
+        .env(PAUSE_VAR, format!("{checkpoint}:{}", s(flag)))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+fn kill9(child: &mut Child) {
+    child.kill().expect("kill");
+    let _ = child.wait();
+}
+
+fn plant_stale(lock: &Path) {
+    fs::write(lock, format!("{DEAD_PID} 1700000000.000000\n")).expect("plant");
+}
+
+#[test]
+fn a_delayed_breaker_never_takes_or_removes_a_fresh_lock() {
+    let dir = sandbox();
+    let flags = sandbox();
+    let lock = dir.path().join("x.lock");
+    plant_stale(&lock);
+    let (a, b) = (Sleeper::new(), Sleeper::new());
+    let flag = flags.path().join("a");
+    // A judges the lock stale, then stalls before claiming it.
+    let slow = paused(
+        &[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &a.pid_str(),
+            s(&lock),
+        ],
+        "after-judge",
+        &flag,
+    );
+    wait_for_file(&flag);
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &b.pid_str(),
+            s(&lock),
+        ]),
+        0,
+    );
+    let taken = fs::read(&lock).expect("lock");
+    fs::remove_file(&flag).expect("resume A");
+    let out = slow.wait_with_output().expect("A ends");
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains(&format!("held by pid {} (alive)", b.pid())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read(&lock).expect("lock"),
+        taken,
+        "A left B's lock alone"
+    );
+    assert_eq!(names(dir.path()), vec!["x.lock"]);
+}
+
+#[test]
+fn a_claimer_in_progress_blocks_other_breakers_then_wins() {
+    let dir = sandbox();
+    let flags = sandbox();
+    let lock = dir.path().join("x.lock");
+    plant_stale(&lock);
+    let (a, b) = (Sleeper::new(), Sleeper::new());
+    let flag = flags.path().join("a");
+    let slow = paused(
+        &[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &a.pid_str(),
+            s(&lock),
+        ],
+        "after-claim",
+        &flag,
+    );
+    wait_for_file(&flag);
+    let out = lockfile(&[
+        "acquire",
+        "--replace-stale",
+        "--pid",
+        &b.pid_str(),
+        s(&lock),
+    ]);
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("is replacing the stale lock right now"),
+        "{}",
+        stderr(&out)
+    );
+    fs::remove_file(&flag).expect("resume A");
+    expect_code(&slow.wait_with_output().expect("A ends"), 0);
+    assert_eq!(status_json(&lock, &[])["pid"], a.pid());
+    assert_eq!(names(dir.path()), vec!["x.lock"]);
+}
+
+#[test]
+fn a_breaker_killed_mid_takeover_is_recovered_without_force() {
+    for checkpoint in ["after-judge", "after-claim", "before-publish"] {
+        let dir = sandbox();
+        let flags = sandbox();
+        let lock = dir.path().join("x.lock");
+        plant_stale(&lock);
+        let (a, b) = (Sleeper::new(), Sleeper::new());
+        let flag = flags.path().join("a");
+        let mut slow = paused(
+            &[
+                "acquire",
+                "--replace-stale",
+                "--pid",
+                &a.pid_str(),
+                s(&lock),
+            ],
+            checkpoint,
+            &flag,
+        );
+        wait_for_file(&flag);
+        kill9(&mut slow);
+        expect_code(
+            &lockfile(&[
+                "acquire",
+                "--replace-stale",
+                "--pid",
+                &b.pid_str(),
+                s(&lock),
+            ]),
+            0,
+        );
+        assert_eq!(status_json(&lock, &[])["pid"], b.pid(), "{checkpoint}");
+        assert_eq!(names(dir.path()), vec!["x.lock"], "{checkpoint}: swept");
+    }
+}
+
+#[test]
+fn a_crash_while_publishing_a_fresh_lock_leaves_only_a_documented_temp_file() {
+    let dir = sandbox();
+    let flags = sandbox();
+    let lock = dir.path().join("x.lock");
+    let (a, b) = (Sleeper::new(), Sleeper::new());
+    let flag = flags.path().join("a");
+    let mut slow = paused(
+        &["acquire", "--pid", &a.pid_str(), s(&lock)],
+        "before-publish",
+        &flag,
+    );
+    wait_for_file(&flag);
+    let dead_runner = slow.id();
+    kill9(&mut slow);
+    let left = names(dir.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with(&format!(".x.lock.{dead_runner}.")) && left[0].ends_with(".tmp"),
+        "{left:?}"
+    );
+    // The lock is free; the next takeover sweeps the temporary file.
+    expect_code(&lockfile(&["acquire", "--pid", &b.pid_str(), s(&lock)]), 0);
+    drop(b);
+    let c = Sleeper::new();
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &c.pid_str(),
+            s(&lock),
+        ]),
+        0,
+    );
+    assert_eq!(names(dir.path()), vec!["x.lock"]);
+}
+
+#[test]
+fn holders_killed_at_random_moments_are_recovered() {
+    let dir = sandbox();
+    let lock = dir.path().join("lock");
+    for round in 0..8u32 {
+        let mut worker = Command::new(contend_bin())
+            .args(["cycles", s(dir.path()), "1000000"])
+            .spawn()
+            .expect("spawn");
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("clock")
+            .subsec_nanos();
+        std::thread::sleep(Duration::from_millis(100 + u64::from(nanos % 50)));
+        kill9(&mut worker);
+        let _ = fs::remove_file(dir.path().join("occupied"));
+        let holder = Sleeper::new();
+        let out = lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &holder.pid_str(),
+            s(&lock),
+        ]);
+        expect_code(&out, 0);
+        drop(holder);
+        // A takeover of that (now stale) lock sweeps whatever the crash left.
+        let next = Sleeper::new();
+        expect_code(
+            &lockfile(&[
+                "acquire",
+                "--replace-stale",
+                "--pid",
+                &next.pid_str(),
+                s(&lock),
+            ]),
+            0,
+        );
+        let mut left = names(dir.path());
+        left.retain(|n| n != "counter");
+        assert_eq!(left, vec!["lock"], "round {round}");
+        expect_code(
+            &lockfile(&["release", "--pid", &next.pid_str(), s(&lock)]),
+            0,
+        );
+    }
+}
+
+#[test]
+fn release_spares_a_successors_lock() {
+    let dir = sandbox();
+    let lock = dir.path().join("x.lock");
+    let (a, b) = (Sleeper::new(), Sleeper::new());
+    expect_code(&lockfile(&["acquire", "--pid", &a.pid_str(), s(&lock)]), 0);
+    expect_code(
+        &lockfile(&["acquire", "--force", "--pid", &b.pid_str(), s(&lock)]),
+        0,
+    );
+    let successor = fs::read(&lock).expect("lock");
+    let out = lockfile(&["release", "--pid", &a.pid_str(), s(&lock)]);
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains(&format!("held by pid {}", b.pid())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&lock).expect("lock"), successor);
+}
