@@ -21,9 +21,9 @@ fn components(path: &str) -> Result<Vec<&str>, String> {
         match c {
             "" | "." => {}
             ".." => {
-                return Err(format!(
-                    "the path contains `..`; lock paths must stay inside the preopened directories"
-                ))
+                return Err("the path contains `..`; lock paths must stay inside the \
+                            preopened directories"
+                    .into())
             }
             c => out.push(c),
         }

@@ -87,10 +87,10 @@ pub struct Refusal {
 pub enum Error {
     /// Another owner holds the lock.
     #[error("cannot acquire `{}`: held by pid {} since {}: {}", .0.path, .0.owner.pid, crate::display_time(.0.owner.timestamp), .0.judgement.reason)]
-    UnableToAcquire(Refusal),
+    UnableToAcquire(Box<Refusal>),
     /// The lock belongs to another owner.
     #[error("cannot release `{}`: held by pid {} since {}: {}", .0.path, .0.owner.pid, crate::display_time(.0.owner.timestamp), .0.judgement.reason)]
-    UnableToRelease(Refusal),
+    UnableToRelease(Box<Refusal>),
     /// The lock file cannot be parsed.
     #[error("malformed lock file `{path}`: {message}")]
     Malformed {
@@ -277,11 +277,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     }
                 }
                 _ => {
-                    return Err(Error::UnableToAcquire(Refusal {
+                    return Err(Error::UnableToAcquire(Box::new(Refusal {
                         path: self.path.to_owned(),
                         owner: record,
                         judgement,
-                    }))
+                    })))
                 }
             }
         }
@@ -307,11 +307,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             let record = record.map_err(|e| self.malformed(e))?;
             let judgement = self.judge(&record);
             if judgement.verdict != Verdict::OwnedBySelf {
-                return Err(Error::UnableToRelease(Refusal {
+                return Err(Error::UnableToRelease(Box::new(Refusal {
                     path: self.path.to_owned(),
                     owner: record,
                     judgement,
-                }));
+                })));
             }
         }
         self.sys.checkpoint("before-remove");
@@ -462,7 +462,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 } => {
                     let judgement = self.judge(&claimer);
                     if judgement.verdict != Verdict::Stale {
-                        return Err(Error::UnableToAcquire(Refusal {
+                        return Err(Error::UnableToAcquire(Box::new(Refusal {
                             path: self.path.to_owned(),
                             judgement: Judgement {
                                 verdict: judgement.verdict,
@@ -472,7 +472,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                                 ),
                             },
                             owner: claimer,
-                        }));
+                        })));
                     }
                     bytes
                 }

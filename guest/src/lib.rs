@@ -173,8 +173,8 @@ fn to_wit_error(e: protocol::Error) -> wit::Error {
     use protocol::Error as E;
     let failure = |path, message| wit::Failure { path, message };
     match e {
-        E::UnableToAcquire(r) => wit::Error::UnableToAcquire(to_refusal(r)),
-        E::UnableToRelease(r) => wit::Error::UnableToRelease(to_refusal(r)),
+        E::UnableToAcquire(r) => wit::Error::UnableToAcquire(to_refusal(*r)),
+        E::UnableToRelease(r) => wit::Error::UnableToRelease(to_refusal(*r)),
         E::Malformed { path, message } => wit::Error::Malformed(failure(path, message)),
         E::NotAFile { path, message } => wit::Error::NotAFile(failure(path, message)),
         E::Unreachable { path, message } => wit::Error::Unreachable(failure(path, message)),

@@ -127,7 +127,7 @@ fn parse_wait(s: &str) -> Result<Wait, String> {
         return Ok(Wait::Forever);
     }
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 && v < 1e9 => Ok(Wait::For(Duration::from_secs_f64(v))),
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(Wait::For(Duration::from_secs_f64(v))),
         _ => Err(format!("`{s}` is not a number of seconds or `forever`")),
     }
 }
