@@ -1,0 +1,327 @@
+//! The protocol on a real directory, natively, with a process table given as
+//! data: every branch of acquire, takeover, release and sweep.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fs;
+
+use lockfile_core::format::{self, Record};
+use lockfile_core::protocol::{Error, Lock, System};
+use lockfile_core::std_dir::StdDir;
+use lockfile_core::{Identity, Liveness, Machine, ProcessInfo, Timestamp, Verdict};
+
+const ME: u32 = 100;
+const RUNNER: u32 = 101;
+
+struct Sys {
+    table: RefCell<HashMap<u32, ProcessInfo>>,
+    counter: Cell<u64>,
+    /// Runs at a named checkpoint: lets a test act in the middle of an operation.
+    hook: RefCell<Option<(String, Box<dyn FnMut()>)>>,
+}
+
+impl Sys {
+    fn new() -> Self {
+        let sys = Sys {
+            table: RefCell::new(HashMap::new()),
+            counter: Cell::new(1),
+            hook: RefCell::new(None),
+        };
+        sys.set(ME, Liveness::Alive, Some(7));
+        sys.set(RUNNER, Liveness::Alive, Some(8));
+        sys
+    }
+
+    fn set(&self, pid: u32, liveness: Liveness, start_ticks: Option<u64>) {
+        self.table.borrow_mut().insert(
+            pid,
+            ProcessInfo {
+                liveness,
+                start_ticks,
+                start_time: None,
+            },
+        );
+    }
+
+    fn on(&self, checkpoint: &str, f: impl FnMut() + 'static) {
+        *self.hook.borrow_mut() = Some((checkpoint.to_owned(), Box::new(f)));
+    }
+}
+
+impl System for Sys {
+    fn current(&self) -> Identity {
+        Identity {
+            pid: ME,
+            start_ticks: Some(7),
+        }
+    }
+    fn runner(&self) -> Identity {
+        Identity {
+            pid: RUNNER,
+            start_ticks: Some(8),
+        }
+    }
+    fn machine(&self) -> Machine {
+        Machine {
+            hostname: Some("here".into()),
+            boot_id: Some("boot".into()),
+            pid_namespace: Some(1),
+        }
+    }
+    fn query(&self, pid: u32) -> ProcessInfo {
+        self.table
+            .borrow()
+            .get(&pid)
+            .copied()
+            .unwrap_or(ProcessInfo {
+                liveness: Liveness::Dead,
+                start_ticks: None,
+                start_time: None,
+            })
+    }
+    fn now(&self) -> Timestamp {
+        Timestamp::new(1_800_000_000, 0)
+    }
+    fn random(&self) -> u64 {
+        let n = self.counter.get();
+        self.counter.set(n + 1);
+        n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn checkpoint(&self, name: &str) {
+        let mut hook = self.hook.borrow_mut();
+        if let Some((at, f)) = hook.as_mut() {
+            if at == name {
+                f();
+            }
+        }
+    }
+}
+
+fn record(pid: u32, ticks: Option<u64>, nonce: &str) -> String {
+    format::serialize(&Record {
+        pid,
+        timestamp: Timestamp::new(1_799_999_000, 0),
+        hostname: Some("here".into()),
+        boot_id: Some("boot".into()),
+        start_ticks: ticks,
+        pid_namespace: Some(1),
+        nonce: Some(nonce.into()),
+    })
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn owner(dir: &std::path::Path) -> u32 {
+    format::parse(&fs::read(dir.join("x.lock")).expect("lock"))
+        .expect("parses")
+        .pid
+}
+
+#[test]
+fn fresh_acquire_publishes_a_complete_record_and_no_temp() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    // At the moment of publishing, the lock is absent and the temp is complete.
+    let path = tmp.path().to_path_buf();
+    sys.on("before-publish", move || {
+        assert!(!path.join("x.lock").exists());
+        let temps: Vec<_> = names(&path);
+        assert_eq!(temps.len(), 1);
+        assert!(
+            temps[0].starts_with(&format!(".x.lock.{RUNNER}.")),
+            "{temps:?}"
+        );
+        let r = format::parse(&fs::read(path.join(&temps[0])).expect("temp")).expect("complete");
+        assert_eq!(r.pid, ME);
+    });
+    lock.acquire(false, false).expect("acquire");
+    assert_eq!(names(tmp.path()), vec!["x.lock"]);
+    let r = format::parse(&fs::read(tmp.path().join("x.lock")).expect("lock")).expect("parse");
+    assert_eq!((r.pid, r.start_ticks), (ME, Some(7)));
+    assert_eq!(r.hostname.as_deref(), Some("here"));
+    assert_eq!(
+        lock.status().expect("status").judgement.verdict,
+        Verdict::OwnedBySelf
+    );
+    lock.release(false).expect("release");
+    assert!(names(tmp.path()).is_empty());
+}
+
+#[test]
+fn a_racer_that_publishes_first_wins() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    sys.set(300, Liveness::Alive, Some(3));
+    let path = tmp.path().to_path_buf();
+    sys.on("before-publish", move || {
+        fs::write(path.join("x.lock"), record(300, Some(3), "other")).expect("racer");
+    });
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    match lock.acquire(false, false) {
+        Err(Error::UnableToAcquire(r)) => assert_eq!(r.owner.pid, 300),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(names(tmp.path()), vec!["x.lock"], "our temp is gone");
+}
+
+#[test]
+fn stale_takeover_needs_replace_stale_and_cleans_up() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    fs::write(tmp.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    match lock.acquire(false, false) {
+        Err(Error::UnableToAcquire(r)) => assert_eq!(r.judgement.verdict, Verdict::Stale),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    lock.acquire(true, false).expect("takeover");
+    assert_eq!(owner(tmp.path()), ME);
+    assert_eq!(names(tmp.path()), vec!["x.lock"]);
+}
+
+#[test]
+fn a_live_claimer_blocks_and_a_dead_one_is_superseded() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    let stale = record(200, Some(1), "dead");
+    fs::write(tmp.path().join("x.lock"), &stale).expect("plant");
+    let claim = format!(
+        ".x.lock.break.{:016x}",
+        format::fingerprint(stale.as_bytes())
+    );
+    fs::write(tmp.path().join(&claim), record(400, Some(4), "claimer")).expect("claim");
+    sys.set(400, Liveness::Alive, Some(4));
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    match lock.acquire(true, false) {
+        Err(Error::UnableToAcquire(r)) => {
+            assert_eq!(r.owner.pid, 400);
+            assert!(
+                r.judgement.reason.contains("replacing the stale lock"),
+                "{}",
+                r.judgement.reason
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("x.lock")).expect("lock"),
+        stale
+    );
+    // The claimer dies mid-takeover: its claim is claimed in turn.
+    sys.set(400, Liveness::Dead, None);
+    lock.acquire(true, false)
+        .expect("takeover over an abandoned claim");
+    assert_eq!(owner(tmp.path()), ME);
+    assert_eq!(names(tmp.path()), vec!["x.lock"], "both claims removed");
+}
+
+#[test]
+fn a_lock_replaced_after_our_claim_is_left_alone() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    sys.set(500, Liveness::Alive, Some(5));
+    fs::write(tmp.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
+    // Someone (with force) takes the lock while we hold the claim.
+    let path = tmp.path().to_path_buf();
+    let fresh = record(500, Some(5), "fresh");
+    let planted = fresh.clone();
+    sys.on("after-claim", move || {
+        fs::write(path.join("x.lock"), &planted).expect("replace");
+    });
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    match lock.acquire(true, false) {
+        Err(Error::UnableToAcquire(r)) => assert_eq!(r.owner.pid, 500),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("x.lock")).expect("lock"),
+        fresh
+    );
+    assert_eq!(names(tmp.path()), vec!["x.lock"], "our claim is withdrawn");
+}
+
+#[test]
+fn sweep_removes_inert_claims_and_dead_temps_only() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    sys.set(600, Liveness::Alive, Some(6));
+    fs::write(tmp.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
+    let junk = [
+        ".x.lock.break.00000000000000aa",       // target gone: inert
+        ".x.lock.4194303.00000000000000bb.tmp", // dead runner
+    ];
+    let keep = [
+        ".x.lock.600.00000000000000cc.tmp", // live runner
+        ".y.lock.break.00000000000000dd",   // another lock's
+        "unrelated",
+    ];
+    for n in junk.iter().chain(&keep) {
+        fs::write(tmp.path().join(n), record(600, Some(6), n)).expect("plant");
+    }
+    Lock::new(&dir, "x.lock", "/d/x.lock", &sys)
+        .acquire(true, false)
+        .expect("takeover");
+    let mut expected: Vec<String> = keep.iter().map(|s| (*s).to_owned()).collect();
+    expected.push("x.lock".into());
+    expected.sort();
+    assert_eq!(names(tmp.path()), expected);
+}
+
+#[test]
+fn release_refuses_others_and_force_removes_anything_regular() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    sys.set(700, Liveness::Alive, Some(9));
+    let theirs = record(700, Some(9), "theirs");
+    fs::write(tmp.path().join("x.lock"), &theirs).expect("plant");
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    match lock.release(false) {
+        Err(Error::UnableToRelease(r)) => assert_eq!(r.owner.pid, 700),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("x.lock")).expect("kept"),
+        theirs
+    );
+    // Our pid but an earlier process (different start time): not ours.
+    fs::write(tmp.path().join("x.lock"), record(ME, Some(6), "earlier")).expect("plant");
+    assert!(matches!(
+        lock.release(false),
+        Err(Error::UnableToRelease(_))
+    ));
+    fs::write(tmp.path().join("x.lock"), "garbage").expect("plant");
+    assert!(matches!(lock.release(false), Err(Error::Malformed { .. })));
+    lock.release(true).expect("force");
+    assert!(names(tmp.path()).is_empty());
+}
+
+#[test]
+fn force_replaces_malformed_and_live_locks_atomically() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    fs::write(tmp.path().join("x.lock"), "\0\0\0").expect("plant");
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    assert!(matches!(
+        lock.acquire(true, false),
+        Err(Error::Malformed { .. })
+    ));
+    lock.acquire(false, true).expect("force");
+    assert_eq!(owner(tmp.path()), ME);
+    assert_eq!(names(tmp.path()), vec!["x.lock"]);
+}
