@@ -13,11 +13,14 @@ use lockfile_core::{Identity, Liveness, Machine, ProcessInfo, Timestamp, Verdict
 const ME: u32 = 100;
 const RUNNER: u32 = 101;
 
+/// A checkpoint name and what to do there.
+type Hook = (String, Box<dyn FnMut()>);
+
 struct Sys {
     table: RefCell<HashMap<u32, ProcessInfo>>,
     counter: Cell<u64>,
     /// Runs at a named checkpoint: lets a test act in the middle of an operation.
-    hook: RefCell<Option<(String, Box<dyn FnMut()>)>>,
+    hook: RefCell<Option<Hook>>,
 }
 
 impl Sys {
