@@ -39,6 +39,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "--release",
         "--package",
         "lockfile-guest",
+        "--package",
+        "lockfile-command",
         "--target",
         "wasm32-wasip2",
         "--target-dir",
@@ -81,6 +83,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let built = guest_target.join("wasm32-wasip2/release");
     let wasm = built.join("lockfile_guest.wasm");
     rerun_on_inputs(&built.join("lockfile_guest.d"), &root)?;
+    rerun_on_inputs(&built.join("lockfile-command.d"), &root)?;
 
     let bytes = fs::read(&wasm)?;
     let engine = wasmtime::Engine::new(&engine_config::config())
@@ -90,11 +93,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot precompile `{}`: {e}", wasm.display()))?;
     fs::write(out.join("lockfile.wasm"), &bytes)?;
     fs::write(out.join("lockfile.cwasm"), &cwasm)?;
+    let command = fs::read(built.join("lockfile-command.wasm"))?;
+    fs::write(out.join("lockfile-command.wasm"), &command)?;
 
-    // A stable path for people and for `wasmtime run`: target/<profile>/lockfile.wasm.
-    if let Some(profile_dir) = out.ancestors().nth(3) {
-        let _ = fs::write(profile_dir.join("lockfile.wasm"), &bytes);
-    }
+    // Stable paths for people and for `wasmtime run`, beside the `lockfile`
+    // binary: target/<profile>/lockfile.wasm and lockfile-command.wasm.
+    let profile_dir = out
+        .ancestors()
+        .nth(3)
+        .ok_or("OUT_DIR is not under target/<profile>/build")?;
+    fs::write(profile_dir.join("lockfile.wasm"), &bytes)?;
+    fs::write(profile_dir.join("lockfile-command.wasm"), &command)?;
     Ok(())
 }
 
@@ -104,6 +113,8 @@ fn rerun_on_inputs(dep_info: &Path, root: &Path) -> Result<(), Box<dyn std::erro
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-changed={}", root.join("guest").display());
     println!("cargo:rerun-if-changed={}", root.join("core").display());
+    println!("cargo:rerun-if-changed={}", root.join("cli").display());
+    println!("cargo:rerun-if-changed={}", root.join("command").display());
     println!(
         "cargo:rerun-if-changed={}",
         root.join("Cargo.lock").display()

@@ -98,6 +98,23 @@ pub struct Judgement {
     pub reason: String,
 }
 
+/// A word or two on a refused owner for messages: `alive`, `stale`,
+/// `liveness unknown`, `on host X`, `in another PID namespace`.
+pub fn owner_state(verdict: Verdict, reason: &str, hostname: Option<&str>) -> String {
+    match verdict {
+        Verdict::Held if reason.starts_with(UNKNOWN_PREFIX) => "liveness unknown".into(),
+        Verdict::Held => "alive".into(),
+        Verdict::Foreign if reason.contains("PID namespace") => "in another PID namespace".into(),
+        Verdict::Foreign => match hostname {
+            Some(host) => format!("on host {host}"),
+            None => "on another host".into(),
+        },
+        other => other.as_str().into(),
+    }
+}
+
+const UNKNOWN_PREFIX: &str = "cannot tell whether pid";
+
 /// How far a process's start time may lie after the lock's timestamp before
 /// we conclude it cannot be the owner: start times from `/proc` are only
 /// accurate to about a second, and clocks step.
@@ -167,7 +184,7 @@ pub fn judge(
         Liveness::Unknown => judgement(
             Verdict::Held,
             format!(
-                "cannot tell whether pid {pid} is running, and a lock whose owner is unknown \
+                "{UNKNOWN_PREFIX} {pid} is running, and a lock whose owner is unknown \
                  is never judged stale"
             ),
         ),

@@ -3,8 +3,10 @@
 //! This crate is what the `lockfile` component runs, compiled to
 //! `wasm32-wasip2`; the component only adapts WASI and the host's `process`
 //! interface to the [`protocol::Dir`] and [`protocol::System`] traits. The
-//! same code compiles natively, where [`std_dir::StdDir`] implements `Dir` over
-//! `std::fs`: the unit tests and the native baseline benchmark use it.
+//! same code compiles natively, where `std_dir::StdDir` implements `Dir` over
+//! `std::fs`: the unit tests and the native baseline benchmark use it. On
+//! WASI, `wasi_dir::WasiDir` implements it over WASI descriptors, for the
+//! library component and the command component alike.
 //!
 //! - [`format`]: what a lock file says (labm8's `PID TIMESTAMP`, plus fields).
 //! - [`decide`]: whether a recorded owner holds the lock.
@@ -13,9 +15,12 @@
 pub mod decide;
 pub mod format;
 pub mod paths;
+pub mod procfs;
 pub mod protocol;
 #[cfg(unix)]
 pub mod std_dir;
+#[cfg(target_os = "wasi")]
+pub mod wasi_dir;
 
 pub use decide::{Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
 pub use format::{Record, Timestamp};

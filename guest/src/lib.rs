@@ -1,8 +1,8 @@
 //! The lockfile component: labm8's `LockFile` over WASI.
 //!
 //! The lock logic lives in `lockfile-core`; this crate only adapts it: the
-//! bindings ([`bindings`]), WASI directories ([`wasi_dir`]) and the host's
-//! `process` interface ([`system`]).
+//! bindings ([`bindings`]) and the host's `process` interface ([`system`]);
+//! WASI directories are `lockfile_core::wasi_dir`.
 
 mod bindings {
     wit_bindgen::generate!({ world: "library", path: "../wit" });
@@ -11,7 +11,6 @@ mod bindings {
     export!(Component);
 }
 mod system;
-mod wasi_dir;
 
 use std::cell::OnceCell;
 
@@ -22,7 +21,7 @@ use bindings::labm8::lockfile::process::Datetime;
 use lockfile_core::{protocol, Lock, Record, Timestamp, Verdict};
 
 use crate::system::HostSystem;
-use crate::wasi_dir::{resolve, WasiDir};
+use lockfile_core::wasi_dir::{resolve, WasiDir};
 
 /// The component.
 struct Component;

@@ -24,17 +24,11 @@ pub struct Refusal {
 impl Refusal {
     /// A word or two on the owner: `alive`, `stale`, `on host x`, ...
     pub fn owner_state(&self) -> String {
-        match self.verdict {
-            Verdict::Held if self.reason.starts_with("cannot tell") => "liveness unknown".into(),
-            Verdict::Held => "alive".into(),
-            Verdict::Stale => "stale".into(),
-            Verdict::Foreign => match &self.owner.hostname {
-                Some(host) => format!("on host {host}"),
-                None => "in another PID namespace".into(),
-            },
-            Verdict::OwnedBySelf => "this process".into(),
-            Verdict::Unlocked | Verdict::Malformed => self.verdict.as_str().into(),
-        }
+        lockfile_core::decide::owner_state(
+            self.verdict,
+            &self.reason,
+            self.owner.hostname.as_deref(),
+        )
     }
 }
 

@@ -35,6 +35,12 @@ pub use error::{Error, Refusal};
 pub use lockfile_core::{display_time, rfc3339, Timestamp, Verdict};
 pub use runtime::{LockFile, LockGuard, Runtime, PAUSE_VAR};
 
+/// The library component (`labm8:lockfile/library`), as built.
+pub const LIBRARY_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile.wasm");
+
+/// The command component for the stock `wasmtime run`, as built.
+pub const COMMAND_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile-command.wasm");
+
 /// The owner recorded in a lock file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {

@@ -1,350 +1,121 @@
 //! `lockfile`: take, release and inspect PID lock files from the shell.
+//!
+//! The command line itself is `lockfile-cli`, shared with the WASI command
+//! component; this binary supplies the backend: the lock component running
+//! in wasmtime, and `run`, which needs to start processes.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
-use lockfile_host::{display_time, rfc3339, Error, LockFile, Runtime, Timestamp, Verdict};
-
-/// Exit code: the lock is held by another owner.
-const HELD: u8 = 1;
-/// Exit code: bad usage.
-const USAGE: u8 = 2;
-/// Exit code: any other error.
-const OTHER: u8 = 3;
-
-const AFTER_HELP: &str = "\
-Exit status:
-  0  success
-  1  the lock is held by another owner (acquire or release refused, --wait timed out)
-  2  usage error
-  3  any other error (malformed lock file, unreachable path, I/O error)
-  `run` exits with COMMAND's status (128+N if a signal N killed it).
-
-A lock taken with `acquire` belongs to --pid, by default the process that ran
-`lockfile` (your shell or script): it stays held until released or until that
-process exits, after which --replace-stale may take it over.";
-
-/// PID lock files, compatible with labm8's `LockFile`, run in a WebAssembly sandbox.
-#[derive(Debug, Parser)]
-#[command(name = "lockfile", version, after_help = AFTER_HELP)]
-struct Cli {
-    #[command(subcommand)]
-    command: Cmd,
-}
-
-#[derive(Debug, Subcommand)]
-enum Cmd {
-    /// Take the lock for --pid (default: the calling process).
-    Acquire {
-        /// Take over a lock whose owner is gone (dead, recycled pid, previous boot).
-        #[arg(long)]
-        replace_stale: bool,
-        /// Take the lock whoever holds it, replacing even a malformed file.
-        #[arg(long)]
-        force: bool,
-        #[command(flatten)]
-        pid: PidArg,
-        #[command(flatten)]
-        wait: WaitArg,
-        /// The lock file.
-        path: PathBuf,
-    },
-    /// Release the lock held by --pid.
-    Release {
-        /// Remove the lock whoever holds it.
-        #[arg(long)]
-        force: bool,
-        #[command(flatten)]
-        pid: PidArg,
-        /// The lock file.
-        path: PathBuf,
-    },
-    /// Show who holds the lock and whether it is stale.
-    Status {
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        pid: PidArg,
-        /// The lock file.
-        path: PathBuf,
-    },
-    /// Plant the record `PID TIMESTAMP` as given (labm8's static `write`).
-    Write {
-        /// The lock file.
-        path: PathBuf,
-        /// The pid to record.
-        pid: u32,
-        /// Unix time in seconds (fractions allowed); default: now.
-        timestamp: Option<String>,
-    },
-    /// Run COMMAND while holding the lock; release it when COMMAND ends.
-    ///
-    /// The lock is taken for `lockfile`'s own pid, before COMMAND starts: the
-    /// lock is held for as long as `lockfile` waits for COMMAND, and on Linux
-    /// COMMAND is sent SIGTERM if `lockfile` dies, so it never runs unlocked.
-    /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to COMMAND.
-    Run {
-        /// Take over a lock whose owner is gone.
-        #[arg(long)]
-        replace_stale: bool,
-        #[command(flatten)]
-        wait: WaitArg,
-        /// The lock file.
-        path: PathBuf,
-        /// The command and its arguments.
-        #[arg(last = true, required = true, value_name = "COMMAND")]
-        command: Vec<String>,
-    },
-}
-
-#[derive(Debug, clap::Args)]
-struct PidArg {
-    /// The process the lock is for (default: the parent of `lockfile`).
-    #[arg(long, value_name = "PID")]
-    pid: Option<u32>,
-}
-
-#[derive(Debug, clap::Args)]
-struct WaitArg {
-    /// Retry until the lock is free, for up to SECONDS (fractions allowed, or `forever`).
-    #[arg(long, value_name = "SECONDS", value_parser = parse_wait)]
-    wait: Option<Wait>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Wait {
-    For(Duration),
-    Forever,
-}
-
-fn parse_wait(s: &str) -> Result<Wait, String> {
-    if s == "forever" {
-        return Ok(Wait::Forever);
-    }
-    match s.parse::<f64>() {
-        Ok(v) if (0.0..1e9).contains(&v) => Ok(Wait::For(Duration::from_secs_f64(v))),
-        _ => Err(format!("`{s}` is not a number of seconds or `forever`")),
-    }
-}
+use anyhow::Context;
+use lockfile_cli::{Backend, Failure, Lock, Owner, Refused, StatusView, Wait, OTHER};
+use lockfile_host::{Error, LockFile, Runtime, Timestamp};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { USAGE } else { 0 });
-        }
-    };
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("lockfile: {}", describe(&e));
-            let code = match e.downcast_ref::<Error>() {
-                Some(e) if e.is_refusal() => HELD,
-                Some(_) => OTHER,
-                None if e.downcast_ref::<Usage>().is_some() => USAGE,
-                None => OTHER,
-            };
-            ExitCode::from(code)
-        }
-    }
+    ExitCode::from(lockfile_cli::main(
+        || {
+            Runtime::new()
+                .map(Native)
+                .map_err(|e| Failure::Other(format!("cannot load the lockfile component: {e}")))
+        },
+        None,
+    ))
 }
 
-/// The error for a person: a refusal says why the owner counts as holding
-/// the lock, and what would take it anyway.
-fn describe(e: &anyhow::Error) -> String {
-    let Some(refusal) = e.downcast_ref::<Error>().and_then(Error::refusal) else {
-        return format!("{e:#}");
-    };
-    let acquiring = matches!(e.downcast_ref::<Error>(), Some(Error::UnableToAcquire(_)));
-    match refusal.verdict {
-        Verdict::Stale if acquiring => format!(
-            "{e}; {} (use --replace-stale to take it over)",
-            refusal.reason
-        ),
-        // The plain case needs no more words than `held by pid N (alive)`.
-        Verdict::Held
-            if refusal
-                .reason
-                .starts_with(&format!("pid {} is running", refusal.owner.pid)) =>
-        {
-            format!("{e}")
-        }
-        _ => format!("{e}; {}", refusal.reason),
-    }
-}
+/// The lock component in wasmtime.
+struct Native(Runtime);
 
-/// A usage error found after parsing.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Usage(String);
+/// A lock opened through the component.
+struct NativeLock(LockFile);
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new().context("cannot load the lockfile component")?;
-    match cli.command {
-        Cmd::Acquire {
-            replace_stale,
-            force,
-            pid,
-            wait,
-            path,
-        } => {
-            let mut lock = open(&runtime, &path, pid.pid)?;
-            acquire(&mut lock, replace_stale, force, wait.wait)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Release { force, pid, path } => {
-            let mut lock = open(&runtime, &path, pid.pid)?;
-            lock.release(force)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Status { json, pid, path } => {
-            let mut lock = open(&runtime, &path, pid.pid)?;
-            status(&mut lock, json)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Write {
-            path,
-            pid,
-            timestamp,
-        } => {
-            if let Err(e) = lockfile_core::format::check_pid(pid) {
-                return Err(Usage(e).into());
-            }
-            let timestamp = match timestamp {
-                Some(t) => Timestamp::parse(&t).map_err(Usage)?,
-                None => now(),
-            };
-            runtime.write(&path, pid, timestamp)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Run {
-            replace_stale,
-            wait,
-            path,
-            command,
-        } => run_command(&runtime, &path, replace_stale, wait.wait, &command),
-    }
-}
-
-fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::new(d.as_secs(), d.subsec_nanos())
-}
-
-fn open(runtime: &Runtime, path: &std::path::Path, pid: Option<u32>) -> anyhow::Result<LockFile> {
-    let pid = match pid {
-        Some(0) => return Err(Usage("--pid 0 is not a process".into()).into()),
-        Some(pid) => pid,
-        None => lockfile_host::process::parent_pid()
-            .ok_or_else(|| Usage("cannot tell the parent process here; give --pid".into()))?,
-    };
-    Ok(runtime.open_as(path, pid)?)
-}
-
-/// Acquires, retrying with backoff while another owner holds the lock and
-/// the wait allows. Says once on stderr who holds it.
-fn acquire(
-    lock: &mut LockFile,
-    replace_stale: bool,
-    force: bool,
-    wait: Option<Wait>,
-) -> Result<(), Error> {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(5);
-    let mut told = false;
-    loop {
-        let refusal = match lock.acquire(replace_stale, force) {
-            Err(Error::UnableToAcquire(r)) => r,
-            other => return other,
-        };
-        let left = match wait {
-            None => return Err(Error::UnableToAcquire(refusal)),
-            Some(Wait::Forever) => Duration::MAX,
-            Some(Wait::For(limit)) => match limit.checked_sub(start.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => return Err(Error::UnableToAcquire(refusal)),
+fn failure(e: Error) -> Failure {
+    let refused = |r: lockfile_host::Refusal, acquiring| {
+        Failure::Refused(Box::new(Refused {
+            acquiring,
+            path: r.path.display().to_string(),
+            owner: Owner {
+                pid: r.owner.pid,
+                date: r.owner.date,
+                hostname: r.owner.hostname,
             },
-        };
-        if !told {
-            eprintln!(
-                "lockfile: waiting for `{}`: {}",
-                refusal.path.display(),
-                refusal
-            );
-            told = true;
-        }
-        std::thread::sleep(pause.min(left));
-        pause = (pause * 3 / 2).min(Duration::from_millis(250));
+            verdict: r.verdict,
+            reason: r.reason,
+        }))
+    };
+    match e {
+        Error::UnableToAcquire(r) => refused(r, true),
+        Error::UnableToRelease(r) => refused(r, false),
+        other => Failure::Other(other.to_string()),
     }
 }
 
-fn status(lock: &mut LockFile, json: bool) -> anyhow::Result<()> {
-    let s = lock.status()?;
-    let locked = !matches!(s.verdict, Verdict::Unlocked);
-    let owned = s.verdict == Verdict::OwnedBySelf;
-    let mut out = std::io::stdout().lock();
-    if json {
-        let value = serde_json::json!({
-            "path": s.path.display().to_string(),
-            "locked": locked,
-            "pid": s.owner.as_ref().map(|o| o.pid),
-            "timestamp": s.owner.as_ref().map(|o| o.date.as_f64()),
-            "acquired": s.owner.as_ref().and_then(|o| rfc3339(o.date)),
-            "hostname": s.owner.as_ref().and_then(|o| o.hostname.clone()),
-            "owned_by_self": owned,
-            "verdict": s.verdict.as_str(),
-            "reason": s.reason,
-        });
-        writeln!(out, "{value}")?;
-    } else {
-        writeln!(out, "path:     {}", s.path.display())?;
-        writeln!(out, "locked:   {}", if locked { "yes" } else { "no" })?;
-        if let Some(o) = &s.owner {
-            writeln!(out, "pid:      {}", o.pid)?;
-            writeln!(out, "acquired: {} ({})", display_time(o.date), o.date)?;
-            if let Some(host) = &o.hostname {
-                writeln!(out, "host:     {host}")?;
+impl Lock for NativeLock {
+    fn acquire(&mut self, replace_stale: bool, force: bool) -> Result<(), Failure> {
+        self.0.acquire(replace_stale, force).map_err(failure)
+    }
+
+    fn release(&mut self, force: bool) -> Result<(), Failure> {
+        self.0.release(force).map_err(failure)
+    }
+
+    fn status(&mut self) -> Result<StatusView, Failure> {
+        let s = self.0.status().map_err(failure)?;
+        Ok(StatusView {
+            path: s.path.display().to_string(),
+            owner: s.owner.map(|o| Owner {
+                pid: o.pid,
+                date: o.date,
+                hostname: o.hostname,
+            }),
+            verdict: s.verdict,
+            reason: s.reason,
+        })
+    }
+}
+
+impl Backend for Native {
+    type Lock = NativeLock;
+
+    fn open(&self, path: &Path, pid: Option<u32>) -> Result<NativeLock, Failure> {
+        let pid = match pid {
+            Some(pid) => pid,
+            None => lockfile_host::process::parent_pid().ok_or_else(|| {
+                Failure::Usage("cannot tell the parent process here; give --pid".into())
+            })?,
+        };
+        self.0.open_as(path, pid).map(NativeLock).map_err(failure)
+    }
+
+    fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure> {
+        self.0.write(path, pid, timestamp).map_err(failure)
+    }
+
+    fn run(
+        &self,
+        path: &Path,
+        replace_stale: bool,
+        wait: Option<Wait>,
+        command: &[String],
+    ) -> Result<u8, Failure> {
+        let mut lock = NativeLock(self.0.open(path).map_err(failure)?);
+        lockfile_cli::acquire(&mut lock, replace_stale, false, wait)?;
+        let result = spawn_and_wait(command);
+        let released = lock.release(false);
+        let code = result.map_err(|e| Failure::Other(format!("{e:#}")))?;
+        if let Err(e) = released {
+            eprintln!("lockfile: {}", e.message());
+            if code == 0 {
+                return Ok(OTHER);
             }
         }
-        writeln!(out, "verdict:  {}", s.verdict.as_str())?;
-        writeln!(out, "reason:   {}", s.reason)?;
+        Ok(code)
     }
-    Ok(())
-}
-
-fn run_command(
-    runtime: &Runtime,
-    path: &std::path::Path,
-    replace_stale: bool,
-    wait: Option<Wait>,
-    command: &[String],
-) -> anyhow::Result<ExitCode> {
-    let mut lock = runtime.open(path)?;
-    acquire(&mut lock, replace_stale, false, wait)?;
-    let result = spawn_and_wait(command);
-    let released = lock.release(false);
-    let code = result?;
-    if let Err(e) = released {
-        eprintln!("lockfile: {e}");
-        if code == 0 {
-            return Ok(ExitCode::from(OTHER));
-        }
-    }
-    Ok(ExitCode::from(code))
 }
 
 /// Runs the command to its end and returns its exit code (128+N for signal N).
 fn spawn_and_wait(command: &[String]) -> anyhow::Result<u8> {
     let Some((program, args)) = command.split_first() else {
-        bail!(Usage("no COMMAND given".into()));
+        anyhow::bail!("no COMMAND given");
     };
     let mut cmd = Command::new(program);
     cmd.args(args);

@@ -207,25 +207,16 @@ fn unprivileged(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
-fn world_readable_copy_of_lockfile(dir: &std::path::Path) -> std::path::PathBuf {
-    let bin = dir.join("lockfile");
-    fs::copy(lockfile_bin(), &bin).expect("copy binary");
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
-    bin
-}
-
 #[test]
 fn a_read_only_directory_gives_a_clear_error_and_no_files() {
     let dir = sandbox();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    let bin = world_readable_copy_of_lockfile(dir.path());
+    let bin = world_executable_lockfile();
     let ro = dir.path().join("ro");
     fs::create_dir(&ro).expect("mkdir");
     fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).expect("chmod");
     let lock = ro.join("x.lock");
-    let out = unprivileged(Command::new(&bin).args(["acquire", s(&lock)]))
-        .output()
-        .expect("run");
+    let out = output_retrying(unprivileged(Command::new(&bin).args(["acquire", s(&lock)])));
     expect_code(&out, 3);
     let msg = stderr(&out);
     assert!(msg.contains(s(&ro)), "names the place: {msg}");

@@ -178,3 +178,34 @@ pub fn boot_id() -> String {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// A copy of `lockfile` that any user can run (the build tree may not be
+/// reachable by `nobody`), made once per test run.
+pub fn world_executable_lockfile() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static COPY: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = sandbox();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let bin = dir.path().join("lockfile");
+        fs::copy(lockfile_bin(), &bin).expect("copy binary");
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+        (dir, bin)
+    })
+    .1
+    .clone()
+}
+
+/// Runs `cmd`, retrying while the binary is "busy": another test thread may
+/// have forked while the copy was still open for writing.
+pub fn output_retrying(cmd: &mut Command) -> Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.expect("run"),
+        }
+    }
+    panic!("the binary stayed busy");
+}

@@ -145,9 +145,7 @@ fn a_live_process_of_another_user_is_held() {
     // about pid 1, which belongs to root.
     let dir = sandbox();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    let bin = dir.path().join("lockfile");
-    fs::copy(lockfile_bin(), &bin).expect("copy");
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = world_executable_lockfile();
     let root_process = Sleeper::new();
     let pid = if is_root() { root_process.pid() } else { 1 };
     let lock = dir.path().join("user.lock");
@@ -158,7 +156,7 @@ fn a_live_process_of_another_user_is_held() {
     if is_root() {
         cmd.uid(65534).gid(65534);
     }
-    let out = cmd.output().expect("run");
+    let out = output_retrying(&mut cmd);
     expect_code(&out, 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["verdict"], "held", "{v}");
@@ -167,5 +165,5 @@ fn a_live_process_of_another_user_is_held() {
     if is_root() {
         cmd.uid(65534).gid(65534);
     }
-    expect_code(&cmd.output().expect("run"), 1);
+    expect_code(&output_retrying(&mut cmd), 1);
 }

@@ -7,3 +7,4 @@ mod common;
 mod embedding;
 mod identity;
 mod races;
+mod wasmtime_run;

@@ -3,7 +3,7 @@
 use std::fs;
 use std::sync::OnceLock;
 
-use lockfile_core::{Liveness, Machine, ProcessInfo, Timestamp};
+use lockfile_core::{procfs, Liveness, Machine, ProcessInfo, Timestamp};
 use rustix::io::Errno;
 use rustix::process::{test_kill_process, Pid};
 
@@ -25,7 +25,7 @@ pub fn query(pid: u32) -> ProcessInfo {
     let stat = (liveness == Liveness::Alive)
         .then(|| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .flatten();
-    let Some(stat) = stat.as_deref().and_then(parse_stat) else {
+    let Some(stat) = stat.as_deref().and_then(procfs::parse_stat) else {
         return ProcessInfo {
             liveness,
             start_ticks: None,
@@ -33,7 +33,7 @@ pub fn query(pid: u32) -> ProcessInfo {
         };
     };
     // A zombie has exited; only its parent has not collected it yet.
-    let liveness = if matches!(stat.state, 'Z' | 'X' | 'x') {
+    let liveness = if stat.is_zombie() {
         Liveness::Dead
     } else {
         liveness
@@ -45,44 +45,18 @@ pub fn query(pid: u32) -> ProcessInfo {
     }
 }
 
-struct Stat {
-    state: char,
-    start_ticks: u64,
-}
-
-/// Fields of `/proc/PID/stat`. The command name (field 2) may hold spaces
-/// and parentheses, so the fields are counted from the last `)`.
-fn parse_stat(text: &str) -> Option<Stat> {
-    let (_, rest) = text.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // `rest` starts at field 3 (state); start time is field 22.
-    let start_ticks = fields.nth(18)?.parse().ok()?;
-    Some(Stat { state, start_ticks })
-}
-
 /// Boot time and clock ticks per second, read once.
 fn clock() -> Option<(u64, u64)> {
     static CLOCK: OnceLock<Option<(u64, u64)>> = OnceLock::new();
     *CLOCK.get_or_init(|| {
-        let stat = fs::read_to_string("/proc/stat").ok()?;
-        let btime = stat
-            .lines()
-            .find_map(|l| l.strip_prefix("btime "))?
-            .trim()
-            .parse()
-            .ok()?;
+        let btime = procfs::parse_btime(&fs::read_to_string("/proc/stat").ok()?)?;
         Some((btime, rustix::param::clock_ticks_per_second()))
     })
 }
 
 fn start_time(ticks: u64) -> Option<Timestamp> {
     let (btime, hz) = clock()?;
-    if hz == 0 {
-        return None;
-    }
-    let nanos = (ticks % hz) * 1_000_000_000 / hz;
-    Some(Timestamp::new(btime + ticks / hz, nanos as u32))
+    procfs::start_time(btime, hz, ticks)
 }
 
 /// Host name, boot id and PID namespace of this machine, read once.
@@ -103,14 +77,6 @@ pub fn machine() -> Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_with_hostile_command_name() {
-        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
-        let stat = parse_stat(line).expect("parses");
-        assert_eq!(stat.state, 'S');
-        assert_eq!(stat.start_ticks, 98765);
-    }
 
     #[test]
     fn this_process_is_alive_with_a_start_time() {

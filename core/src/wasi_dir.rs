@@ -4,8 +4,8 @@
 use std::cell::OnceCell;
 use std::io;
 
-use lockfile_core::paths::locate;
-use lockfile_core::protocol::{Dir, Error, Kind};
+use crate::paths::locate;
+use crate::protocol::{Dir, Error, Kind};
 use wasi::filesystem::preopens::get_directories;
 use wasi::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
@@ -17,6 +17,7 @@ thread_local! {
 }
 
 /// The directory that holds a lock.
+#[derive(Debug)]
 pub struct WasiDir {
     fd: Descriptor,
 }

@@ -1,0 +1,436 @@
+//! The `lockfile` command line: arguments, exit codes, messages and output.
+//!
+//! Shared by the native `lockfile` binary (which runs the lock component in
+//! wasmtime) and `lockfile-command.wasm` (which runs the same core under
+//! `wasmtime run`), so both speak exactly the same language. Each supplies a
+//! [`Backend`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use lockfile_core::decide::owner_state;
+use lockfile_core::{display_time, rfc3339, Timestamp, Verdict};
+
+/// Exit code: the lock is held by another owner.
+pub const HELD: u8 = 1;
+/// Exit code: bad usage.
+pub const USAGE: u8 = 2;
+/// Exit code: any other error.
+pub const OTHER: u8 = 3;
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0  success
+  1  the lock is held by another owner (acquire or release refused, --wait timed out)
+  2  usage error
+  3  any other error (malformed lock file, unreachable path, I/O error)
+  `run` exits with COMMAND's status (128+N if a signal N killed it).
+
+A lock taken with `acquire` belongs to --pid, by default the process that ran
+`lockfile` (your shell or script): it stays held until released or until that
+process exits, after which --replace-stale may take it over.";
+
+/// PID lock files, compatible with labm8's `LockFile`, run in a WebAssembly sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "lockfile", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Take the lock for --pid (default: the calling process).
+    Acquire {
+        /// Take over a lock whose owner is gone (dead, recycled pid, previous boot).
+        #[arg(long)]
+        replace_stale: bool,
+        /// Take the lock whoever holds it, replacing even a malformed file.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        pid: PidArg,
+        #[command(flatten)]
+        wait: WaitArg,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// Release the lock held by --pid.
+    Release {
+        /// Remove the lock whoever holds it.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        pid: PidArg,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// Show who holds the lock and whether it is stale.
+    Status {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        pid: PidArg,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// Plant the record `PID TIMESTAMP` as given (labm8's static `write`).
+    Write {
+        /// The lock file.
+        path: PathBuf,
+        /// The pid to record.
+        pid: u32,
+        /// Unix time in seconds (fractions allowed); default: now.
+        timestamp: Option<String>,
+    },
+    /// Run COMMAND while holding the lock; release it when COMMAND ends.
+    ///
+    /// The lock is taken for `lockfile`'s own pid, before COMMAND starts: the
+    /// lock is held for as long as `lockfile` waits for COMMAND, and on Linux
+    /// COMMAND is sent SIGTERM if `lockfile` dies, so it never runs unlocked.
+    /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to COMMAND.
+    Run {
+        /// Take over a lock whose owner is gone.
+        #[arg(long)]
+        replace_stale: bool,
+        #[command(flatten)]
+        wait: WaitArg,
+        /// The lock file.
+        path: PathBuf,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+/// `--pid`.
+#[derive(Debug, clap::Args)]
+pub struct PidArg {
+    /// The process the lock is for (default: the parent of `lockfile`).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+}
+
+/// `--wait`.
+#[derive(Debug, clap::Args)]
+pub struct WaitArg {
+    /// Retry until the lock is free, for up to SECONDS (fractions allowed, or `forever`).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_wait)]
+    pub wait: Option<Wait>,
+}
+
+/// How long to wait for a held lock.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+    /// At most this long.
+    For(Duration),
+    /// Until it is free.
+    Forever,
+}
+
+fn parse_wait(s: &str) -> Result<Wait, String> {
+    if s == "forever" {
+        return Ok(Wait::Forever);
+    }
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(Wait::For(Duration::from_secs_f64(v))),
+        _ => Err(format!("`{s}` is not a number of seconds or `forever`")),
+    }
+}
+
+/// A recorded owner.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Its pid.
+    pub pid: u32,
+    /// When it took the lock.
+    pub date: Timestamp,
+    /// Its host, if recorded.
+    pub hostname: Option<String>,
+}
+
+/// Another owner holds the lock.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// Refused while acquiring (else releasing).
+    pub acquiring: bool,
+    /// The lock's path.
+    pub path: String,
+    /// The owner.
+    pub owner: Owner,
+    /// `held`, `stale` or `foreign`.
+    pub verdict: Verdict,
+    /// Why the owner counts as holding it.
+    pub reason: String,
+}
+
+/// Why a command failed; decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Exit 1.
+    Refused(Box<Refused>),
+    /// Exit 2.
+    Usage(String),
+    /// Exit 3.
+    Other(String),
+}
+
+impl Failure {
+    /// The exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Refused(_) => HELD,
+            Failure::Usage(_) => USAGE,
+            Failure::Other(_) => OTHER,
+        }
+    }
+
+    /// The message, without the `lockfile: ` prefix.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Refused(r) => {
+                let state = owner_state(r.verdict, &r.reason, r.owner.hostname.as_deref());
+                let head = format!(
+                    "cannot {} `{}`: held by pid {} ({state}) since {}",
+                    if r.acquiring { "acquire" } else { "release" },
+                    r.path,
+                    r.owner.pid,
+                    display_time(r.owner.date)
+                );
+                // The plain case needs no more words than `held by pid N (alive)`.
+                let plain = format!("pid {} is running", r.owner.pid);
+                match r.verdict {
+                    Verdict::Held if r.reason.starts_with(&plain) => head,
+                    Verdict::Stale if r.acquiring => {
+                        format!("{head}; {} (use --replace-stale to take it over)", r.reason)
+                    }
+                    _ => format!("{head}; {}", r.reason),
+                }
+            }
+            Failure::Usage(m) | Failure::Other(m) => m.clone(),
+        }
+    }
+}
+
+/// The state of a lock, for `status`.
+#[derive(Debug, Clone)]
+pub struct StatusView {
+    /// The lock's path.
+    pub path: String,
+    /// The owner, if readable.
+    pub owner: Option<Owner>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: String,
+}
+
+/// One open lock.
+pub trait Lock {
+    /// Claims it.
+    ///
+    /// # Errors
+    /// A [`Failure`] saying why.
+    fn acquire(&mut self, replace_stale: bool, force: bool) -> Result<(), Failure>;
+    /// Releases it.
+    ///
+    /// # Errors
+    /// A [`Failure`] saying why.
+    fn release(&mut self, force: bool) -> Result<(), Failure>;
+    /// Its state.
+    ///
+    /// # Errors
+    /// A [`Failure`] saying why.
+    fn status(&mut self) -> Result<StatusView, Failure>;
+}
+
+/// Where the lock logic runs.
+pub trait Backend {
+    /// An open lock.
+    type Lock: Lock;
+    /// Opens the lock at `path` for `pid` (`None`: the caller's parent).
+    ///
+    /// # Errors
+    /// A [`Failure`] saying why.
+    fn open(&self, path: &Path, pid: Option<u32>) -> Result<Self::Lock, Failure>;
+    /// Plants a record.
+    ///
+    /// # Errors
+    /// A [`Failure`] saying why.
+    fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure>;
+    /// Runs a command under the lock and returns its exit code.
+    ///
+    /// # Errors
+    /// A [`Failure`] saying why.
+    fn run(
+        &self,
+        path: &Path,
+        replace_stale: bool,
+        wait: Option<Wait>,
+        command: &[String],
+    ) -> Result<u8, Failure>;
+}
+
+/// Parses the arguments, runs the command on the backend made by `backend`,
+/// prints errors as `lockfile: MESSAGE`, and returns the exit code.
+/// `run_about` replaces the help of `run` when given.
+pub fn main<B: Backend>(
+    backend: impl FnOnce() -> Result<B, Failure>,
+    run_about: Option<&'static str>,
+) -> u8 {
+    let mut command = Cli::command();
+    if let Some(about) = run_about {
+        command = command.mut_subcommand("run", |c| c.about(about).long_about(about));
+    }
+    let parsed = command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { USAGE } else { 0 };
+        }
+    };
+    match backend().and_then(|b| execute(&b, cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lockfile: {}", e.message());
+            e.code()
+        }
+    }
+}
+
+fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
+    match command {
+        Cmd::Acquire {
+            replace_stale,
+            force,
+            pid,
+            wait,
+            path,
+        } => {
+            let mut lock = backend.open(&path, check_pid(pid.pid)?)?;
+            acquire(&mut lock, replace_stale, force, wait.wait)?;
+        }
+        Cmd::Release { force, pid, path } => {
+            backend.open(&path, check_pid(pid.pid)?)?.release(force)?;
+        }
+        Cmd::Status { json, pid, path } => {
+            let view = backend.open(&path, check_pid(pid.pid)?)?.status()?;
+            print_status(&view, json).map_err(|e| Failure::Other(format!("cannot print: {e}")))?;
+        }
+        Cmd::Write {
+            path,
+            pid,
+            timestamp,
+        } => {
+            lockfile_core::format::check_pid(pid).map_err(Failure::Usage)?;
+            let timestamp = match timestamp {
+                Some(t) => Timestamp::parse(&t).map_err(Failure::Usage)?,
+                None => now(),
+            };
+            backend.write(&path, pid, timestamp)?;
+        }
+        Cmd::Run {
+            replace_stale,
+            wait,
+            path,
+            command,
+        } => return backend.run(&path, replace_stale, wait.wait, &command),
+    }
+    Ok(0)
+}
+
+fn check_pid(pid: Option<u32>) -> Result<Option<u32>, Failure> {
+    match pid {
+        Some(0) => Err(Failure::Usage("--pid 0 is not a process".into())),
+        Some(p) => lockfile_core::format::check_pid(p)
+            .map(|()| Some(p))
+            .map_err(Failure::Usage),
+        None => Ok(None),
+    }
+}
+
+/// The current time.
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::new(d.as_secs(), d.subsec_nanos())
+}
+
+/// Acquires, retrying with backoff (5 ms growing to 250 ms) while another
+/// owner holds the lock and `wait` allows; says once on stderr who holds it.
+///
+/// # Errors
+/// The last refusal when the wait is over, or any other failure at once.
+pub fn acquire<L: Lock>(
+    lock: &mut L,
+    replace_stale: bool,
+    force: bool,
+    wait: Option<Wait>,
+) -> Result<(), Failure> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    let mut told = false;
+    loop {
+        let refusal = match lock.acquire(replace_stale, force) {
+            Err(Failure::Refused(r)) => Failure::Refused(r),
+            other => return other,
+        };
+        let left = match wait {
+            None => return Err(refusal),
+            Some(Wait::Forever) => Duration::MAX,
+            Some(Wait::For(limit)) => match limit.checked_sub(start.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return Err(refusal),
+            },
+        };
+        if !told {
+            let message = refusal.message();
+            let rest = message.strip_prefix("cannot acquire ").unwrap_or(&message);
+            eprintln!("lockfile: waiting for {rest}");
+            told = true;
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 3 / 2).min(Duration::from_millis(250));
+    }
+}
+
+fn print_status(s: &StatusView, json: bool) -> std::io::Result<()> {
+    let locked = !matches!(s.verdict, Verdict::Unlocked);
+    let owned = s.verdict == Verdict::OwnedBySelf;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = serde_json::json!({
+            "path": s.path,
+            "locked": locked,
+            "pid": s.owner.as_ref().map(|o| o.pid),
+            "timestamp": s.owner.as_ref().map(|o| o.date.as_f64()),
+            "acquired": s.owner.as_ref().and_then(|o| rfc3339(o.date)),
+            "hostname": s.owner.as_ref().and_then(|o| o.hostname.clone()),
+            "owned_by_self": owned,
+            "verdict": s.verdict.as_str(),
+            "reason": s.reason,
+        });
+        writeln!(out, "{value}")
+    } else {
+        writeln!(out, "path:     {}", s.path)?;
+        writeln!(out, "locked:   {}", if locked { "yes" } else { "no" })?;
+        if let Some(o) = &s.owner {
+            writeln!(out, "pid:      {}", o.pid)?;
+            writeln!(out, "acquired: {} ({})", display_time(o.date), o.date)?;
+            if let Some(host) = &o.hostname {
+                writeln!(out, "host:     {host}")?;
+            }
+        }
+        writeln!(out, "verdict:  {}", s.verdict.as_str())?;
+        writeln!(out, "reason:   {}", s.reason)
+    }
+}

