@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Whole-process and peer comparisons, side by side, in one run on this machine.
+# Prints `BENCH <name> <median> <unit>` and `RATIO <name> <value>` lines.
+# Installs what it needs: hyperfine (Debian), labm8 0.1.2 and filelock (PyPI,
+# in target/bench-venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v hyperfine >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null
+fi
+if [ ! -x target/bench-venv/bin/python ]; then
+  python3 -m venv target/bench-venv
+fi
+target/bench-venv/bin/pip install -q --disable-pip-version-check labm8==0.1.2 filelock >&2 || true
+
+rustup target add wasm32-wasip2 >&2
+cargo build --release --bin lockfile --examples >&2
+bin=target/release/lockfile
+work="$(mktemp -d)"
+sleep 3600 & holder=$!
+trap 'kill $holder 2>/dev/null; rm -rf "$work"' EXIT
+
+median_ms() { # hyperfine JSON -> median in ms
+  python3 -c 'import json,sys; print("%.3f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$1"
+}
+hf() { hyperfine -N --warmup 20 --runs 300 --style none "$@" >&2; }
+
+hf --export-json "$work/flock.json" "flock -n $work/f.lock true"
+hf --export-json "$work/acquire.json" --prepare "rm -f $work/a.lock" "$bin acquire --pid $holder $work/a.lock"
+hf --export-json "$work/release.json" --prepare "$bin acquire --pid $holder $work/r.lock" "$bin release --pid $holder $work/r.lock"
+hf --export-json "$work/status.json" "$bin status $work/r.lock"
+flock=$(median_ms "$work/flock.json")
+acq=$(median_ms "$work/acquire.json")
+rel=$(median_ms "$work/release.json")
+st=$(median_ms "$work/status.json")
+echo "BENCH flock_process $flock ms"
+echo "BENCH lockfile_acquire_process $acq ms"
+echo "BENCH lockfile_release_process $rel ms"
+echo "BENCH lockfile_status_process $st ms"
+ratio() { python3 -c "print('RATIO $1 %.2f' % ($2 / $3))"; }
+ratio acquire_process_vs_flock "$acq" "$flock"
+ratio release_process_vs_flock "$rel" "$flock"
+
+# In-process cycles: the component and its native baseline (criterion), the
+# Python peers, all now.
+cargo bench --bench lock -- 'cycle/' 2>/dev/null | tee "$work/criterion.txt" >&2
+crit_us() { # median of a criterion group line, in microseconds
+  # Criterion prints `NAME time: [low unit mid unit high unit]`, or NAME
+  # alone on a line when it is long, with `time:` on the next.
+  awk -v name="$1" '
+      $1 == name && $2 == "time:" {v=$5; u=$6}
+      prev == name && $1 == "time:" {v=$4; u=$5}
+      {prev=$1}
+      END { if (u ~ /^ns/) v /= 1000; else if (u ~ /^ms/) v *= 1000; print v }' "$work/criterion.txt"
+}
+comp=$(crit_us cycle/component)
+native=$(crit_us cycle/native-core)
+raw=$(crit_us cycle/raw-o-excl)
+echo "BENCH component_cycle $comp us"
+echo "BENCH native_core_cycle $native us"
+echo "BENCH raw_o_excl_cycle $raw us"
+ratio component_vs_native_core "$comp" "$native"
+ratio component_vs_raw_o_excl "$comp" "$raw"
+target/bench-venv/bin/python bench/peers.py "$work" | tee "$work/peers.txt"
+while read -r _ name value _; do
+  ratio "${name%_cycle}_vs_component" "$value" "$comp"
+done < <(grep '^BENCH' "$work/peers.txt")

@@ -1,0 +1,49 @@
+"""Acquire+release cycles of the Python lock files people use, in-process.
+
+Prints `BENCH <name> <median> us` for labm8 0.1.2's LockFile and filelock's
+FileLock and SoftFileLock, each on a fresh file in DIR (argv[1]).
+"""
+import statistics
+import sys
+import time
+
+N = 2000
+
+
+def median_us(cycle):
+    for _ in range(100):  # warm up
+        cycle()
+    samples = []
+    for _ in range(N):
+        t = time.perf_counter_ns()
+        cycle()
+        samples.append(time.perf_counter_ns() - t)
+    return statistics.median(samples) / 1000
+
+
+def main(d):
+    try:
+        from labm8 import lockfile
+
+        lock = lockfile.LockFile(f"{d}/labm8.lock")
+
+        def labm8_cycle():
+            lock.acquire()
+            lock.release()
+
+        print(f"BENCH labm8_cycle {median_us(labm8_cycle):.1f} us")
+    except Exception as e:  # labm8 is old; say why it is missing
+        print(f"# labm8 unavailable: {e!r}")
+    import filelock
+
+    for cls in (filelock.FileLock, filelock.SoftFileLock):
+        lock = cls(f"{d}/{cls.__name__}.lock")
+
+        def cycle():
+            lock.acquire()
+            lock.release()
+
+        print(f"BENCH {cls.__name__.lower()}_cycle {median_us(cycle):.1f} us")
+
+
+main(sys.argv[1])

@@ -1,0 +1,190 @@
+//! `cargo bench`: what the sandbox costs.
+//!
+//! - `cycle/component`: acquire + release through the component (warm store).
+//! - `cycle/native-core`: the same protocol code (`lockfile-core`) compiled
+//!   natively over `std::fs`: the baseline the component is measured against.
+//! - `cycle/raw-o-excl`: create (O_EXCL) + write + close + unlink, the least
+//!   any lock file can do.
+//! - `open/instantiate`: a new sandbox for a lock, from the `InstancePre`.
+//! - `read/status` and `read/static-read`: inspecting a held lock.
+//! - `contention/8x500`: 8 processes x 500 cycles on one lock (wall time;
+//!   also checks exclusion: the shared counter must end at 4000).
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use lockfile_core::std_dir::StdDir;
+use lockfile_core::{Identity, Lock, Machine, ProcessInfo, System, Timestamp};
+use lockfile_host::{process, Runtime};
+
+/// The host's process knowledge, natively: what the component asks through
+/// its `process` import, answered without a sandbox in between.
+struct NativeSystem {
+    me: Identity,
+    machine: Machine,
+    counter: std::cell::Cell<u64>,
+}
+
+impl NativeSystem {
+    fn new() -> Self {
+        let pid = std::process::id();
+        NativeSystem {
+            me: Identity {
+                pid,
+                start_ticks: process::query(pid).start_ticks,
+            },
+            machine: process::machine(),
+            counter: std::cell::Cell::new(u64::from(pid) << 32),
+        }
+    }
+}
+
+impl System for NativeSystem {
+    fn current(&self) -> Identity {
+        self.me
+    }
+    fn runner(&self) -> Identity {
+        self.me
+    }
+    fn machine(&self) -> Machine {
+        self.machine.clone()
+    }
+    fn query(&self, pid: u32) -> ProcessInfo {
+        process::query(pid)
+    }
+    fn now(&self) -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp::new(d.as_secs(), d.subsec_nanos())
+    }
+    fn random(&self) -> u64 {
+        // Unique per call is all the protocol needs from it here.
+        let n = self.counter.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.counter.set(n);
+        n
+    }
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("lockfile-bench-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+fn cycle(c: &mut Criterion) {
+    let dir = bench_dir();
+    let runtime = Runtime::new().expect("runtime");
+    let mut group = c.benchmark_group("cycle");
+
+    let mut lock = runtime.open(dir.path().join("component.lock")).expect("open");
+    group.bench_function("component", |b| {
+        b.iter(|| {
+            lock.acquire(false, false).expect("acquire");
+            lock.release(false).expect("release");
+        })
+    });
+
+    let std_dir = StdDir::new(dir.path());
+    let sys = NativeSystem::new();
+    let path = dir.path().join("native.lock");
+    let path = path.to_str().expect("utf-8");
+    group.bench_function("native-core", |b| {
+        b.iter(|| {
+            let lock = Lock::new(&std_dir, "native.lock", path, &sys);
+            lock.acquire(false, false).expect("acquire");
+            lock.release(false).expect("release");
+        })
+    });
+
+    let raw = dir.path().join("raw.lock");
+    let line = format!("{} 1796032931.123456\n", std::process::id());
+    group.bench_function("raw-o-excl", |b| {
+        b.iter(|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&raw)
+                .expect("create");
+            f.write_all(line.as_bytes()).expect("write");
+            drop(f);
+            fs::remove_file(&raw).expect("unlink");
+        })
+    });
+    group.finish();
+}
+
+fn open(c: &mut Criterion) {
+    let dir = bench_dir();
+    let runtime = Runtime::new().expect("runtime");
+    let path = dir.path().join("open.lock");
+    c.bench_function("open/instantiate", |b| {
+        b.iter(|| runtime.open(&path).expect("open"))
+    });
+}
+
+fn read(c: &mut Criterion) {
+    let dir = bench_dir();
+    let runtime = Runtime::new().expect("runtime");
+    let path = dir.path().join("read.lock");
+    let mut lock = runtime.open(&path).expect("open");
+    lock.acquire(false, false).expect("acquire");
+    let mut group = c.benchmark_group("read");
+    group.bench_function("status", |b| b.iter(|| lock.status().expect("status")));
+    group.bench_function("static-read", |b| {
+        b.iter(|| runtime.read(&path).expect("read"))
+    });
+    group.finish();
+}
+
+fn contend_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench binary");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join("examples").join("contend")
+}
+
+fn contention(c: &mut Criterion) {
+    const PROCS: usize = 8;
+    const CYCLES: usize = 500;
+    let bin = contend_bin();
+    if !bin.exists() {
+        eprintln!("skipping contention: `{}` missing (cargo bench builds it)", bin.display());
+        return;
+    }
+    let mut group = c.benchmark_group("contention");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.bench_function("8x500", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = bench_dir();
+                let start = Instant::now();
+                let children: Vec<_> = (0..PROCS)
+                    .map(|_| {
+                        Command::new(&bin)
+                            .args(["cycles", dir.path().to_str().expect("utf-8"), &CYCLES.to_string()])
+                            .spawn()
+                            .expect("spawn")
+                    })
+                    .collect();
+                for mut child in children {
+                    let status = child.wait().expect("wait");
+                    assert!(status.success(), "a worker saw two holders or failed");
+                }
+                total += start.elapsed();
+                let counter = fs::read_to_string(dir.path().join("counter")).expect("counter");
+                assert_eq!(counter.trim(), (PROCS * CYCLES).to_string(), "lost updates");
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, cycle, open, read, contention);
+criterion_main!(benches);
