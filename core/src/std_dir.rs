@@ -67,12 +67,28 @@ impl Dir for StdDir {
     }
 
     fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>> {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .read(true)
             .custom_flags(O_NOFOLLOW | O_NONBLOCK)
             .open(self.at(name))?;
-        let mut bytes = Vec::with_capacity(256);
-        file.take(limit as u64).read_to_end(&mut bytes)?;
+        // One read for the whole (small) file: a short read of a regular
+        // file is its end, so no second call to see EOF.
+        let mut bytes = vec![0; limit];
+        let mut filled = 0;
+        while filled < limit {
+            match file.read(&mut bytes[filled..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    filled += n;
+                    if filled < limit {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        bytes.truncate(filled);
         Ok(bytes)
     }
 

@@ -123,8 +123,11 @@ impl Dir for WasiDir {
         while bytes.len() < limit {
             let want = (limit - bytes.len()) as u64;
             let (chunk, eof) = file.read(want, bytes.len() as u64).map_err(to_io)?;
+            // A short read of a regular file is its end: stop without the
+            // extra call that would report EOF.
+            let short = (chunk.len() as u64) < want;
             bytes.extend_from_slice(&chunk);
-            if eof || chunk.is_empty() {
+            if eof || short {
                 break;
             }
         }

@@ -12,11 +12,10 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use lockfile_core::std_dir::StdDir;
 use lockfile_core::{Identity, Lock, Machine, ProcessInfo, System, Timestamp};
 use lockfile_host::{process, Runtime};
@@ -82,7 +81,9 @@ fn cycle(c: &mut Criterion) {
     let runtime = Runtime::new().expect("runtime");
     let mut group = c.benchmark_group("cycle");
 
-    let mut lock = runtime.open(dir.path().join("component.lock")).expect("open");
+    let mut lock = runtime
+        .open(dir.path().join("component.lock"))
+        .expect("open");
     group.bench_function("component", |b| {
         b.iter(|| {
             lock.acquire(false, false).expect("acquire");
@@ -142,22 +143,22 @@ fn read(c: &mut Criterion) {
     group.finish();
 }
 
-fn contend_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench binary");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    dir.join("examples").join("contend")
-}
+/// The contention workers are this benchmark binary itself, run with
+/// `--contend` and the arguments of the `contend` example, whose code it
+/// includes: `cargo bench` does not build examples.
+#[path = "../examples/contend.rs"]
+mod contend;
+
+const WORKER_FLAG: &str = "--contend";
 
 fn contention(c: &mut Criterion) {
     const PROCS: usize = 8;
     const CYCLES: usize = 500;
-    let bin = contend_bin();
-    if !bin.exists() {
-        eprintln!("skipping contention: `{}` missing (cargo bench builds it)", bin.display());
-        return;
-    }
+    let bin = std::env::current_exe().expect("bench binary");
     let mut group = c.benchmark_group("contention");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.bench_function("8x500", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -167,7 +168,12 @@ fn contention(c: &mut Criterion) {
                 let children: Vec<_> = (0..PROCS)
                     .map(|_| {
                         Command::new(&bin)
-                            .args(["cycles", dir.path().to_str().expect("utf-8"), &CYCLES.to_string()])
+                            .arg(WORKER_FLAG)
+                            .args([
+                                "cycles",
+                                dir.path().to_str().expect("utf-8"),
+                                &CYCLES.to_string(),
+                            ])
                             .spawn()
                             .expect("spawn")
                     })
@@ -187,4 +193,12 @@ fn contention(c: &mut Criterion) {
 }
 
 criterion_group!(benches, cycle, open, read, contention);
-criterion_main!(benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(WORKER_FLAG) {
+        std::process::exit(i32::from(contend::run(&args[1..])));
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

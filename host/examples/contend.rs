@@ -20,8 +20,15 @@ use std::time::Duration;
 
 use lockfile_host::{Error, Runtime};
 
+// The contention benchmark includes this file as a module and calls `run`.
+#[allow(dead_code)]
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    ExitCode::from(run(&args))
+}
+
+/// Runs a mode given its arguments; returns the exit status.
+pub(crate) fn run(args: &[String]) -> u8 {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["cycles", dir, cycles] => match cycles.parse() {
             Ok(n) => cycles_mode(Path::new(dir), n),
@@ -30,13 +37,10 @@ fn main() -> ExitCode {
         ["takeover", lock, go] => takeover_mode(Path::new(lock), Path::new(go)),
         _ => Err("usage: contend cycles DIR CYCLES | contend takeover LOCK GO".into()),
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("contend: {e}");
-            ExitCode::from(3)
-        }
-    }
+    result.unwrap_or_else(|e| {
+        eprintln!("contend: {e}");
+        3
+    })
 }
 
 fn cycles_mode(dir: &Path, cycles: u32) -> Result<u8, String> {
