@@ -23,6 +23,13 @@ def median_us(cycle):
 
 def main(d):
     try:
+        # labm8 0.1.2 predates Python 3.10, which moved these ABCs out of
+        # `collections`; put them back so it imports.
+        import collections
+        import collections.abc
+
+        for name in ("Mapping", "MutableMapping", "Sequence", "Iterable", "Callable"):
+            setattr(collections, name, getattr(collections.abc, name))
         from labm8 import lockfile
 
         lock = lockfile.LockFile(f"{d}/labm8.lock")
@@ -36,14 +43,14 @@ def main(d):
         print(f"# labm8 unavailable: {e!r}")
     import filelock
 
-    for cls in (filelock.FileLock, filelock.SoftFileLock):
-        lock = cls(f"{d}/{cls.__name__}.lock")
+    for name, cls in (("filelock", filelock.FileLock), ("softfilelock", filelock.SoftFileLock)):
+        lock = cls(f"{d}/{name}.lock")
 
         def cycle():
             lock.acquire()
             lock.release()
 
-        print(f"BENCH {cls.__name__.lower()}_cycle {median_us(cycle):.1f} us")
+        print(f"BENCH {name}_cycle {median_us(cycle):.1f} us")
 
 
 main(sys.argv[1])

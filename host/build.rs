@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[allow(dead_code)] // the runtime uses all of it; build.rs only `config`
 #[path = "src/engine_config.rs"]
 mod engine_config;
 
@@ -86,7 +87,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     rerun_on_inputs(&built.join("lockfile-command.d"), &root)?;
 
     let bytes = fs::read(&wasm)?;
-    let engine = wasmtime::Engine::new(&engine_config::config())
+    let engine = wasmtime::Engine::new(&engine_config::config(engine_config::Allocation::OnDemand))
         .map_err(|e| format!("cannot build the engine: {e}"))?;
     let cwasm = engine
         .precompile_component(&bytes)

@@ -1,29 +1,48 @@
 //! The engine settings, shared by `build.rs` (which precompiles the
 //! component) and the runtime (which loads it): a precompiled component only
-//! loads into an engine configured the same way.
+//! loads into an engine whose code-generation settings match. How instances
+//! are allocated is not one of them, so each [`Runtime`](crate::Runtime) picks
+//! its own [`Allocation`].
 
-/// How many lock sandboxes may exist at once in one process (each open
-/// `LockFile` is one). Instances come from a preallocated pool, which makes
-/// opening a lock several times cheaper than mapping fresh memory each time.
-pub const MAX_OPEN_LOCKS: u32 = 1000;
+/// How a runtime allocates lock sandboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allocation {
+    /// From a preallocated pool of at most this many sandboxes at once: opening
+    /// a lock costs about a third of a fresh allocation, but creating the
+    /// runtime reserves the pool (about half a millisecond). For long-lived
+    /// embedders that open many locks.
+    Pooled(u32),
+    /// Fresh memory per sandbox: the cheapest start, for one-shot processes
+    /// like the `lockfile` command.
+    #[default]
+    OnDemand,
+}
+
+/// The default pool size of [`Allocation::Pooled`].
+pub const DEFAULT_POOL: u32 = 1000;
 
 /// The wasmtime configuration for the lockfile component.
-pub fn config() -> wasmtime::Config {
+pub fn config(allocation: Allocation) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-    let mut pool = wasmtime::PoolingAllocationConfig::default();
-    // A component is a handful of core instances, memories and tables.
-    pool.total_component_instances(MAX_OPEN_LOCKS)
-        .total_core_instances(MAX_OPEN_LOCKS * 8)
-        .total_memories(MAX_OPEN_LOCKS * 2)
-        .total_tables(MAX_OPEN_LOCKS * 4)
-        .max_memory_size(64 << 20)
-        // Reset what a lock operation touches with memset instead of
-        // madvise: no system call to free the slot and no page faults to
-        // refill it on the next open.
-        .linear_memory_keep_resident(256 << 10)
-        .table_keep_resident(64 << 10);
-    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    if let Allocation::Pooled(max) = allocation {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        // A component is a handful of core instances, memories and tables.
+        pool.total_component_instances(max)
+            .total_core_instances(max.saturating_mul(8))
+            .total_memories(max.saturating_mul(2))
+            .total_tables(max.saturating_mul(4))
+            .max_memory_size(64 << 20)
+            // Fiber stacks are for async calls, which the host never makes;
+            // the default pool of 1000 costs 1000 `mprotect`s at start.
+            .total_stacks(1)
+            // Reset what a lock operation touches with memset instead of
+            // madvise: no system call to free the slot and no page faults to
+            // refill it on the next open.
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(64 << 10);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
     config
 }

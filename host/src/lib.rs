@@ -31,6 +31,7 @@ mod runtime;
 
 use std::path::PathBuf;
 
+pub use engine_config::{Allocation, DEFAULT_POOL};
 pub use error::{Error, Refusal};
 pub use lockfile_core::{display_time, rfc3339, Timestamp, Verdict};
 pub use runtime::{LockFile, LockGuard, Runtime, PAUSE_VAR};

@@ -9,6 +9,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::engine_config::Allocation;
 use crate::error::{from_wit, Error};
 use crate::process;
 
@@ -115,6 +116,7 @@ pub struct Runtime {
     machine: Machine,
     runner: Identity,
     pauses: Vec<(String, PathBuf)>,
+    precompiled: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -124,22 +126,37 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Loads the component.
+    /// Loads the component, with sandboxes allocated from a pool of
+    /// [`DEFAULT_POOL`](crate::DEFAULT_POOL): the fastest opens, for
+    /// applications that open many locks.
     ///
     /// # Errors
     /// [`Error::Runtime`] if wasmtime cannot load or link the component.
     pub fn new() -> Result<Self, Error> {
-        let engine = Engine::new(&crate::engine_config::config())
+        Self::with_allocation(Allocation::Pooled(crate::DEFAULT_POOL))
+    }
+
+    /// Loads the component, allocating sandboxes as `allocation` says.
+    /// [`Allocation::OnDemand`] starts fastest: for one-shot processes.
+    ///
+    /// # Errors
+    /// [`Error::Runtime`] if wasmtime cannot load or link the component.
+    pub fn with_allocation(allocation: Allocation) -> Result<Self, Error> {
+        let engine = Engine::new(&crate::engine_config::config(allocation))
             .map_err(|e| Error::runtime("cannot create the wasmtime engine", e))?;
         // SAFETY: `PRECOMPILED` was produced by `Engine::precompile_component`
         // in build.rs, by this same pinned wasmtime with the same engine
         // config, and is embedded read-only in this binary; wasmtime checks
         // its version and settings and refuses a mismatch, which falls back
         // to compiling `COMPONENT`.
-        let component = match unsafe { Component::deserialize(&engine, PRECOMPILED) } {
-            Ok(c) => c,
-            Err(_) => Component::new(&engine, COMPONENT)
-                .map_err(|e| Error::runtime("cannot compile the lockfile component", e))?,
+        let (component, precompiled) = match unsafe { Component::deserialize(&engine, PRECOMPILED) }
+        {
+            Ok(c) => (c, true),
+            Err(_) => (
+                Component::new(&engine, COMPONENT)
+                    .map_err(|e| Error::runtime("cannot compile the lockfile component", e))?,
+                false,
+            ),
         };
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -153,6 +170,7 @@ impl Runtime {
         Ok(Self {
             engine,
             pre,
+            precompiled,
             machine: process::machine(),
             runner: Identity {
                 pid: std::process::id(),
@@ -160,6 +178,12 @@ impl Runtime {
             },
             pauses: pauses_from_env(),
         })
+    }
+
+    /// Whether the component was loaded precompiled (as built), rather than
+    /// compiled at start-up because this engine refused the precompiled form.
+    pub fn is_precompiled(&self) -> bool {
+        self.precompiled
     }
 
     /// Opens the lock at `path` for the current process.

@@ -176,3 +176,31 @@ fn files_we_write_read_as_labm8_reads_them() {
     let date = lock.date().expect("date").expect("some");
     assert!((ts - date.as_f64()).abs() < 1e-5, "{ts} vs {date}");
 }
+
+#[test]
+fn the_component_loads_precompiled_in_both_allocation_modes() {
+    use lockfile_host::Allocation;
+    for allocation in [Allocation::OnDemand, Allocation::Pooled(4)] {
+        let rt = Runtime::with_allocation(allocation).expect("runtime");
+        assert!(
+            rt.is_precompiled(),
+            "{allocation:?} compiled the component at start-up"
+        );
+        let dir = sandbox();
+        let mut lock = rt.open(dir.path().join("LOCK")).expect("open");
+        lock.acquire(false, false).expect("acquire");
+        lock.release(false).expect("release");
+    }
+}
+
+#[test]
+fn a_full_pool_is_an_error_not_a_crash() {
+    let rt = Runtime::with_allocation(lockfile_host::Allocation::Pooled(2)).expect("runtime");
+    let dir = sandbox();
+    let a = rt.open(dir.path().join("a")).expect("first");
+    let b = rt.open(dir.path().join("b")).expect("second");
+    let third = rt.open(dir.path().join("c"));
+    assert!(matches!(third, Err(Error::Runtime { .. })), "{third:?}");
+    drop((a, b));
+    rt.open(dir.path().join("c")).expect("a slot is free again");
+}
