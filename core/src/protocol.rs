@@ -255,6 +255,16 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// `UnableToAcquire` naming the owner; `Malformed` (unless `force`);
     /// `NotAFile`; `Io`.
     pub fn acquire(&self, replace_stale: bool, force: bool) -> Result<(), Error> {
+        // The common case is a free lock: publish before looking, which saves
+        // a `stat`. Whatever is in the way (a lock, a directory, a symlink)
+        // makes the link fail, and is then looked at below.
+        if !force {
+            match self.publish(self.name, &self.my_record()) {
+                Ok(()) => return Ok(()),
+                Err(Published::Exists) => {}
+                Err(Published::Failed(e)) => return Err(e),
+            }
+        }
         for _ in 0..MAX_ATTEMPTS {
             let (bytes, record) = match self.load()? {
                 State::Absent => match self.publish(self.name, &self.my_record()) {
