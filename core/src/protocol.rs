@@ -257,13 +257,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     pub fn acquire(&self, replace_stale: bool, force: bool) -> Result<(), Error> {
         // The common case is a free lock: publish before looking, which saves
         // a `stat`. Whatever is in the way (a lock, a directory, a symlink)
-        // makes the link fail, and is then looked at below.
-        if !force {
-            match self.publish(self.name, &self.my_record()) {
-                Ok(()) => return Ok(()),
-                Err(Published::Exists) => {}
-                Err(Published::Failed(e)) => return Err(e),
-            }
+        // makes the link fail, and is then looked at below. So does any other
+        // failure: a lock held by someone else is reported as held even where
+        // we could not have written one, and a real failure recurs below.
+        if !force && self.publish(self.name, &self.my_record()).is_ok() {
+            return Ok(());
         }
         for _ in 0..MAX_ATTEMPTS {
             let (bytes, record) = match self.load()? {
