@@ -133,7 +133,11 @@ impl Runtime {
     /// # Errors
     /// [`Error::Runtime`] if wasmtime cannot load or link the component.
     pub fn new() -> Result<Self, Error> {
+        // The pool reserves address space up front (several TiB of it,
+        // untouched); where a limit on address space forbids that, fall back
+        // to allocating each sandbox on demand rather than failing.
         Self::with_allocation(Allocation::Pooled(crate::DEFAULT_POOL))
+            .or_else(|_| Self::with_allocation(Allocation::OnDemand))
     }
 
     /// Loads the component, allocating sandboxes as `allocation` says.

@@ -204,3 +204,21 @@ fn a_full_pool_is_an_error_not_a_crash() {
     drop((a, b));
     rt.open(dir.path().join("c")).expect("a slot is free again");
 }
+
+#[test]
+fn a_limit_on_address_space_falls_back_to_on_demand_sandboxes() {
+    // The default pool reserves TiBs of address space; under `ulimit -v`
+    // (16 GiB here) `Runtime::new` must still work, without the pool.
+    let dir = sandbox();
+    let script = format!(
+        "ulimit -v 16777216 && exec {} cycles {} 3",
+        contend_bin().display(),
+        s(dir.path())
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh");
+    expect_code(&out, 0);
+    assert_eq!(fs::read_to_string(dir.path().join("counter")).expect("counter"), "3");
+}
