@@ -25,7 +25,6 @@ pub const DEFAULT_POOL: u32 = 1000;
 pub fn config(allocation: Allocation) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
-    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     if let Allocation::Pooled(max) = allocation {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         // A component is a handful of core instances, memories and tables.

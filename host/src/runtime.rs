@@ -22,9 +22,8 @@ use bindings::labm8::lockfile::process as wit_process;
 use bindings::{Library, LibraryPre};
 
 /// The component precompiled by `build.rs` for this host and engine config.
+/// The host links no compiler: this is the only form it can load.
 static PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lockfile.cwasm"));
-/// The component itself, compiled at run time only if the precompiled form is refused.
-static COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lockfile.wasm"));
 
 /// The environment variable of the test pause hook: `CHECKPOINT:FILE[,...]`.
 /// At checkpoint `CHECKPOINT` the host creates `FILE` and waits until it is
@@ -116,7 +115,6 @@ pub struct Runtime {
     machine: Machine,
     runner: Identity,
     pauses: Vec<(String, PathBuf)>,
-    precompiled: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -149,19 +147,11 @@ impl Runtime {
         let engine = Engine::new(&crate::engine_config::config(allocation))
             .map_err(|e| Error::runtime("cannot create the wasmtime engine", e))?;
         // SAFETY: `PRECOMPILED` was produced by `Engine::precompile_component`
-        // in build.rs, by this same pinned wasmtime with the same engine
-        // config, and is embedded read-only in this binary; wasmtime checks
-        // its version and settings and refuses a mismatch, which falls back
-        // to compiling `COMPONENT`.
-        let (component, precompiled) = match unsafe { Component::deserialize(&engine, PRECOMPILED) }
-        {
-            Ok(c) => (c, true),
-            Err(_) => (
-                Component::new(&engine, COMPONENT)
-                    .map_err(|e| Error::runtime("cannot compile the lockfile component", e))?,
-                false,
-            ),
-        };
+        // in build.rs, by this same pinned wasmtime with the same code
+        // generation settings, and is embedded read-only in this binary;
+        // wasmtime checks its version and settings and refuses a mismatch.
+        let component = unsafe { Component::deserialize(&engine, PRECOMPILED) }
+            .map_err(|e| Error::runtime("cannot load the precompiled lockfile component", e))?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| Error::runtime("cannot link WASI", e))?;
@@ -174,7 +164,7 @@ impl Runtime {
         Ok(Self {
             engine,
             pre,
-            precompiled,
+
             machine: process::machine(),
             runner: Identity {
                 pid: std::process::id(),
@@ -182,12 +172,6 @@ impl Runtime {
             },
             pauses: pauses_from_env(),
         })
-    }
-
-    /// Whether the component was loaded precompiled (as built), rather than
-    /// compiled at start-up because this engine refused the precompiled form.
-    pub fn is_precompiled(&self) -> bool {
-        self.precompiled
     }
 
     /// Opens the lock at `path` for the current process.
