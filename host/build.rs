@@ -87,8 +87,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     rerun_on_inputs(&built.join("lockfile-command.d"), &root)?;
 
     let bytes = fs::read(&wasm)?;
-    let engine = wasmtime::Engine::new(&engine_config::config(engine_config::Allocation::OnDemand))
-        .map_err(|e| format!("cannot build the engine: {e}"))?;
+    let mut config = engine_config::config(engine_config::Allocation::OnDemand);
+    // Compile for the target triple with its baseline features, not for the
+    // features of the CPU running this build: the binary must load the
+    // component on any machine of its target (and cross builds must work).
+    let target = env::var("TARGET")?;
+    config
+        .target(&target)
+        .map_err(|e| format!("cannot target `{target}`: {e}"))?;
+    let engine =
+        wasmtime::Engine::new(&config).map_err(|e| format!("cannot build the engine: {e}"))?;
     let cwasm = engine
         .precompile_component(&bytes)
         .map_err(|e| format!("cannot precompile `{}`: {e}", wasm.display()))?;
