@@ -547,7 +547,15 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     let _ = self.dir.remove(&name);
                 }
             } else if let Some(pid) = temp_owner(rest) {
-                if self.sys.query(pid).liveness == Liveness::Dead {
+                // A temp file written on another host (a shared file system)
+                // names a pid we cannot see: leave it to its own host.
+                let foreign = matches!(
+                    self.load_name(&name),
+                    Ok(State::Present { record: Ok(ref r), .. })
+                        if judge(r, &self.sys.current(), &self.sys.machine(), |_| ProcessInfo::UNKNOWN)
+                            .verdict == Verdict::Foreign
+                );
+                if !foreign && self.sys.query(pid).liveness == Liveness::Dead {
                     let _ = self.dir.remove(&name);
                 }
             }

@@ -275,11 +275,17 @@ fn sweep_removes_inert_claims_and_dead_temps_only() {
     for n in junk.iter().chain(&keep) {
         fs::write(tmp.path().join(n), record(600, Some(6), n)).expect("plant");
     }
+    // Written on another host: its runner's pid means nothing here.
+    let elsewhere = ".x.lock.4194302.00000000000000ee.tmp";
+    let mut foreign = format::parse(record(600, Some(6), "far").as_bytes()).expect("record");
+    foreign.hostname = Some("elsewhere".into());
+    fs::write(tmp.path().join(elsewhere), format::serialize(&foreign)).expect("plant");
     Lock::new(&dir, "x.lock", "/d/x.lock", &sys)
         .acquire(true, false)
         .expect("takeover");
     let mut expected: Vec<String> = keep.iter().map(|s| (*s).to_owned()).collect();
     expected.push("x.lock".into());
+    expected.push(elsewhere.into());
     expected.sort();
     assert_eq!(names(tmp.path()), expected);
 }
