@@ -8,7 +8,7 @@
 //! WASI, `wasi_dir::WasiDir` implements it over WASI descriptors, for the
 //! library component and the command component alike.
 //!
-//! - [`format`]: what a lock file says (labm8's `PID TIMESTAMP`, plus fields).
+//! - [`mod@format`]: what a lock file says (labm8's `PID TIMESTAMP`, plus fields).
 //! - [`decide`]: whether a recorded owner holds the lock.
 //! - [`protocol`]: acquire, release and stale takeover.
 

@@ -1,9 +1,9 @@
 //! What the host knows about processes, one file per platform.
 //!
-//! - Linux ([`linux`]): `kill(pid, 0)` (EPERM means alive) plus
+//! - Linux (`linux.rs`): `kill(pid, 0)` (EPERM means alive) plus
 //!   `/proc/PID/stat` for the state and start time, boot id and PID namespace.
-//! - Other Unix ([`unix`]): `kill(pid, 0)` only.
-//! - Elsewhere ([`unknown`]): nothing is known, so no lock is ever judged stale.
+//! - Other Unix (`unix.rs`): `kill(pid, 0)` only.
+//! - Elsewhere (`unknown.rs`): nothing is known, so no lock is ever judged stale.
 
 #[cfg(target_os = "linux")]
 mod linux;
