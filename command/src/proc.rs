@@ -3,7 +3,8 @@
 //! the `process` import the library component uses).
 //!
 //! `/proc/PID` exists exactly while the process does (whoever owns it), so
-//! there is no EPERM question. Without `--dir /proc::/proc` nothing is known:
+//! there is no EPERM question, except under `hidepid`, where a missing
+//! `/proc/PID` proves nothing and liveness is `unknown`. Without `--dir /proc::/proc` nothing is known:
 //! every pid is `unknown`, so no lock is judged stale.
 
 use std::cell::OnceCell;
@@ -27,6 +28,12 @@ pub struct ProcSystem {
 /// Whether `/proc` is preopened.
 pub fn available() -> bool {
     fs::metadata("/proc/self/stat").is_ok()
+}
+
+/// Whether /proc shows every process: false under `hidepid=1/2`, where
+/// another user's process looks exactly like a dead one.
+fn all_visible() -> bool {
+    fs::metadata("/proc/1/stat").is_ok()
 }
 
 fn stat(pid: &str) -> Option<procfs::Stat> {
@@ -156,7 +163,9 @@ impl System for ProcSystem {
                     ..ProcessInfo::UNKNOWN
                 },
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ProcessInfo {
+            // Under `hidepid`, other users' processes are missing from /proc:
+            // absence means death only where pid 1 (never dead) is visible.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && all_visible() => ProcessInfo {
                 liveness: Liveness::Dead,
                 ..ProcessInfo::UNKNOWN
             },

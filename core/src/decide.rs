@@ -164,19 +164,35 @@ pub fn judge(
         }
     }
     if pid == me.pid {
-        return match (record.start_ticks, me.start_ticks) {
-            (Some(theirs), Some(ours)) if theirs != ours => judgement(
-                Verdict::Stale,
-                format!(
-                    "pid {pid} is this process's pid, but the lock was taken by an earlier \
-                     process with the same pid (start time {theirs} ticks, ours {ours})"
-                ),
-            ),
-            _ => judgement(
-                Verdict::OwnedBySelf,
-                format!("the lock is held by pid {pid}, the current process"),
-            ),
-        };
+        if let (Some(theirs), Some(ours)) = (record.start_ticks, me.start_ticks) {
+            if theirs != ours {
+                return judgement(
+                    Verdict::Stale,
+                    format!(
+                        "pid {pid} is this process's pid, but the lock was taken by an earlier \
+                         process with the same pid (start time {theirs} ticks, ours {ours})"
+                    ),
+                );
+            }
+        } else if let Some(started) = query(pid).start_time {
+            // No start time recorded (a labm8 file): we cannot be the owner if
+            // we started after the lock was taken, exactly as for another pid.
+            let after = started.seconds_since(record.timestamp);
+            if after > CLOCK_SLACK_SECONDS {
+                return judgement(
+                    Verdict::Stale,
+                    format!(
+                        "pid {pid} is this process's pid, but this process started {} after \
+                         the lock was taken, so an earlier process with the same pid took it",
+                        human_duration(after)
+                    ),
+                );
+            }
+        }
+        return judgement(
+            Verdict::OwnedBySelf,
+            format!("the lock is held by pid {pid}, the current process"),
+        );
     }
     let info = query(pid);
     match info.liveness {
@@ -289,6 +305,18 @@ mod tests {
         let mut r = record(100);
         r.start_ticks = Some(5000);
         assert_eq!(verdict(&r, ProcessInfo::UNKNOWN), Verdict::OwnedBySelf);
+    }
+
+    #[test]
+    fn own_pid_on_a_labm8_file_older_than_us_is_stale() {
+        // A labm8 file (no start time) naming our pid, taken an hour before
+        // we started: an earlier process with our (recycled) pid wrote it.
+        let r = record(100);
+        let started_later = alive(None, Some(Timestamp::new(T0.seconds + 3600, 0)));
+        let j = judge(&r, &me(), &machine(), |_| started_later);
+        assert_eq!(j.verdict, Verdict::Stale, "{}", j.reason);
+        let started_before = alive(None, Some(Timestamp::new(T0.seconds - 10, 0)));
+        assert_eq!(verdict(&r, started_before), Verdict::OwnedBySelf);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::fmt;
 pub const MAX_LEN: usize = 4096;
 
 /// The largest Unix time we accept: 9999-12-31T23:59:59Z.
-const MAX_SECONDS: u64 = 253_402_300_799;
+pub const MAX_SECONDS: u64 = 253_402_300_799;
 
 /// A moment as Unix time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -76,6 +76,9 @@ impl Timestamp {
             return Err(format!("timestamp `{}` is before 1970", shorten(text)));
         }
         let digits = text.strip_prefix('+').unwrap_or(text);
+        if digits.starts_with(['+', '-']) {
+            return Err(bad());
+        }
         let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
         let plain = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         let ts = if plain(whole) && plain(frac) && !(whole.is_empty() && frac.is_empty()) {
@@ -380,6 +383,8 @@ mod tests {
             (b"12 -1.5", "before 1970"),
             (b"12 inf", "not a number"),
             (b"12 nan", "not a number"),
+            (b"12 +-5e0", "not a number"),
+            (b"12 ++5", "not a number"),
             (b"12 1e400", "after the year 9999"),
             (b"12 99999999999999", "after the year 9999"),
             (b"12 1.0\0\0", "NUL"),

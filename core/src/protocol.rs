@@ -150,8 +150,9 @@ pub struct Status {
 
 /// How many times an operation re-reads a lock that changed under it.
 const MAX_ATTEMPTS: usize = 16;
-/// How many abandoned claims a takeover will step over.
-const MAX_CHAIN: usize = 8;
+/// How many abandoned claims a takeover will step over: each is a breaker
+/// that crashed mid-takeover, and a successful takeover clears them all.
+const MAX_CHAIN: usize = 32;
 
 /// One lock file: `name` in `dir`, shown to people as `path`.
 #[derive(Debug)]
@@ -341,6 +342,13 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             path: self.path.to_owned(),
             message,
         })?;
+        if timestamp.seconds > format::MAX_SECONDS {
+            // Every reader would call such a file malformed.
+            return Err(Error::Io {
+                path: self.path.to_owned(),
+                message: format!("timestamp {timestamp} is after the year 9999"),
+            });
+        }
         self.load_kind_only()?;
         self.replace(&Record {
             pid,

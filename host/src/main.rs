@@ -129,14 +129,22 @@ fn spawn_and_wait(command: &[String]) -> anyhow::Result<u8> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
+        let parent = rustix::process::getpid();
         // SAFETY: the closure runs in the forked child before exec and makes
-        // one async-signal-safe system call (prctl).
+        // only async-signal-safe system calls (prctl, getppid).
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 rustix::process::set_parent_process_death_signal(Some(
                     rustix::process::Signal::TERM,
-                ))
-                .map_err(std::io::Error::from)
+                ))?;
+                // If `lockfile` died before the prctl, no signal will come:
+                // do not start COMMAND at all.
+                if rustix::process::getppid() != Some(parent) {
+                    return Err(std::io::Error::other(
+                        "lockfile exited before COMMAND started",
+                    ));
+                }
+                Ok(())
             });
         }
     }

@@ -222,3 +222,18 @@ fn a_limit_on_address_space_falls_back_to_on_demand_sandboxes() {
         "3"
     );
 }
+
+#[test]
+fn write_refuses_what_no_reader_could_read() {
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let rt = runtime();
+    for (pid, ts) in [(0, 1), (12, 253_402_300_800), (u32::MAX, 1)] {
+        let result = rt.write(&path, pid, Timestamp::new(ts, 0));
+        assert!(
+            matches!(result, Err(Error::Io { .. })),
+            "{pid} {ts}: {result:?}"
+        );
+        assert!(!path.exists());
+    }
+}

@@ -167,3 +167,33 @@ fn a_live_process_of_another_user_is_held() {
     }
     expect_code(&output_retrying(&mut cmd), 1);
 }
+
+#[test]
+fn our_own_recycled_pid_in_a_labm8_file_is_not_ours() {
+    // labm8 wrote `PID TIMESTAMP` an hour ago; PID now belongs to a process
+    // that started since. Acting for that process, the lock is not ours: a
+    // no-op "re-acquire" would let it and a --replace-stale breaker both hold it.
+    let dir = sandbox();
+    let lock = dir.path().join("mine.lock");
+    let p = Sleeper::new();
+    plant(&lock, p.pid(), now_secs() - 3600.0, &[]);
+    let v = status_json(&lock, &["--pid", &p.pid_str()]);
+    assert_eq!(v["verdict"], "stale", "{v}");
+    assert_eq!(v["owned_by_self"], false);
+    expect_code(&lockfile(&["acquire", "--pid", &p.pid_str(), s(&lock)]), 1);
+    expect_code(&lockfile(&["release", "--pid", &p.pid_str(), s(&lock)]), 1);
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &p.pid_str(),
+            s(&lock),
+        ]),
+        0,
+    );
+    assert_eq!(
+        status_json(&lock, &["--pid", &p.pid_str()])["verdict"],
+        "owned-by-self"
+    );
+}
