@@ -21,6 +21,14 @@ work="$(mktemp -d)"
 sleep 3600 & holder=$!
 trap 'kill $holder 2>/dev/null; rm -rf "$work"' EXIT
 
+# Creating a file costs more the more files were deleted in the last ~35 s:
+# ext4 without a journal (as on this VM) skips recently freed inodes one by
+# one when it allocates (`recently_deleted` in fs/ext4/ialloc.c). A raw
+# create+unlink loop slows from 19 to 32 us over 12 s of churn and recovers
+# after 40 s idle. Each in-process group starts after a quiet spell, so no
+# figure pays for the churn of the one before it.
+cool() { sleep "${COOLDOWN:-40}"; }
+
 median_ms() { # hyperfine JSON -> median in ms
   python3 -c 'import json,sys; print("%.3f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$1"
 }
@@ -44,6 +52,7 @@ ratio release_process_vs_flock "$rel" "$flock"
 
 # In-process cycles: the component and its native baseline (criterion), the
 # Python peers, all now.
+cool
 cargo bench --bench lock -- 'cycle/' 2>/dev/null | tee "$work/criterion.txt" >&2
 crit_us() { # median of a criterion group line, in microseconds
   # Criterion prints `NAME time: [low unit mid unit high unit]`, or NAME
@@ -62,6 +71,7 @@ echo "BENCH native_core_cycle $native us"
 echo "BENCH raw_o_excl_cycle $raw us"
 ratio component_vs_native_core "$comp" "$native"
 ratio component_vs_raw_o_excl "$comp" "$raw"
+cool
 target/bench-venv/bin/python bench/peers.py "$work" | tee "$work/peers.txt"
 while read -r _ name value _; do
   ratio "${name%_cycle}_vs_component" "$value" "$comp"

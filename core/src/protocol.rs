@@ -16,6 +16,7 @@
 //!
 //! docs/PROTOCOL.md gives the whole argument and the residual cases.
 
+use std::cell::{Cell, RefCell};
 use std::io;
 
 use crate::decide::{judge, Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
@@ -43,6 +44,10 @@ pub trait Dir {
     fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>>;
     /// Creates `name` exclusively with `data`; removes it again if writing fails.
     fn create(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Overwrites the existing regular file `name` with exactly `data`, but
+    /// only if `name` is its one and only link: `Ok(false)`, untouched,
+    /// when it is anything else or has other links.
+    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool>;
     /// Hard-links `existing` as `new`; fails with `AlreadyExists` if `new` exists.
     fn link(&self, existing: &str, new: &str) -> io::Result<()>;
     /// Renames `from` to `to`, replacing `to` atomically.
@@ -154,6 +159,39 @@ const MAX_ATTEMPTS: usize = 16;
 /// that crashed mid-takeover, and a successful takeover clears them all.
 const MAX_CHAIN: usize = 32;
 
+/// A lock handle's retained temporary file: the inode its next lock is
+/// published from.
+///
+/// A fresh temporary file per acquire costs an inode allocation and two
+/// directory updates more than the lock itself needs. A handle that releases
+/// and re-acquires keeps the temporary file after linking it as the lock:
+/// releasing unlinks only the lock's name, and the next acquire rewrites the
+/// spare in place and links it again. It is rewritten only while it has no
+/// other link, so a published lock is never written to. A handle that never
+/// releases never keeps one, so one-shot uses (the CLI) leave nothing behind.
+/// The owner of the `Spare` removes the file with [`Spare::discard`] when done;
+/// after a crash, the sweep of the next takeover removes it like any
+/// temporary file of a dead process.
+#[derive(Debug, Default)]
+pub struct Spare {
+    name: RefCell<Option<String>>,
+    cycling: Cell<bool>,
+}
+
+impl Spare {
+    /// Removes the spare file, if any, from `dir`. Best effort.
+    pub fn discard(&self, dir: &impl Dir) {
+        if let Some(name) = self.name.take() {
+            let _ = dir.remove(&name);
+        }
+    }
+
+    /// The spare file's name, if one is kept.
+    pub fn name(&self) -> Option<String> {
+        self.name.borrow().clone()
+    }
+}
+
 /// One lock file: `name` in `dir`, shown to people as `path`.
 #[derive(Debug)]
 pub struct Lock<'a, D, S> {
@@ -161,6 +199,7 @@ pub struct Lock<'a, D, S> {
     name: &'a str,
     path: &'a str,
     sys: &'a S,
+    spare: Option<&'a Spare>,
 }
 
 impl<'a, D: Dir, S: System> Lock<'a, D, S> {
@@ -171,7 +210,15 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             name,
             path,
             sys,
+            spare: None,
         }
+    }
+
+    /// The same lock, publishing from `spare` once it cycles (see [`Spare`]).
+    #[must_use]
+    pub fn with_spare(mut self, spare: &'a Spare) -> Self {
+        self.spare = Some(spare);
+        self
     }
 
     /// Reads the lock file.
@@ -261,12 +308,12 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         // makes the link fail, and is then looked at below. So does any other
         // failure: a lock held by someone else is reported as held even where
         // we could not have written one, and a real failure recurs below.
-        if !force && self.publish(self.name, &self.my_record()).is_ok() {
+        if !force && self.publish_lock().is_ok() {
             return Ok(());
         }
         for _ in 0..MAX_ATTEMPTS {
             let (bytes, record) = match self.load()? {
-                State::Absent => match self.publish(self.name, &self.my_record()) {
+                State::Absent => match self.publish_lock() {
                     Ok(()) => return Ok(()),
                     Err(Published::Exists) => continue,
                     Err(Published::Failed(e)) => return Err(e),
@@ -328,7 +375,12 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(self.io_error(self.path, "remove", &e))
             }
-            _ => Ok(()),
+            _ => {
+                if let Some(spare) = self.spare {
+                    spare.cycling.set(true);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -394,14 +446,17 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
 
     /// Writes `record` to a fresh temporary file beside the lock.
     fn write_temp(&self, record: &Record) -> Result<String, Error> {
+        self.write_temp_bytes(format::serialize(record).as_bytes())
+    }
+
+    fn write_temp_bytes(&self, bytes: &[u8]) -> Result<String, Error> {
         let temp = format!(
             ".{}.{}.{:016x}.tmp",
             self.name,
             self.sys.runner().pid,
             self.sys.random()
         );
-        let bytes = format::serialize(record);
-        match self.dir.create(&temp, bytes.as_bytes()) {
+        match self.dir.create(&temp, bytes) {
             Ok(()) => Ok(temp),
             Err(e) => {
                 let _ = self.dir.remove(&temp);
@@ -410,12 +465,47 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         }
     }
 
+    /// Publishes our record as the lock if nothing is there, from the spare
+    /// when this handle keeps one.
+    fn publish_lock(&self) -> Result<(), Published> {
+        let Some(spare) = self.spare.filter(|s| s.cycling.get()) else {
+            return self.publish(self.name, &self.my_record());
+        };
+        let bytes = format::serialize(&self.my_record());
+        let reused = spare.name.take().and_then(|name| {
+            match self.dir.rewrite(&name, bytes.as_bytes()) {
+                Ok(true) => Some(name),
+                // Still linked as the lock (we hold it and acquire again) or
+                // no longer ours to write: drop the name, keep the file's
+                // other links, and start a fresh spare.
+                _ => {
+                    let _ = self.dir.remove(&name);
+                    None
+                }
+            }
+        });
+        let temp = match reused {
+            Some(name) => name,
+            None => self
+                .write_temp_bytes(bytes.as_bytes())
+                .map_err(Published::Failed)?,
+        };
+        self.sys.checkpoint("before-publish");
+        let linked = self.dir.link(&temp, self.name);
+        spare.name.replace(Some(temp));
+        self.linked(self.name, linked)
+    }
+
     /// Publishes `record` at `name` only if nothing is there.
     fn publish(&self, name: &str, record: &Record) -> Result<(), Published> {
         let temp = self.write_temp(record).map_err(Published::Failed)?;
         self.sys.checkpoint("before-publish");
         let linked = self.dir.link(&temp, name);
         let _ = self.dir.remove(&temp);
+        self.linked(name, linked)
+    }
+
+    fn linked(&self, name: &str, linked: io::Result<()>) -> Result<(), Published> {
         match linked {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Published::Exists),

@@ -4,7 +4,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::protocol::{Dir, Kind};
@@ -102,6 +102,23 @@ impl Dir for StdDir {
         file.write_all(data).inspect_err(|_| {
             let _ = fs::remove_file(&path);
         })
+    }
+
+    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+            .open(self.at(name))?;
+        let meta = file.metadata()?;
+        if !meta.is_file() || meta.nlink() != 1 {
+            return Ok(false);
+        }
+        file.write_all_at(data, 0)?;
+        let len = data.len() as u64;
+        if meta.len() != len {
+            file.set_len(len)?;
+        }
+        Ok(true)
     }
 
     fn link(&self, existing: &str, new: &str) -> io::Result<()> {

@@ -161,6 +161,34 @@ impl Dir for WasiDir {
         Ok(())
     }
 
+    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
+        let file = self
+            .fd
+            .open_at(
+                PathFlags::empty(),
+                name,
+                OpenFlags::empty(),
+                DescriptorFlags::WRITE,
+            )
+            .map_err(to_io)?;
+        let stat = file.stat().map_err(to_io)?;
+        if stat.type_ != DescriptorType::RegularFile || stat.link_count != 1 {
+            return Ok(false);
+        }
+        let mut done = 0;
+        while done < data.len() {
+            match file.write(&data[done..], done as u64).map_err(to_io)? {
+                0 => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing")),
+                n => done += n as usize,
+            }
+        }
+        let len = data.len() as u64;
+        if stat.size != len {
+            file.set_size(len).map_err(to_io)?;
+        }
+        Ok(true)
+    }
+
     fn link(&self, existing: &str, new: &str) -> io::Result<()> {
         self.fd
             .link_at(PathFlags::empty(), existing, &self.fd, new)

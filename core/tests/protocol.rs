@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 
 use lockfile_core::format::{self, Record};
-use lockfile_core::protocol::{Error, Lock, System};
+use lockfile_core::protocol::{Error, Lock, Spare, System};
 use lockfile_core::std_dir::StdDir;
 use lockfile_core::{Identity, Liveness, Machine, ProcessInfo, Timestamp, Verdict};
 
@@ -333,4 +333,135 @@ fn force_replaces_malformed_and_live_locks_atomically() {
     lock.acquire(false, true).expect("force");
     assert_eq!(owner(tmp.path()), ME);
     assert_eq!(names(tmp.path()), vec!["x.lock"]);
+}
+
+fn spares(dir: &std::path::Path) -> Vec<String> {
+    names(dir)
+        .into_iter()
+        .filter(|n| n.starts_with(&format!(".x.lock.{RUNNER}.")) && n.ends_with(".tmp"))
+        .collect()
+}
+
+fn ino(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).expect("metadata");
+    (m.ino(), m.nlink())
+}
+
+#[test]
+fn a_cycling_handle_publishes_from_one_spare_inode() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    let spare = Spare::default();
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+
+    // One acquire and release keeps nothing: one-shot users leave no files.
+    lock.acquire(false, false).expect("acquire");
+    assert_eq!(names(tmp.path()), vec!["x.lock"]);
+    lock.release(false).expect("release");
+    assert!(names(tmp.path()).is_empty());
+    assert_eq!(spare.name(), None);
+
+    // From the second cycle on, the lock is the spare's inode, linked twice.
+    lock.acquire(false, false).expect("acquire 2");
+    let kept = spares(tmp.path());
+    assert_eq!(kept.len(), 1, "{:?}", names(tmp.path()));
+    assert_eq!(spare.name().as_deref(), Some(kept[0].as_str()));
+    let (inode, links) = ino(&tmp.path().join("x.lock"));
+    assert_eq!(links, 2);
+    assert_eq!(ino(&tmp.path().join(&kept[0])), (inode, 2));
+    let first = fs::read(tmp.path().join("x.lock")).expect("lock");
+    lock.release(false).expect("release 2");
+    assert_eq!(names(tmp.path()), kept, "release unlinks the lock only");
+    assert_eq!(ino(&tmp.path().join(&kept[0])), (inode, 1));
+
+    // The next cycle rewrites the same inode with a new record.
+    lock.acquire(false, false).expect("acquire 3");
+    assert_eq!(ino(&tmp.path().join("x.lock")), (inode, 2));
+    let second = fs::read(tmp.path().join("x.lock")).expect("lock");
+    assert_ne!(first, second, "a fresh nonce each time");
+    let r = format::parse(&second).expect("complete record");
+    assert_eq!((r.pid, r.start_ticks), (ME, Some(7)));
+    lock.release(false).expect("release 3");
+
+    spare.discard(&dir);
+    assert!(names(tmp.path()).is_empty());
+}
+
+#[test]
+fn acquiring_again_while_held_never_writes_the_published_lock() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    let spare = Spare::default();
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    lock.acquire(false, false).expect("acquire");
+    lock.release(false).expect("release");
+    lock.acquire(false, false).expect("acquire 2");
+    let held = fs::read(tmp.path().join("x.lock")).expect("lock");
+    let (inode, _) = ino(&tmp.path().join("x.lock"));
+
+    // The spare is the held lock now: re-acquiring must not rewrite it.
+    lock.acquire(false, false).expect("re-entrant acquire");
+    assert_eq!(fs::read(tmp.path().join("x.lock")).expect("lock"), held);
+    assert_eq!(
+        ino(&tmp.path().join("x.lock")),
+        (inode, 1),
+        "spare name dropped"
+    );
+    let kept = spares(tmp.path());
+    assert_eq!(kept.len(), 1, "a fresh spare: {:?}", names(tmp.path()));
+    assert_ne!(ino(&tmp.path().join(&kept[0])).0, inode);
+    lock.release(false).expect("release");
+    assert_eq!(names(tmp.path()), kept);
+}
+
+#[test]
+fn a_lock_overwritten_in_place_is_never_clobbered_through_the_spare() {
+    // labm8 writes a forced lock in place (open, truncate, write), into the
+    // inode our spare shares with the lock we hold.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    sys.set(300, Liveness::Alive, Some(3));
+    let spare = Spare::default();
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    lock.acquire(false, false).expect("acquire");
+    lock.release(false).expect("release");
+    lock.acquire(false, false).expect("acquire 2");
+    fs::write(tmp.path().join("x.lock"), "300 1799999000.0\n").expect("labm8 force");
+
+    match lock.release(false) {
+        Err(Error::UnableToRelease(r)) => assert_eq!(r.owner.pid, 300),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    match lock.acquire(false, false) {
+        Err(Error::UnableToAcquire(r)) => assert_eq!(r.owner.pid, 300),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("x.lock")).expect("lock"),
+        "300 1799999000.0\n",
+        "their lock is intact"
+    );
+}
+
+#[test]
+fn a_shorter_record_leaves_no_tail_in_the_spare() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    let spare = Spare::default();
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    lock.acquire(false, false).expect("acquire");
+    lock.release(false).expect("release");
+    lock.acquire(false, false).expect("acquire 2");
+    lock.release(false).expect("release 2");
+    let name = spare.name().expect("a spare");
+    fs::write(tmp.path().join(&name), vec![b'x'; 600]).expect("grow the spare");
+    lock.acquire(false, false).expect("acquire 3");
+    let bytes = fs::read(tmp.path().join("x.lock")).expect("lock");
+    assert!(bytes.len() < 600, "truncated to the record");
+    assert_eq!(format::parse(&bytes).expect("parses").pid, ME);
 }

@@ -18,6 +18,7 @@ use bindings::exports::labm8::lockfile::lockfile::{
     self as wit, Guest, GuestLockFile, Owner, Refusal, Status,
 };
 use bindings::labm8::lockfile::process::Datetime;
+use lockfile_core::protocol::Spare;
 use lockfile_core::{protocol, Lock, Record, Timestamp, Verdict};
 
 use crate::system::HostSystem;
@@ -34,6 +35,19 @@ impl Guest for Component {
 struct LockFile {
     path: String,
     dir: OnceCell<(WasiDir, String)>,
+    /// Kept once the handle cycles; removed when the handle is dropped.
+    spare: Spare,
+    /// Who we are and where: asked of the host once per handle, not per
+    /// operation (a host fixes them when it opens the lock).
+    sys: HostSystem,
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        if let Some((dir, _)) = self.dir.get() {
+            self.spare.discard(dir);
+        }
+    }
 }
 
 impl LockFile {
@@ -52,19 +66,15 @@ impl LockFile {
                 message: "the directory could not be opened".into(),
             }));
         };
-        let sys = HostSystem::default();
-        f(&Lock::new(dir, name, &self.path, &sys)).map_err(to_wit_error)
+        f(&Lock::new(dir, name, &self.path, &self.sys).with_spare(&self.spare))
+            .map_err(to_wit_error)
     }
 
     fn once<T>(
         path: &str,
         f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
     ) -> Result<T, wit::Error> {
-        LockFile {
-            path: path.to_owned(),
-            dir: OnceCell::new(),
-        }
-        .with(f)
+        LockFile::new(path.to_owned()).with(f)
     }
 }
 
@@ -73,6 +83,8 @@ impl GuestLockFile for LockFile {
         Self {
             path,
             dir: OnceCell::new(),
+            spare: Spare::default(),
+            sys: HostSystem::default(),
         }
     }
 

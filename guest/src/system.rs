@@ -6,8 +6,9 @@ use lockfile_core::{Identity, Liveness, Machine, ProcessInfo, System, Timestamp}
 
 use crate::bindings::labm8::lockfile::process as host;
 
-/// The host's view of processes, cached for one operation: who we are and
-/// which machine we are on do not change while an operation runs.
+/// The host's view of processes. Who we are and which machine we are on are
+/// cached for the life of a lock handle: the host fixes both when it opens
+/// the lock, and asking again costs a call across the sandbox each time.
 #[derive(Default)]
 pub struct HostSystem {
     current: OnceCell<Identity>,

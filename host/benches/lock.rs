@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
+use lockfile_core::protocol::Spare;
 use lockfile_core::std_dir::StdDir;
 use lockfile_core::{Identity, Lock, Machine, ProcessInfo, System, Timestamp};
 use lockfile_host::{process, Runtime};
@@ -95,9 +96,11 @@ fn cycle(c: &mut Criterion) {
     let sys = NativeSystem::new();
     let path = dir.path().join("native.lock");
     let path = path.to_str().expect("utf-8");
+    // A handle keeps its spare across cycles, as the component's does.
+    let spare = Spare::default();
     group.bench_function("native-core", |b| {
         b.iter(|| {
-            let lock = Lock::new(&std_dir, "native.lock", path, &sys);
+            let lock = Lock::new(&std_dir, "native.lock", path, &sys).with_spare(&spare);
             lock.acquire(false, false).expect("acquire");
             lock.release(false).expect("release");
         })

@@ -456,6 +456,15 @@ impl LockFile {
     }
 }
 
+impl Drop for LockFile {
+    /// Lets the component clean up after the handle (it removes the spare
+    /// file a cycling handle keeps beside the lock). Does not release the
+    /// lock: labm8's `LockFile` does not either; use [`LockFile::lock`] for that.
+    fn drop(&mut self) {
+        let _ = self.resource.resource_drop(&mut self.store);
+    }
+}
+
 /// Holds a lock until dropped (or [`LockGuard::release`]d).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]

@@ -237,3 +237,55 @@ fn write_refuses_what_no_reader_could_read() {
         assert!(!path.exists());
     }
 }
+
+/// A handle that cycles publishes from one retained file (the spare), never
+/// writes the lock it holds, and removes the spare when dropped.
+#[test]
+fn a_cycling_handle_keeps_one_spare_and_drops_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let rt = runtime();
+    let mut lock = rt.open(&path).expect("open");
+    lock.acquire(false, false).expect("acquire");
+    lock.release(false).expect("release");
+    assert!(names(dir.path()).is_empty(), "one cycle keeps nothing");
+
+    lock.acquire(false, false).expect("acquire 2");
+    let spare: Vec<String> = names(dir.path())
+        .into_iter()
+        .filter(|n| n != "LOCK")
+        .collect();
+    assert_eq!(spare.len(), 1, "{:?}", names(dir.path()));
+    assert!(spare[0].starts_with(".LOCK.") && spare[0].ends_with(".tmp"));
+    let held = fs::metadata(&path).expect("lock");
+    assert_eq!(held.nlink(), 2, "the lock is the spare's inode");
+    let bytes = fs::read(&path).expect("lock");
+    lock.acquire(false, false).expect("re-acquire while held");
+    assert_eq!(
+        fs::read(&path).expect("lock"),
+        bytes,
+        "a held lock is never rewritten"
+    );
+    lock.release(false).expect("release 2");
+
+    let inode = fs::metadata(dir.path().join(&names(dir.path())[0]))
+        .expect("spare")
+        .ino();
+    for _ in 0..3 {
+        lock.acquire(false, false).expect("acquire again");
+        assert_eq!(
+            fs::metadata(&path).expect("lock").ino(),
+            inode,
+            "same inode"
+        );
+        assert_eq!(lock.pid().expect("pid"), Some(std::process::id()));
+        lock.release(false).expect("release again");
+    }
+    assert_eq!(names(dir.path()).len(), 1, "only the spare");
+    drop(lock);
+    assert!(
+        names(dir.path()).is_empty(),
+        "dropping the handle removes the spare"
+    );
+}
