@@ -5,7 +5,8 @@
 //! - A lock is published by writing a complete temporary file
 //!   (`.NAME.PID.NONCE.tmp`) and hard-linking it to `NAME`; the link fails if
 //!   `NAME` exists, so of two racers exactly one wins and no reader ever sees
-//!   a half-written lock.
+//!   a half-written lock. A cycling handle reuses one such file (its
+//!   [`Spare`]), rewriting it only while it has no other link.
 //! - A stale lock whose bytes are `C` is replaced only by the process that
 //!   creates the claim `.NAME.break.FP` (FP = fingerprint of `C`) exclusively.
 //!   The claimer then checks that `NAME` still holds `C` and renames its own
@@ -46,8 +47,11 @@ pub trait Dir {
     fn create(&self, name: &str, data: &[u8]) -> io::Result<()>;
     /// Overwrites the existing regular file `name` with exactly `data`, but
     /// only if `name` is its one and only link: `Ok(false)`, untouched,
-    /// when it is anything else or has other links.
-    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool>;
+    /// when it is anything else or has other links. The default never
+    /// rewrites, so every publish uses a fresh temporary file.
+    fn rewrite(&self, _name: &str, _data: &[u8]) -> io::Result<bool> {
+        Ok(false)
+    }
     /// Hard-links `existing` as `new`; fails with `AlreadyExists` if `new` exists.
     fn link(&self, existing: &str, new: &str) -> io::Result<()>;
     /// Renames `from` to `to`, replacing `to` atomically.
@@ -169,9 +173,10 @@ const MAX_CHAIN: usize = 32;
 /// spare in place and links it again. It is rewritten only while it has no
 /// other link, so a published lock is never written to. A handle that never
 /// releases never keeps one, so one-shot uses (the CLI) leave nothing behind.
-/// The owner of the `Spare` removes the file with [`Spare::discard`] when done;
-/// after a crash, the sweep of the next takeover removes it like any
-/// temporary file of a dead process.
+/// The owner of the `Spare` removes the file with [`Spare::discard`] when done.
+/// After a crash the file stays until a sweep, which runs after every
+/// takeover and whenever a handle starts keeping a spare, removes it like any
+/// temporary file of a dead (or recycled) process.
 #[derive(Debug, Default)]
 pub struct Spare {
     name: RefCell<Option<String>>,
@@ -215,6 +220,8 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     /// The same lock, publishing from `spare` once it cycles (see [`Spare`]).
+    /// Use one `Spare` per lock (directory and name): a spare kept for
+    /// another name is discarded, one in another directory is left there.
     #[must_use]
     pub fn with_spare(mut self, spare: &'a Spare) -> Self {
         self.spare = Some(spare);
@@ -231,6 +238,17 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn load_name(&self, name: &str) -> Result<State, Error> {
+        let state = self.load_once(name)?;
+        if matches!(state, State::Present { record: Err(_), .. }) {
+            // A reader whose open raced a release and a re-acquire from the
+            // same spare may have read the record while it was rewritten:
+            // look again, and call the file malformed only if it still is.
+            return self.load_once(name);
+        }
+        Ok(state)
+    }
+
+    fn load_once(&self, name: &str) -> Result<State, Error> {
         let path = self.sibling(name);
         let kind = self
             .dir
@@ -472,28 +490,51 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             return self.publish(self.name, &self.my_record());
         };
         let bytes = format::serialize(&self.my_record());
-        let reused = spare.name.take().and_then(|name| {
+        // A spare kept for another lock name is not ours to publish here.
+        let misplaced = spare.name.borrow_mut().take_if(|n| !self.is_temp_name(n));
+        if let Some(name) = misplaced {
+            let _ = self.dir.remove(&name);
+        }
+        if let Some(name) = spare.name.take() {
             match self.dir.rewrite(&name, bytes.as_bytes()) {
-                Ok(true) => Some(name),
+                Ok(true) => {
+                    self.sys.checkpoint("before-publish");
+                    match self.dir.link(&name, self.name) {
+                        // Removed under us (a sweeper that cannot see our
+                        // pid): publish afresh below.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        linked => {
+                            spare.name.replace(Some(name));
+                            return self.linked(self.name, linked);
+                        }
+                    }
+                }
                 // Still linked as the lock (we hold it and acquire again) or
                 // no longer ours to write: drop the name, keep the file's
                 // other links, and start a fresh spare.
                 _ => {
                     let _ = self.dir.remove(&name);
-                    None
                 }
             }
-        });
-        let temp = match reused {
-            Some(name) => name,
-            None => self
-                .write_temp_bytes(bytes.as_bytes())
-                .map_err(Published::Failed)?,
-        };
+        }
+        let temp = self
+            .write_temp_bytes(bytes.as_bytes())
+            .map_err(Published::Failed)?;
         self.sys.checkpoint("before-publish");
         let linked = self.dir.link(&temp, self.name);
         spare.name.replace(Some(temp));
+        // A handle starts keeping a file beside the lock: first clear away
+        // what dead processes' handles kept, which no takeover may ever sweep.
+        self.sweep();
         self.linked(self.name, linked)
+    }
+
+    /// Whether `name` is one of our temporary files' names for this lock.
+    fn is_temp_name(&self, name: &str) -> bool {
+        name.strip_prefix('.')
+            .and_then(|rest| rest.strip_prefix(self.name))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| temp_owner(rest).is_some())
     }
 
     /// Publishes `record` at `name` only if nothing is there.
@@ -645,15 +686,31 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     let _ = self.dir.remove(&name);
                 }
             } else if let Some(pid) = temp_owner(rest) {
+                let record = match self.load_name(&name) {
+                    Ok(State::Present { record: Ok(r), .. }) => Some(r),
+                    _ => None,
+                };
                 // A temp file written on another host (a shared file system)
                 // names a pid we cannot see: leave it to its own host.
-                let foreign = matches!(
-                    self.load_name(&name),
-                    Ok(State::Present { record: Ok(ref r), .. })
-                        if judge(r, &self.sys.current(), &self.sys.machine(), |_| ProcessInfo::UNKNOWN)
-                            .verdict == Verdict::Foreign
-                );
-                if !foreign && self.sys.query(pid).liveness == Liveness::Dead {
+                let foreign = record.as_ref().is_some_and(|r| {
+                    judge(r, &self.sys.current(), &self.sys.machine(), |_| {
+                        ProcessInfo::UNKNOWN
+                    })
+                    .verdict
+                        == Verdict::Foreign
+                });
+                if foreign {
+                    continue;
+                }
+                let runner = self.sys.query(pid);
+                // A handle's spare lives as long as its process, so its pid
+                // may have been recycled: the record's start time tells.
+                let recycled = record.as_ref().is_some_and(|r| {
+                    r.pid == pid
+                        && matches!((r.start_ticks, runner.start_ticks),
+                                    (Some(then), Some(now)) if then != now)
+                });
+                if runner.liveness == Liveness::Dead || recycled {
                     let _ = self.dir.remove(&name);
                 }
             }

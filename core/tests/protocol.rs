@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 
 use lockfile_core::format::{self, Record};
-use lockfile_core::protocol::{Error, Lock, Spare, System};
+use lockfile_core::protocol::{Dir, Error, Lock, Spare, System};
 use lockfile_core::std_dir::StdDir;
 use lockfile_core::{Identity, Liveness, Machine, ProcessInfo, Timestamp, Verdict};
 
@@ -464,4 +464,157 @@ fn a_shorter_record_leaves_no_tail_in_the_spare() {
     let bytes = fs::read(tmp.path().join("x.lock")).expect("lock");
     assert!(bytes.len() < 600, "truncated to the record");
     assert_eq!(format::parse(&bytes).expect("parses").pid, ME);
+}
+
+/// Cycles a handle twice so that it keeps a spare from its next acquire on.
+fn cycling<'a>(lock: &Lock<'a, StdDir, Sys>) {
+    lock.acquire(false, false).expect("acquire");
+    lock.release(false).expect("release");
+}
+
+#[test]
+fn a_handle_that_starts_keeping_a_spare_sweeps_dead_and_recycled_spares() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    sys.set(600, Liveness::Alive, Some(6));
+    sys.set(650, Liveness::Alive, Some(99)); // pid 650 now runs another process
+    let dead = ".x.lock.4194303.00000000000000bb.tmp";
+    let recycled = ".x.lock.650.00000000000000cc.tmp";
+    let live = ".x.lock.600.00000000000000dd.tmp";
+    fs::write(tmp.path().join(dead), record(4_194_303, Some(1), "a")).expect("plant");
+    fs::write(tmp.path().join(recycled), record(650, Some(5), "b")).expect("plant");
+    fs::write(tmp.path().join(live), record(600, Some(6), "c")).expect("plant");
+
+    let spare = Spare::default();
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    cycling(&lock);
+    assert!(names(tmp.path()).contains(&dead.to_owned()), "no sweep yet");
+    lock.acquire(false, false)
+        .expect("acquire with a new spare");
+    let mine = spare.name().expect("a spare");
+    let mut expected = vec![live.to_owned(), mine, "x.lock".to_owned()];
+    expected.sort();
+    assert_eq!(names(tmp.path()), expected);
+}
+
+#[test]
+fn a_spare_removed_before_the_link_falls_back_to_a_fresh_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    let spare = Spare::default();
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    cycling(&lock);
+    cycling(&lock);
+    let old = spare.name().expect("a spare");
+    // A sweeper that cannot see our pid removes our temporary files between
+    // writing and linking, twice in a row.
+    let path = tmp.path().to_path_buf();
+    let removed = std::rc::Rc::new(Cell::new(0));
+    let count = removed.clone();
+    sys.on("before-publish", move || {
+        if count.get() < 2 {
+            count.set(count.get() + 1);
+            for name in spares(&path) {
+                fs::remove_file(path.join(name)).expect("remove");
+            }
+        }
+    });
+    lock.acquire(false, false)
+        .expect("acquire despite the sweeper");
+    assert_eq!(removed.get(), 2);
+    assert_eq!(owner(tmp.path()), ME);
+    let new = spare.name().expect("a new spare");
+    assert_ne!(new, old);
+    assert_eq!(
+        ino(&tmp.path().join(&new)).1,
+        2,
+        "the new spare is the lock"
+    );
+}
+
+#[test]
+fn a_spare_kept_for_another_lock_is_not_published() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = StdDir::new(tmp.path());
+    let sys = Sys::new();
+    let spare = Spare::default();
+    cycling(&Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare));
+    let x = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    x.acquire(false, false).expect("acquire x");
+    x.release(false).expect("release x");
+    let x_spare = spare.name().expect("x's spare");
+    let y = Lock::new(&dir, "y.lock", "/d/y.lock", &sys).with_spare(&spare);
+    y.acquire(false, false).expect("acquire y");
+    assert!(
+        !tmp.path().join(&x_spare).exists(),
+        "x's spare is discarded"
+    );
+    let y_spare = spare.name().expect("y's spare");
+    assert!(y_spare.starts_with(".y.lock."), "{y_spare}");
+    let y_record = format::parse(&fs::read(tmp.path().join("y.lock")).expect("y")).expect("y");
+    assert_eq!(y_record.pid, ME);
+}
+
+/// A real directory whose first read of the lock returns a torn record, as
+/// a reader racing a rewrite of the spare it had opened would see.
+struct TornOnce {
+    inner: StdDir,
+    torn: Cell<bool>,
+}
+
+impl Dir for TornOnce {
+    fn kind(&self, name: &str) -> std::io::Result<Option<lockfile_core::protocol::Kind>> {
+        self.inner.kind(name)
+    }
+    fn read(&self, name: &str, limit: usize) -> std::io::Result<Vec<u8>> {
+        let mut bytes = self.inner.read(name, limit)?;
+        if name == "x.lock" && !self.torn.replace(true) {
+            bytes.truncate(3);
+        }
+        Ok(bytes)
+    }
+    fn create(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        self.inner.create(name, data)
+    }
+    fn rewrite(&self, name: &str, data: &[u8]) -> std::io::Result<bool> {
+        self.inner.rewrite(name, data)
+    }
+    fn link(&self, existing: &str, new: &str) -> std::io::Result<()> {
+        self.inner.link(existing, new)
+    }
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        self.inner.remove(name)
+    }
+    fn names(&self) -> std::io::Result<Vec<String>> {
+        self.inner.names()
+    }
+}
+
+#[test]
+fn a_torn_read_is_read_again_before_it_counts_as_malformed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = TornOnce {
+        inner: StdDir::new(tmp.path()),
+        torn: Cell::new(false),
+    };
+    let sys = Sys::new();
+    sys.set(300, Liveness::Alive, Some(3));
+    fs::write(tmp.path().join("x.lock"), record(300, Some(3), "held")).expect("plant");
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    let status = lock.status().expect("status");
+    assert!(dir.torn.get(), "the first read was torn");
+    assert_eq!(status.judgement.verdict, Verdict::Held);
+    assert_eq!(status.owner.map(|o| o.pid), Some(300));
+
+    // A file that stays malformed is still reported as such.
+    fs::write(tmp.path().join("x.lock"), "garbage\n").expect("plant");
+    assert_eq!(
+        lock.status().expect("status").judgement.verdict,
+        Verdict::Malformed
+    );
 }
