@@ -51,6 +51,59 @@ fn contention_keeps_exclusion_and_loses_no_update() {
     assert_eq!(names(dir.path()), vec!["counter"], "nothing left behind");
 }
 
+/// Holders cycle from their spares (rewriting one inode in place each time)
+/// while a reader inspects the lock as fast as it can: it must only ever see
+/// no lock or a complete record, never a malformed one.
+#[test]
+fn readers_see_only_whole_records_while_holders_cycle() {
+    let procs = env_or("LOCKFILE_SOAK_PROCS", 8).min(4);
+    let cycles = env_or("LOCKFILE_SOAK_CYCLES", 250);
+    let dir = sandbox();
+    let lock_path = dir.path().join("lock");
+    let mut children: Vec<Child> = (0..procs)
+        .map(|_| {
+            Command::new(contend_bin())
+                .args(["cycles", s(dir.path()), &cycles.to_string()])
+                .spawn()
+                .expect("spawn contend")
+        })
+        .collect();
+    let rt = lockfile_host::Runtime::new().expect("runtime");
+    let mut reader = rt.open(&lock_path).expect("open");
+    let (mut reads, mut held) = (0usize, 0usize);
+    while children
+        .iter_mut()
+        .any(|c| c.try_wait().expect("wait").is_none())
+    {
+        let status = reader.status().expect("status never fails");
+        assert_ne!(
+            status.verdict,
+            lockfile_host::Verdict::Malformed,
+            "a reader saw a partial record: {}",
+            status.reason
+        );
+        if let Ok(Some(owner)) = rt.read(&lock_path) {
+            assert!(owner.pid > 0);
+        }
+        reads += 1;
+        held += usize::from(status.owner.is_some());
+    }
+    for child in children {
+        let out = child.wait_with_output().expect("contend ends");
+        assert_eq!(out.status.code(), Some(0), "a worker failed");
+    }
+    assert!(
+        held > 0,
+        "the reader saw the lock held at least once ({reads} reads)"
+    );
+    let counter: usize = fs::read_to_string(dir.path().join("counter"))
+        .expect("counter")
+        .trim()
+        .parse()
+        .expect("number");
+    assert_eq!(counter, procs * cycles);
+}
+
 #[test]
 fn stale_lock_is_reclaimed_by_exactly_one_racer() {
     let racers = 12;
