@@ -462,12 +462,8 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         }
     }
 
-    /// Writes `record` to a fresh temporary file beside the lock.
-    fn write_temp(&self, record: &Record) -> Result<String, Error> {
-        self.write_temp_bytes(format::serialize(record).as_bytes())
-    }
-
-    fn write_temp_bytes(&self, bytes: &[u8]) -> Result<String, Error> {
+    /// Writes `bytes` to a fresh temporary file beside the lock.
+    fn write_temp(&self, bytes: &[u8]) -> Result<String, Error> {
         let temp = format!(
             ".{}.{}.{:016x}.tmp",
             self.name,
@@ -486,47 +482,33 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// Publishes our record as the lock if nothing is there, from the spare
     /// when this handle keeps one.
     fn publish_lock(&self) -> Result<(), Published> {
+        let record = format::serialize(&self.my_record());
         let Some(spare) = self.spare.filter(|s| s.cycling.get()) else {
-            return self.publish(self.name, &self.my_record());
+            return self.publish(self.name, record.as_bytes(), None);
         };
-        let bytes = format::serialize(&self.my_record());
-        // A spare kept for another lock name is not ours to publish here.
-        let misplaced = spare.name.borrow_mut().take_if(|n| !self.is_temp_name(n));
-        if let Some(name) = misplaced {
-            let _ = self.dir.remove(&name);
-        }
         if let Some(name) = spare.name.take() {
-            match self.dir.rewrite(&name, bytes.as_bytes()) {
-                Ok(true) => {
-                    self.sys.checkpoint("before-publish");
-                    match self.dir.link(&name, self.name) {
-                        // Removed under us (a sweeper that cannot see our
-                        // pid): publish afresh below.
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        linked => {
-                            spare.name.replace(Some(name));
-                            return self.linked(self.name, linked);
-                        }
+            // A spare kept for another lock name is not ours to publish here;
+            // one still linked as the lock (we hold it and acquire again) or
+            // no longer ours to write is refused by `rewrite`. Either way,
+            // drop its name, keep the file's other links, start a fresh spare.
+            if !self.is_temp_name(&name)
+                || !matches!(self.dir.rewrite(&name, record.as_bytes()), Ok(true))
+            {
+                let _ = self.dir.remove(&name);
+            } else {
+                self.sys.checkpoint("before-publish");
+                match self.dir.link(&name, self.name) {
+                    // Removed under us (a sweeper that cannot see our pid):
+                    // publish afresh below.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    linked => {
+                        spare.name.replace(Some(name));
+                        return self.linked(self.name, linked);
                     }
-                }
-                // Still linked as the lock (we hold it and acquire again) or
-                // no longer ours to write: drop the name, keep the file's
-                // other links, and start a fresh spare.
-                _ => {
-                    let _ = self.dir.remove(&name);
                 }
             }
         }
-        let temp = self
-            .write_temp_bytes(bytes.as_bytes())
-            .map_err(Published::Failed)?;
-        self.sys.checkpoint("before-publish");
-        let linked = self.dir.link(&temp, self.name);
-        spare.name.replace(Some(temp));
-        // A handle starts keeping a file beside the lock: first clear away
-        // what dead processes' handles kept, which no takeover may ever sweep.
-        self.sweep();
-        self.linked(self.name, linked)
+        self.publish(self.name, record.as_bytes(), Some(spare))
     }
 
     /// Whether `name` is one of our temporary files' names for this lock.
@@ -537,12 +519,24 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             .is_some_and(|rest| temp_owner(rest).is_some())
     }
 
-    /// Publishes `record` at `name` only if nothing is there.
-    fn publish(&self, name: &str, record: &Record) -> Result<(), Published> {
-        let temp = self.write_temp(record).map_err(Published::Failed)?;
+    /// Publishes `bytes` at `name` only if nothing is there, from a fresh
+    /// temporary file, which `keep` retains as its spare (else it is removed).
+    fn publish(&self, name: &str, bytes: &[u8], keep: Option<&Spare>) -> Result<(), Published> {
+        let temp = self.write_temp(bytes).map_err(Published::Failed)?;
         self.sys.checkpoint("before-publish");
         let linked = self.dir.link(&temp, name);
-        let _ = self.dir.remove(&temp);
+        match keep {
+            Some(spare) => {
+                spare.name.replace(Some(temp));
+                // A handle starts keeping a file beside the lock: first clear
+                // away what dead processes' handles kept, which no takeover
+                // may ever sweep.
+                self.sweep();
+            }
+            None => {
+                let _ = self.dir.remove(&temp);
+            }
+        }
         self.linked(name, linked)
     }
 
@@ -560,7 +554,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
 
     /// Puts `record` at the lock path whatever is there (a regular file).
     fn replace(&self, record: &Record) -> Result<(), Error> {
-        let temp = self.write_temp(record)?;
+        let temp = self.write_temp(format::serialize(record).as_bytes())?;
         self.sys.checkpoint("before-publish");
         self.dir.rename(&temp, self.name).map_err(|e| {
             let _ = self.dir.remove(&temp);
@@ -590,7 +584,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 });
             }
             let name = self.claim_name(target);
-            match self.publish(&name, &claim_record) {
+            match self.publish(&name, format::serialize(&claim_record).as_bytes(), None) {
                 Ok(()) => break name,
                 Err(Published::Failed(e)) => return Err(e),
                 Err(Published::Exists) => {}

@@ -89,6 +89,27 @@ fn to_io(code: ErrorCode) -> io::Error {
     io::Error::new(kind, text)
 }
 
+impl WasiDir {
+    /// Opens `name` in the directory, never through a symlink.
+    fn open(&self, name: &str, open: OpenFlags, flags: DescriptorFlags) -> io::Result<Descriptor> {
+        self.fd
+            .open_at(PathFlags::empty(), name, open, flags)
+            .map_err(to_io)
+    }
+}
+
+/// Writes all of `data` to `file` from offset 0.
+fn write_all(file: &Descriptor, data: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        match file.write(&data[done..], done as u64).map_err(to_io)? {
+            0 => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing")),
+            n => done += n as usize,
+        }
+    }
+    Ok(())
+}
+
 impl Dir for WasiDir {
     fn kind(&self, name: &str) -> io::Result<Option<Kind>> {
         match self.fd.stat_at(PathFlags::empty(), name) {
@@ -110,15 +131,7 @@ impl Dir for WasiDir {
     }
 
     fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>> {
-        let file = self
-            .fd
-            .open_at(
-                PathFlags::empty(),
-                name,
-                OpenFlags::empty(),
-                DescriptorFlags::READ,
-            )
-            .map_err(to_io)?;
+        let file = self.open(name, OpenFlags::empty(), DescriptorFlags::READ)?;
         let mut bytes = Vec::new();
         while bytes.len() < limit {
             let want = (limit - bytes.len()) as u64;
@@ -135,53 +148,23 @@ impl Dir for WasiDir {
     }
 
     fn create(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        let file = self
-            .fd
-            .open_at(
-                PathFlags::empty(),
-                name,
-                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
-                DescriptorFlags::WRITE,
-            )
-            .map_err(to_io)?;
-        let mut done = 0;
-        while done < data.len() {
-            match file.write(&data[done..], done as u64) {
-                Ok(0) => {
-                    let _ = self.fd.unlink_file_at(name);
-                    return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"));
-                }
-                Ok(n) => done += n as usize,
-                Err(code) => {
-                    let _ = self.fd.unlink_file_at(name);
-                    return Err(to_io(code));
-                }
-            }
-        }
-        Ok(())
+        let file = self.open(
+            name,
+            OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+            DescriptorFlags::WRITE,
+        )?;
+        write_all(&file, data).inspect_err(|_| {
+            let _ = self.fd.unlink_file_at(name);
+        })
     }
 
     fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
-        let file = self
-            .fd
-            .open_at(
-                PathFlags::empty(),
-                name,
-                OpenFlags::empty(),
-                DescriptorFlags::WRITE,
-            )
-            .map_err(to_io)?;
+        let file = self.open(name, OpenFlags::empty(), DescriptorFlags::WRITE)?;
         let stat = file.stat().map_err(to_io)?;
         if stat.type_ != DescriptorType::RegularFile || stat.link_count != 1 {
             return Ok(false);
         }
-        let mut done = 0;
-        while done < data.len() {
-            match file.write(&data[done..], done as u64).map_err(to_io)? {
-                0 => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing")),
-                n => done += n as usize,
-            }
-        }
+        write_all(&file, data)?;
         let len = data.len() as u64;
         if stat.size != len {
             file.set_size(len).map_err(to_io)?;
