@@ -100,6 +100,41 @@ impl System for Sys {
     }
 }
 
+/// A real temporary directory, a process table, and a spare for one lock.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    dir: StdDir,
+    sys: Sys,
+    spare: Spare,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = StdDir::new(tmp.path());
+        Fixture {
+            tmp,
+            dir,
+            sys: Sys::new(),
+            spare: Spare::default(),
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.tmp.path()
+    }
+
+    /// `x.lock`, as a one-shot user opens it.
+    fn lock(&self) -> Lock<'_, StdDir, Sys> {
+        Lock::new(&self.dir, "x.lock", "/d/x.lock", &self.sys)
+    }
+
+    /// `x.lock` through a handle that keeps a spare once it cycles.
+    fn spared(&self) -> Lock<'_, StdDir, Sys> {
+        self.lock().with_spare(&self.spare)
+    }
+}
+
 fn record(pid: u32, ticks: Option<u64>, nonce: &str) -> String {
     format::serialize(&Record {
         pid,
@@ -129,13 +164,11 @@ fn owner(dir: &std::path::Path) -> u32 {
 
 #[test]
 fn fresh_acquire_publishes_a_complete_record_and_no_temp() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    let f = Fixture::new();
+    let lock = f.lock();
     // At the moment of publishing, the lock is absent and the temp is complete.
-    let path = tmp.path().to_path_buf();
-    sys.on("before-publish", move || {
+    let path = f.path().to_path_buf();
+    f.sys.on("before-publish", move || {
         assert!(!path.join("x.lock").exists());
         let temps: Vec<_> = names(&path);
         assert_eq!(temps.len(), 1);
@@ -147,8 +180,8 @@ fn fresh_acquire_publishes_a_complete_record_and_no_temp() {
         assert_eq!(r.pid, ME);
     });
     lock.acquire(false, false).expect("acquire");
-    assert_eq!(names(tmp.path()), vec!["x.lock"]);
-    let r = format::parse(&fs::read(tmp.path().join("x.lock")).expect("lock")).expect("parse");
+    assert_eq!(names(f.path()), vec!["x.lock"]);
+    let r = format::parse(&fs::read(f.path().join("x.lock")).expect("lock")).expect("parse");
     assert_eq!((r.pid, r.start_ticks), (ME, Some(7)));
     assert_eq!(r.hostname.as_deref(), Some("here"));
     assert_eq!(
@@ -156,57 +189,51 @@ fn fresh_acquire_publishes_a_complete_record_and_no_temp() {
         Verdict::OwnedBySelf
     );
     lock.release(false).expect("release");
-    assert!(names(tmp.path()).is_empty());
+    assert!(names(f.path()).is_empty());
 }
 
 #[test]
 fn a_racer_that_publishes_first_wins() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    sys.set(300, Liveness::Alive, Some(3));
-    let path = tmp.path().to_path_buf();
-    sys.on("before-publish", move || {
+    let f = Fixture::new();
+    f.sys.set(300, Liveness::Alive, Some(3));
+    let path = f.path().to_path_buf();
+    f.sys.on("before-publish", move || {
         fs::write(path.join("x.lock"), record(300, Some(3), "other")).expect("racer");
     });
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    let lock = f.lock();
     match lock.acquire(false, false) {
         Err(Error::UnableToAcquire(r)) => assert_eq!(r.owner.pid, 300),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert_eq!(names(tmp.path()), vec!["x.lock"], "our temp is gone");
+    assert_eq!(names(f.path()), vec!["x.lock"], "our temp is gone");
 }
 
 #[test]
 fn stale_takeover_needs_replace_stale_and_cleans_up() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    fs::write(tmp.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    let f = Fixture::new();
+    fs::write(f.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
+    let lock = f.lock();
     match lock.acquire(false, false) {
         Err(Error::UnableToAcquire(r)) => assert_eq!(r.judgement.verdict, Verdict::Stale),
         other => panic!("expected a refusal, got {other:?}"),
     }
     lock.acquire(true, false).expect("takeover");
-    assert_eq!(owner(tmp.path()), ME);
-    assert_eq!(names(tmp.path()), vec!["x.lock"]);
+    assert_eq!(owner(f.path()), ME);
+    assert_eq!(names(f.path()), vec!["x.lock"]);
 }
 
 #[test]
 fn a_live_claimer_blocks_and_a_dead_one_is_superseded() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
+    let f = Fixture::new();
     let stale = record(200, Some(1), "dead");
-    fs::write(tmp.path().join("x.lock"), &stale).expect("plant");
+    fs::write(f.path().join("x.lock"), &stale).expect("plant");
     let claim = format!(
         ".x.lock.break.{:016x}",
         format::fingerprint(stale.as_bytes())
     );
-    fs::write(tmp.path().join(&claim), record(400, Some(4), "claimer")).expect("claim");
-    sys.set(400, Liveness::Alive, Some(4));
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    fs::write(f.path().join(&claim), record(400, Some(4), "claimer")).expect("claim");
+    f.sys.set(400, Liveness::Alive, Some(4));
+    let lock = f.lock();
     match lock.acquire(true, false) {
         Err(Error::UnableToAcquire(r)) => {
             assert_eq!(r.owner.pid, 400);
@@ -219,50 +246,46 @@ fn a_live_claimer_blocks_and_a_dead_one_is_superseded() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(
-        fs::read_to_string(tmp.path().join("x.lock")).expect("lock"),
+        fs::read_to_string(f.path().join("x.lock")).expect("lock"),
         stale
     );
     // The claimer dies mid-takeover: its claim is claimed in turn.
-    sys.set(400, Liveness::Dead, None);
+    f.sys.set(400, Liveness::Dead, None);
     lock.acquire(true, false)
         .expect("takeover over an abandoned claim");
-    assert_eq!(owner(tmp.path()), ME);
-    assert_eq!(names(tmp.path()), vec!["x.lock"], "both claims removed");
+    assert_eq!(owner(f.path()), ME);
+    assert_eq!(names(f.path()), vec!["x.lock"], "both claims removed");
 }
 
 #[test]
 fn a_lock_replaced_after_our_claim_is_left_alone() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    sys.set(500, Liveness::Alive, Some(5));
-    fs::write(tmp.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
+    let f = Fixture::new();
+    f.sys.set(500, Liveness::Alive, Some(5));
+    fs::write(f.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
     // Someone (with force) takes the lock while we hold the claim.
-    let path = tmp.path().to_path_buf();
+    let path = f.path().to_path_buf();
     let fresh = record(500, Some(5), "fresh");
     let planted = fresh.clone();
-    sys.on("after-claim", move || {
+    f.sys.on("after-claim", move || {
         fs::write(path.join("x.lock"), &planted).expect("replace");
     });
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    let lock = f.lock();
     match lock.acquire(true, false) {
         Err(Error::UnableToAcquire(r)) => assert_eq!(r.owner.pid, 500),
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(
-        fs::read_to_string(tmp.path().join("x.lock")).expect("lock"),
+        fs::read_to_string(f.path().join("x.lock")).expect("lock"),
         fresh
     );
-    assert_eq!(names(tmp.path()), vec!["x.lock"], "our claim is withdrawn");
+    assert_eq!(names(f.path()), vec!["x.lock"], "our claim is withdrawn");
 }
 
 #[test]
 fn sweep_removes_inert_claims_and_dead_temps_only() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    sys.set(600, Liveness::Alive, Some(6));
-    fs::write(tmp.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
+    let f = Fixture::new();
+    f.sys.set(600, Liveness::Alive, Some(6));
+    fs::write(f.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
     let junk = [
         ".x.lock.break.00000000000000aa",       // target gone: inert
         ".x.lock.4194303.00000000000000bb.tmp", // dead runner
@@ -273,66 +296,60 @@ fn sweep_removes_inert_claims_and_dead_temps_only() {
         "unrelated",
     ];
     for n in junk.iter().chain(&keep) {
-        fs::write(tmp.path().join(n), record(600, Some(6), n)).expect("plant");
+        fs::write(f.path().join(n), record(600, Some(6), n)).expect("plant");
     }
     // Written on another host: its runner's pid means nothing here.
     let elsewhere = ".x.lock.4194302.00000000000000ee.tmp";
     let mut foreign = format::parse(record(600, Some(6), "far").as_bytes()).expect("record");
     foreign.hostname = Some("elsewhere".into());
-    fs::write(tmp.path().join(elsewhere), format::serialize(&foreign)).expect("plant");
-    Lock::new(&dir, "x.lock", "/d/x.lock", &sys)
-        .acquire(true, false)
-        .expect("takeover");
+    fs::write(f.path().join(elsewhere), format::serialize(&foreign)).expect("plant");
+    f.lock().acquire(true, false).expect("takeover");
     let mut expected: Vec<String> = keep.iter().map(|s| (*s).to_owned()).collect();
     expected.push("x.lock".into());
     expected.push(elsewhere.into());
     expected.sort();
-    assert_eq!(names(tmp.path()), expected);
+    assert_eq!(names(f.path()), expected);
 }
 
 #[test]
 fn release_refuses_others_and_force_removes_anything_regular() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    sys.set(700, Liveness::Alive, Some(9));
+    let f = Fixture::new();
+    f.sys.set(700, Liveness::Alive, Some(9));
     let theirs = record(700, Some(9), "theirs");
-    fs::write(tmp.path().join("x.lock"), &theirs).expect("plant");
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    fs::write(f.path().join("x.lock"), &theirs).expect("plant");
+    let lock = f.lock();
     match lock.release(false) {
         Err(Error::UnableToRelease(r)) => assert_eq!(r.owner.pid, 700),
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(
-        fs::read_to_string(tmp.path().join("x.lock")).expect("kept"),
+        fs::read_to_string(f.path().join("x.lock")).expect("kept"),
         theirs
     );
     // Our pid but an earlier process (different start time): not ours.
-    fs::write(tmp.path().join("x.lock"), record(ME, Some(6), "earlier")).expect("plant");
+    fs::write(f.path().join("x.lock"), record(ME, Some(6), "earlier")).expect("plant");
     assert!(matches!(
         lock.release(false),
         Err(Error::UnableToRelease(_))
     ));
-    fs::write(tmp.path().join("x.lock"), "garbage").expect("plant");
+    fs::write(f.path().join("x.lock"), "garbage").expect("plant");
     assert!(matches!(lock.release(false), Err(Error::Malformed { .. })));
     lock.release(true).expect("force");
-    assert!(names(tmp.path()).is_empty());
+    assert!(names(f.path()).is_empty());
 }
 
 #[test]
 fn force_replaces_malformed_and_live_locks_atomically() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    fs::write(tmp.path().join("x.lock"), "\0\0\0").expect("plant");
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
+    let f = Fixture::new();
+    fs::write(f.path().join("x.lock"), "\0\0\0").expect("plant");
+    let lock = f.lock();
     assert!(matches!(
         lock.acquire(true, false),
         Err(Error::Malformed { .. })
     ));
     lock.acquire(false, true).expect("force");
-    assert_eq!(owner(tmp.path()), ME);
-    assert_eq!(names(tmp.path()), vec!["x.lock"]);
+    assert_eq!(owner(f.path()), ME);
+    assert_eq!(names(f.path()), vec!["x.lock"]);
 }
 
 fn spares(dir: &std::path::Path) -> Vec<String> {
@@ -350,87 +367,78 @@ fn ino(path: &std::path::Path) -> (u64, u64) {
 
 #[test]
 fn a_cycling_handle_publishes_from_one_spare_inode() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    let spare = Spare::default();
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    let f = Fixture::new();
+    let lock = f.spared();
 
     // One acquire and release keeps nothing: one-shot users leave no files.
     lock.acquire(false, false).expect("acquire");
-    assert_eq!(names(tmp.path()), vec!["x.lock"]);
+    assert_eq!(names(f.path()), vec!["x.lock"]);
     lock.release(false).expect("release");
-    assert!(names(tmp.path()).is_empty());
-    assert_eq!(spare.name(), None);
+    assert!(names(f.path()).is_empty());
+    assert_eq!(f.spare.name(), None);
 
     // From the second cycle on, the lock is the spare's inode, linked twice.
     lock.acquire(false, false).expect("acquire 2");
-    let kept = spares(tmp.path());
-    assert_eq!(kept.len(), 1, "{:?}", names(tmp.path()));
-    assert_eq!(spare.name().as_deref(), Some(kept[0].as_str()));
-    let (inode, links) = ino(&tmp.path().join("x.lock"));
+    let kept = spares(f.path());
+    assert_eq!(kept.len(), 1, "{:?}", names(f.path()));
+    assert_eq!(f.spare.name().as_deref(), Some(kept[0].as_str()));
+    let (inode, links) = ino(&f.path().join("x.lock"));
     assert_eq!(links, 2);
-    assert_eq!(ino(&tmp.path().join(&kept[0])), (inode, 2));
-    let first = fs::read(tmp.path().join("x.lock")).expect("lock");
+    assert_eq!(ino(&f.path().join(&kept[0])), (inode, 2));
+    let first = fs::read(f.path().join("x.lock")).expect("lock");
     lock.release(false).expect("release 2");
-    assert_eq!(names(tmp.path()), kept, "release unlinks the lock only");
-    assert_eq!(ino(&tmp.path().join(&kept[0])), (inode, 1));
+    assert_eq!(names(f.path()), kept, "release unlinks the lock only");
+    assert_eq!(ino(&f.path().join(&kept[0])), (inode, 1));
 
     // The next cycle rewrites the same inode with a new record.
     lock.acquire(false, false).expect("acquire 3");
-    assert_eq!(ino(&tmp.path().join("x.lock")), (inode, 2));
-    let second = fs::read(tmp.path().join("x.lock")).expect("lock");
+    assert_eq!(ino(&f.path().join("x.lock")), (inode, 2));
+    let second = fs::read(f.path().join("x.lock")).expect("lock");
     assert_ne!(first, second, "a fresh nonce each time");
     let r = format::parse(&second).expect("complete record");
     assert_eq!((r.pid, r.start_ticks), (ME, Some(7)));
     lock.release(false).expect("release 3");
 
-    spare.discard(&dir);
-    assert!(names(tmp.path()).is_empty());
+    f.spare.discard(&f.dir);
+    assert!(names(f.path()).is_empty());
 }
 
 #[test]
 fn acquiring_again_while_held_never_writes_the_published_lock() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    let spare = Spare::default();
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    let f = Fixture::new();
+    let lock = f.spared();
     lock.acquire(false, false).expect("acquire");
     lock.release(false).expect("release");
     lock.acquire(false, false).expect("acquire 2");
-    let held = fs::read(tmp.path().join("x.lock")).expect("lock");
-    let (inode, _) = ino(&tmp.path().join("x.lock"));
+    let held = fs::read(f.path().join("x.lock")).expect("lock");
+    let (inode, _) = ino(&f.path().join("x.lock"));
 
     // The spare is the held lock now: re-acquiring must not rewrite it.
     lock.acquire(false, false).expect("re-entrant acquire");
-    assert_eq!(fs::read(tmp.path().join("x.lock")).expect("lock"), held);
+    assert_eq!(fs::read(f.path().join("x.lock")).expect("lock"), held);
     assert_eq!(
-        ino(&tmp.path().join("x.lock")),
+        ino(&f.path().join("x.lock")),
         (inode, 1),
         "spare name dropped"
     );
-    let kept = spares(tmp.path());
-    assert_eq!(kept.len(), 1, "a fresh spare: {:?}", names(tmp.path()));
-    assert_ne!(ino(&tmp.path().join(&kept[0])).0, inode);
+    let kept = spares(f.path());
+    assert_eq!(kept.len(), 1, "a fresh spare: {:?}", names(f.path()));
+    assert_ne!(ino(&f.path().join(&kept[0])).0, inode);
     lock.release(false).expect("release");
-    assert_eq!(names(tmp.path()), kept);
+    assert_eq!(names(f.path()), kept);
 }
 
 #[test]
 fn a_lock_overwritten_in_place_is_never_clobbered_through_the_spare() {
     // labm8 writes a forced lock in place (open, truncate, write), into the
     // inode our spare shares with the lock we hold.
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    sys.set(300, Liveness::Alive, Some(3));
-    let spare = Spare::default();
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    let f = Fixture::new();
+    f.sys.set(300, Liveness::Alive, Some(3));
+    let lock = f.spared();
     lock.acquire(false, false).expect("acquire");
     lock.release(false).expect("release");
     lock.acquire(false, false).expect("acquire 2");
-    fs::write(tmp.path().join("x.lock"), "300 1799999000.0\n").expect("labm8 force");
+    fs::write(f.path().join("x.lock"), "300 1799999000.0\n").expect("labm8 force");
 
     match lock.release(false) {
         Err(Error::UnableToRelease(r)) => assert_eq!(r.owner.pid, 300),
@@ -441,7 +449,7 @@ fn a_lock_overwritten_in_place_is_never_clobbered_through_the_spare() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(
-        fs::read_to_string(tmp.path().join("x.lock")).expect("lock"),
+        fs::read_to_string(f.path().join("x.lock")).expect("lock"),
         "300 1799999000.0\n",
         "their lock is intact"
     );
@@ -449,19 +457,16 @@ fn a_lock_overwritten_in_place_is_never_clobbered_through_the_spare() {
 
 #[test]
 fn a_shorter_record_leaves_no_tail_in_the_spare() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    let spare = Spare::default();
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    let f = Fixture::new();
+    let lock = f.spared();
     lock.acquire(false, false).expect("acquire");
     lock.release(false).expect("release");
     lock.acquire(false, false).expect("acquire 2");
     lock.release(false).expect("release 2");
-    let name = spare.name().expect("a spare");
-    fs::write(tmp.path().join(&name), vec![b'x'; 600]).expect("grow the spare");
+    let name = f.spare.name().expect("a spare");
+    fs::write(f.path().join(&name), vec![b'x'; 600]).expect("grow the spare");
     lock.acquire(false, false).expect("acquire 3");
-    let bytes = fs::read(tmp.path().join("x.lock")).expect("lock");
+    let bytes = fs::read(f.path().join("x.lock")).expect("lock");
     assert!(bytes.len() < 600, "truncated to the record");
     assert_eq!(format::parse(&bytes).expect("parses").pid, ME);
 }
@@ -474,46 +479,40 @@ fn cycling<'a>(lock: &Lock<'a, StdDir, Sys>) {
 
 #[test]
 fn a_handle_that_starts_keeping_a_spare_sweeps_dead_and_recycled_spares() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    sys.set(600, Liveness::Alive, Some(6));
-    sys.set(650, Liveness::Alive, Some(99)); // pid 650 now runs another process
+    let f = Fixture::new();
+    f.sys.set(600, Liveness::Alive, Some(6));
+    f.sys.set(650, Liveness::Alive, Some(99)); // pid 650 now runs another process
     let dead = ".x.lock.4194303.00000000000000bb.tmp";
     let recycled = ".x.lock.650.00000000000000cc.tmp";
     let live = ".x.lock.600.00000000000000dd.tmp";
-    fs::write(tmp.path().join(dead), record(4_194_303, Some(1), "a")).expect("plant");
-    fs::write(tmp.path().join(recycled), record(650, Some(5), "b")).expect("plant");
-    fs::write(tmp.path().join(live), record(600, Some(6), "c")).expect("plant");
+    fs::write(f.path().join(dead), record(4_194_303, Some(1), "a")).expect("plant");
+    fs::write(f.path().join(recycled), record(650, Some(5), "b")).expect("plant");
+    fs::write(f.path().join(live), record(600, Some(6), "c")).expect("plant");
 
-    let spare = Spare::default();
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    let lock = f.spared();
     cycling(&lock);
-    assert!(names(tmp.path()).contains(&dead.to_owned()), "no sweep yet");
+    assert!(names(f.path()).contains(&dead.to_owned()), "no sweep yet");
     lock.acquire(false, false)
         .expect("acquire with a new spare");
-    let mine = spare.name().expect("a spare");
+    let mine = f.spare.name().expect("a spare");
     let mut expected = vec![live.to_owned(), mine, "x.lock".to_owned()];
     expected.sort();
-    assert_eq!(names(tmp.path()), expected);
+    assert_eq!(names(f.path()), expected);
 }
 
 #[test]
 fn a_spare_removed_before_the_link_falls_back_to_a_fresh_one() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    let spare = Spare::default();
-    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    let f = Fixture::new();
+    let lock = f.spared();
     cycling(&lock);
     cycling(&lock);
-    let old = spare.name().expect("a spare");
+    let old = f.spare.name().expect("a spare");
     // A sweeper that cannot see our pid removes our temporary files between
     // writing and linking, twice in a row.
-    let path = tmp.path().to_path_buf();
+    let path = f.path().to_path_buf();
     let removed = std::rc::Rc::new(Cell::new(0));
     let count = removed.clone();
-    sys.on("before-publish", move || {
+    f.sys.on("before-publish", move || {
         if count.get() < 2 {
             count.set(count.get() + 1);
             for name in spares(&path) {
@@ -524,36 +523,26 @@ fn a_spare_removed_before_the_link_falls_back_to_a_fresh_one() {
     lock.acquire(false, false)
         .expect("acquire despite the sweeper");
     assert_eq!(removed.get(), 2);
-    assert_eq!(owner(tmp.path()), ME);
-    let new = spare.name().expect("a new spare");
+    assert_eq!(owner(f.path()), ME);
+    let new = f.spare.name().expect("a new spare");
     assert_ne!(new, old);
-    assert_eq!(
-        ino(&tmp.path().join(&new)).1,
-        2,
-        "the new spare is the lock"
-    );
+    assert_eq!(ino(&f.path().join(&new)).1, 2, "the new spare is the lock");
 }
 
 #[test]
 fn a_spare_kept_for_another_lock_is_not_published() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = StdDir::new(tmp.path());
-    let sys = Sys::new();
-    let spare = Spare::default();
-    cycling(&Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare));
-    let x = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    let f = Fixture::new();
+    cycling(&f.spared());
+    let x = f.spared();
     x.acquire(false, false).expect("acquire x");
     x.release(false).expect("release x");
-    let x_spare = spare.name().expect("x's spare");
-    let y = Lock::new(&dir, "y.lock", "/d/y.lock", &sys).with_spare(&spare);
+    let x_spare = f.spare.name().expect("x's spare");
+    let y = Lock::new(&f.dir, "y.lock", "/d/y.lock", &f.sys).with_spare(&f.spare);
     y.acquire(false, false).expect("acquire y");
-    assert!(
-        !tmp.path().join(&x_spare).exists(),
-        "x's spare is discarded"
-    );
-    let y_spare = spare.name().expect("y's spare");
+    assert!(!f.path().join(&x_spare).exists(), "x's spare is discarded");
+    let y_spare = f.spare.name().expect("y's spare");
     assert!(y_spare.starts_with(".y.lock."), "{y_spare}");
-    let y_record = format::parse(&fs::read(tmp.path().join("y.lock")).expect("y")).expect("y");
+    let y_record = format::parse(&fs::read(f.path().join("y.lock")).expect("y")).expect("y");
     assert_eq!(y_record.pid, ME);
 }
 

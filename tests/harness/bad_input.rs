@@ -85,11 +85,7 @@ fn a_64_mib_lock_file_is_refused_without_reading_it() {
     drop(file);
     let out = lockfile(&["acquire", "--replace-stale", s(&lock)]);
     expect_code(&out, 3);
-    assert!(
-        stderr(&out).contains("larger than 4096 bytes"),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, "larger than 4096 bytes");
     assert_eq!(fs::metadata(&lock).expect("kept").len(), 64 << 20);
     assert_eq!(status_json(&lock, &[])["verdict"], "malformed");
 }

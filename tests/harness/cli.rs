@@ -192,11 +192,7 @@ fn acquire_for_a_dead_pid_is_an_error() {
     let lock = dir.path().join("d.lock");
     let out = lockfile(&["acquire", "--pid", &DEAD_PID.to_string(), s(&lock)]);
     expect_code(&out, 3);
-    assert!(
-        stderr(&out).contains("process 4194304 is not running"),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, "process 4194304 is not running");
     assert!(!lock.exists());
 }
 
@@ -292,7 +288,7 @@ fn run_refuses_while_held_and_never_starts_the_command() {
     let out = lockfile(&["run", s(&lock), "--", "touch", s(&marker)]);
     expect_code(&out, 1);
     assert!(!marker.exists());
-    assert!(stderr(&out).contains("cannot acquire"), "{}", stderr(&out));
+    expect_stderr(&out, "cannot acquire");
 }
 
 #[test]
@@ -329,11 +325,7 @@ fn run_with_a_missing_command_exits_3_and_releases() {
     let lock = dir.path().join("m.lock");
     let out = lockfile(&["run", s(&lock), "--", "/nonexistent/command"]);
     expect_code(&out, 3);
-    assert!(
-        stderr(&out).contains("/nonexistent/command"),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, "/nonexistent/command");
     assert!(!lock.exists());
 }
 

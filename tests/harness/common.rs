@@ -73,6 +73,13 @@ pub fn expect_code(out: &Output, expected: i32) {
     );
 }
 
+/// Asserts that stderr contains `needle`, showing stderr when it does not.
+#[track_caller]
+pub fn expect_stderr(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert!(err.contains(needle), "{err}");
+}
+
 /// `status --json` parsed.
 pub fn status_json(path: &Path, extra: &[&str]) -> serde_json::Value {
     let p = path.to_str().expect("utf-8 path");

@@ -94,11 +94,7 @@ fn another_host_is_foreign_never_stale() {
     assert!(reason.contains("another host"), "{reason}");
     let out = lockfile(&["acquire", "--replace-stale", s(&lock)]);
     expect_code(&out, 1);
-    assert!(
-        stderr(&out).contains(&format!("(on host not-{})", hostname())),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, &format!("(on host not-{})", hostname()));
     // labm8 2020's `PID TIMESTAMP HOSTNAME` first line is read the same way.
     fs::write(&lock, format!("{DEAD_PID} 1700000000.0 elsewhere\n")).expect("plant");
     assert_eq!(verdict(&lock).0, "foreign");

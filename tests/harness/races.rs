@@ -233,11 +233,7 @@ fn a_delayed_breaker_never_takes_or_removes_a_fresh_lock() {
     fs::remove_file(&flag).expect("resume A");
     let out = slow.wait_with_output().expect("A ends");
     expect_code(&out, 1);
-    assert!(
-        stderr(&out).contains(&format!("held by pid {} (alive)", b.pid())),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, &format!("held by pid {} (alive)", b.pid()));
     assert_eq!(
         fs::read(&lock).expect("lock"),
         taken,
@@ -274,11 +270,7 @@ fn a_claimer_in_progress_blocks_other_breakers_then_wins() {
         s(&lock),
     ]);
     expect_code(&out, 1);
-    assert!(
-        stderr(&out).contains("is replacing the stale lock right now"),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, "is replacing the stale lock right now");
     fs::remove_file(&flag).expect("resume A");
     expect_code(&slow.wait_with_output().expect("A ends"), 0);
     assert_eq!(status_json(&lock, &[])["pid"], a.pid());
@@ -421,10 +413,6 @@ fn release_spares_a_successors_lock() {
     let successor = fs::read(&lock).expect("lock");
     let out = lockfile(&["release", "--pid", &a.pid_str(), s(&lock)]);
     expect_code(&out, 1);
-    assert!(
-        stderr(&out).contains(&format!("held by pid {}", b.pid())),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, &format!("held by pid {}", b.pid()));
     assert_eq!(fs::read(&lock).expect("lock"), successor);
 }

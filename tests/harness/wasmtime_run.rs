@@ -187,7 +187,7 @@ fn stale_takeover_under_wasmtime_run() {
         &["acquire", "--pid", &owner.pid_str(), s(&lock)],
     );
     expect_code(&out, 1);
-    assert!(stderr(&out).contains("(stale)"), "{}", stderr(&out));
+    expect_stderr(&out, "(stale)");
     expect_code(
         &run(
             &wt,
@@ -229,11 +229,7 @@ fn without_proc_nothing_is_judged_stale_and_the_advice_is_given() {
     );
     let out = run(&wt, dir.path(), false, &["acquire", s(&lock)]);
     expect_code(&out, 2);
-    assert!(
-        stderr(&out).contains("--dir /proc::/proc"),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, "--dir /proc::/proc");
 }
 
 #[test]
@@ -279,18 +275,10 @@ fn exit_codes_and_run_under_wasmtime_run() {
     fs::write(&lock, "garbage").expect("plant");
     let out = run(&wt, dir.path(), true, &["acquire", "--pid", "1", s(&lock)]);
     expect_code(&out, 3);
-    assert!(
-        stderr(&out).contains("malformed lock file"),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, "malformed lock file");
     let out = run(&wt, dir.path(), true, &["run", s(&lock), "--", "true"]);
     expect_code(&out, 2);
-    assert!(
-        stderr(&out).contains("native `lockfile`"),
-        "{}",
-        stderr(&out)
-    );
+    expect_stderr(&out, "native `lockfile`");
     let help = run(&wt, dir.path(), true, &["--help"]);
     expect_code(&help, 0);
     assert!(
