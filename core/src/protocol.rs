@@ -373,11 +373,15 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// `UnableToRelease` naming the owner; `Malformed` (unless `force`);
     /// `NotAFile`; `Io`.
     pub fn release(&self, force: bool) -> Result<(), Error> {
-        let record = match self.load()? {
-            State::Absent => return Ok(()),
-            State::Present { record, .. } => record,
-        };
-        if !force {
+        for _ in 0..MAX_ATTEMPTS {
+            let (bytes, record) = match self.load()? {
+                State::Absent => return Ok(()),
+                State::Present { bytes, record } => (bytes, record),
+            };
+            if force {
+                self.sys.checkpoint("before-remove");
+                return self.remove_lock();
+            }
             let record = record.map_err(|e| self.malformed(e))?;
             let judgement = self.judge(&record);
             if judgement.verdict != Verdict::OwnedBySelf {
@@ -387,8 +391,40 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     judgement,
                 })));
             }
+            if self.runs_in_owner() {
+                // Nobody replaces a live owner's lock without `force`, and the
+                // owner is alive for as long as this code runs: remove it.
+                self.sys.checkpoint("before-remove");
+                return self.remove_lock();
+            }
+            // We act for another process, which may die at any moment; then a
+            // breaker may replace its lock and our removal would delete the
+            // breaker's. Claim the record first, as a breaker would: while our
+            // claim stands nobody else can replace it.
+            self.sys.checkpoint("after-judge");
+            let Some(claim) = self.claim(bytes, Purpose::Release)? else {
+                continue;
+            };
+            self.sys.checkpoint("before-remove");
+            let removed = self.remove_lock();
+            self.settle(&claim, removed.is_ok());
+            return removed;
         }
-        self.sys.checkpoint("before-remove");
+        Err(Error::Io {
+            path: self.path.to_owned(),
+            message: format!(
+                "the lock changed hands {MAX_ATTEMPTS} times while releasing it; giving up"
+            ),
+        })
+    }
+
+    /// Whether the process the lock is taken for is the one running this code.
+    fn runs_in_owner(&self) -> bool {
+        self.sys.current() == self.sys.runner()
+    }
+
+    /// Unlinks the lock; a handle that keeps a spare starts cycling.
+    fn remove_lock(&self) -> Result<(), Error> {
         match self.dir.remove(self.name) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(self.io_error(self.path, "remove", &e))
@@ -566,12 +602,34 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// lock changed meanwhile and the caller should look again.
     fn take_over(&self, stale: Vec<u8>) -> Result<bool, Error> {
         self.sys.checkpoint("after-judge");
-        // chain[0] is the stale lock; chain[i + 1] an abandoned claim on chain[i].
-        let mut chain: Vec<(String, Vec<u8>)> = vec![(self.name.to_owned(), stale)];
+        let Some(claim) = self.claim(stale, Purpose::TakeOver)? else {
+            self.sweep();
+            return Ok(false);
+        };
+        let result = self.replace(&self.my_record());
+        self.settle(&claim, result.is_ok());
+        if result.is_ok() {
+            self.sweep();
+        }
+        result.map(|()| true)
+    }
+
+    /// Claims the exclusive right to replace or remove the record whose
+    /// bytes are `target` (the lock, as judged), stepping over claims that
+    /// crashed breakers abandoned, and checks that nothing changed meanwhile.
+    /// `None` when the lock, or a claim in the chain, changed: look again.
+    ///
+    /// While the claim stands, its runner (this process) is alive, so nobody
+    /// else can claim `target`, and without a claim nobody replaces or removes
+    /// it (except `force`): whatever happens to `target`'s owner, the record
+    /// stays the one judged until the claimer acts on it.
+    fn claim(&self, target: Vec<u8>, purpose: Purpose) -> Result<Option<Claim>, Error> {
+        // chain[0] is the lock; chain[i + 1] an abandoned claim on chain[i].
+        let mut chain: Vec<(String, Vec<u8>)> = vec![(self.name.to_owned(), target)];
         let mut claim_record = self.record_for(self.sys.runner());
-        let claim = loop {
+        let name = loop {
             let Some((_, target)) = chain.last() else {
-                return Ok(false);
+                return Ok(None);
             };
             if chain.len() > MAX_CHAIN {
                 return Err(Error::Io {
@@ -590,7 +648,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 Err(Published::Exists) => {}
             }
             let bytes = match self.load_name(&name)? {
-                State::Absent => return Ok(false),
+                State::Absent => return Ok(None),
                 State::Present { record: Err(e), .. } => {
                     return Err(Error::Malformed {
                         path: self.sibling(&name),
@@ -603,17 +661,26 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 } => {
                     let judgement = self.judge(&claimer);
                     if judgement.verdict != Verdict::Stale {
-                        return Err(Error::UnableToAcquire(Box::new(Refusal {
+                        let refusal = Box::new(Refusal {
                             path: self.path.to_owned(),
                             judgement: Judgement {
                                 verdict: judgement.verdict,
                                 reason: format!(
-                                    "pid {} is replacing the stale lock right now ({})",
-                                    claimer.pid, judgement.reason
+                                    "pid {} is {} right now ({})",
+                                    claimer.pid,
+                                    match purpose {
+                                        Purpose::TakeOver => "replacing the stale lock",
+                                        Purpose::Release => "replacing or removing the lock",
+                                    },
+                                    judgement.reason
                                 ),
                             },
                             owner: claimer,
-                        })));
+                        });
+                        return Err(match purpose {
+                            Purpose::TakeOver => Error::UnableToAcquire(refusal),
+                            Purpose::Release => Error::UnableToRelease(refusal),
+                        });
                     }
                     bytes
                 }
@@ -622,36 +689,41 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             // A fresh nonce: our claim on the next link must differ from any other.
             claim_record.nonce = Some(format!("{:016x}", self.sys.random()));
         };
+        let claim = Claim { name, chain };
         self.sys.checkpoint("after-claim");
-        let intact = chain.iter().all(|(name, bytes)| {
+        let intact = claim.chain.iter().all(|(name, bytes)| {
             matches!(self.load_name(name), Ok(State::Present { bytes: ref now, .. }) if now == bytes)
         });
-        let result = if intact {
-            self.replace(&self.my_record()).map(|()| true)
+        if intact {
+            Ok(Some(claim))
         } else {
-            Ok(false)
-        };
+            self.settle(&claim, false);
+            Ok(None)
+        }
+    }
+
+    /// Removes a claim after its claimer acted (`acted`: the lock is
+    /// replaced or removed) or gave up.
+    fn settle(&self, claim: &Claim, acted: bool) {
         // Oldest first: once the lock is replaced each claim's target is gone,
         // so each is inert by the time it is removed.
-        if matches!(result, Ok(true)) {
-            for (name, _) in &chain[1..] {
+        if acted {
+            for (name, _) in &claim.chain[1..] {
                 let _ = self.dir.remove(name);
             }
         }
-        let _ = self.dir.remove(&claim);
-        if result.is_ok() {
-            self.sweep();
-        }
-        result
+        let _ = self.dir.remove(&claim.name);
     }
 
     fn claim_name(&self, target: &[u8]) -> String {
         format!(".{}.break.{:016x}", self.name, format::fingerprint(target))
     }
 
-    /// Removes what crashed processes left: claims whose target is gone and
-    /// temporary files of dead processes. Best effort; errors are ignored.
-    fn sweep(&self) {
+    /// Removes what crashed processes left beside this lock: claims whose
+    /// target is gone and temporary files (spares included) of dead or
+    /// recycled processes. Best effort; errors are ignored. Runs by itself
+    /// after every takeover and when a handle starts keeping a spare.
+    pub fn sweep(&self) {
         let Ok(names) = self.dir.names() else {
             return;
         };
@@ -735,6 +807,20 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             _ => Error::Io { path, message },
         }
     }
+}
+
+/// What a claim is for: it decides which refusal a live rival's claim gives.
+#[derive(Clone, Copy)]
+enum Purpose {
+    TakeOver,
+    Release,
+}
+
+/// A standing claim: its name, and the chain of records it was verified
+/// against (`chain[0]` is the lock, the rest abandoned claims).
+struct Claim {
+    name: String,
+    chain: Vec<(String, Vec<u8>)>,
 }
 
 /// Why `publish` did not publish.

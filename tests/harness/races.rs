@@ -416,3 +416,140 @@ fn release_spares_a_successors_lock() {
     expect_stderr(&out, &format!("held by pid {}", b.pid()));
     assert_eq!(fs::read(&lock).expect("lock"), successor);
 }
+
+/// Waits until `child` pauses at its checkpoint (true) or exits (false).
+fn paused_or_exited(child: &mut Child, flag: &Path) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if flag.exists() {
+            return true;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            return false;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither paused nor exited"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `lockfile release --pid A` judges the lock A's; A dies before the
+/// release removes it; a breaker takes the (now stale) lock over; then the
+/// release goes on, and a newcomer arrives. The release must not remove the
+/// breaker's lock: at most one of breaker and newcomer may hold the lock.
+#[test]
+fn a_release_for_an_owner_that_dies_never_removes_the_breakers_lock() {
+    let dir = sandbox();
+    let flags = sandbox();
+    let lock = dir.path().join("x.lock");
+    let mut a = Sleeper::new();
+    let (b, c) = (Sleeper::new(), Sleeper::new());
+    expect_code(&lockfile(&["acquire", "--pid", &a.pid_str(), s(&lock)]), 0);
+    let flag = flags.path().join("release");
+    let release = paused(
+        &["release", "--pid", &a.pid_str(), s(&lock)],
+        "before-remove",
+        &flag,
+    );
+    wait_for_file(&flag);
+    kill9(&mut a.0);
+    let breaker = lockfile(&[
+        "acquire",
+        "--replace-stale",
+        "--pid",
+        &b.pid_str(),
+        s(&lock),
+    ]);
+    fs::remove_file(&flag).expect("resume the release");
+    let released = release.wait_with_output().expect("release ends");
+    let newcomer = lockfile(&["acquire", "--pid", &c.pid_str(), s(&lock)]);
+    let holders: Vec<u32> = [(&breaker, b.pid()), (&newcomer, c.pid())]
+        .into_iter()
+        .filter(|(out, _)| code(out) == 0)
+        .map(|(_, pid)| pid)
+        .collect();
+    assert!(
+        holders.len() <= 1,
+        "two holders: breaker {} and newcomer {}\nbreaker: {}\nrelease: {}\nnewcomer: {}",
+        b.pid(),
+        c.pid(),
+        stderr(&breaker),
+        stderr(&released),
+        stderr(&newcomer)
+    );
+    // The release claimed A's record first, so the breaker was refused
+    // while it ran, and the release then removed A's lock.
+    expect_code(&breaker, 1);
+    expect_stderr(&breaker, "right now");
+    expect_code(&released, 0);
+    expect_code(&newcomer, 0);
+    assert_eq!(status_json(&lock, &[])["pid"], c.pid());
+    assert_eq!(names(dir.path()), vec!["x.lock"], "no claim is left");
+}
+
+/// The same, with the breaker further along: it has claimed the stale lock
+/// and checked it, and is about to rename its record over it, when the
+/// release removes the lock and a newcomer publishes. The breaker's rename
+/// must not overwrite the newcomer's lock.
+#[test]
+fn a_release_for_an_owner_that_dies_never_lets_a_breaker_overwrite_a_newcomer() {
+    let dir = sandbox();
+    let flags = sandbox();
+    let lock = dir.path().join("x.lock");
+    let mut a = Sleeper::new();
+    let (b, c) = (Sleeper::new(), Sleeper::new());
+    expect_code(&lockfile(&["acquire", "--pid", &a.pid_str(), s(&lock)]), 0);
+    let release_flag = flags.path().join("release");
+    let release = paused(
+        &["release", "--pid", &a.pid_str(), s(&lock)],
+        "before-remove",
+        &release_flag,
+    );
+    wait_for_file(&release_flag);
+    kill9(&mut a.0);
+    let breaker_flag = flags.path().join("breaker");
+    let mut breaker = paused(
+        &[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &b.pid_str(),
+            s(&lock),
+        ],
+        "after-claim",
+        &breaker_flag,
+    );
+    let breaker_paused = paused_or_exited(&mut breaker, &breaker_flag);
+    fs::remove_file(&release_flag).expect("resume the release");
+    let released = release.wait_with_output().expect("release ends");
+    let newcomer = lockfile(&["acquire", "--pid", &c.pid_str(), s(&lock)]);
+    if breaker_paused {
+        fs::remove_file(&breaker_flag).expect("resume the breaker");
+    }
+    let breaker = breaker.wait_with_output().expect("breaker ends");
+    let holders: Vec<u32> = [(&breaker, b.pid()), (&newcomer, c.pid())]
+        .into_iter()
+        .filter(|(out, _)| code(out) == 0)
+        .map(|(_, pid)| pid)
+        .collect();
+    assert!(
+        holders.len() <= 1,
+        "two holders: breaker {} and newcomer {}\nbreaker: {}\nrelease: {}\nnewcomer: {}",
+        b.pid(),
+        c.pid(),
+        stderr(&breaker),
+        stderr(&released),
+        stderr(&newcomer)
+    );
+    expect_code(&released, 0);
+    match holders.first() {
+        Some(&holder) => assert_eq!(status_json(&lock, &[])["pid"], holder),
+        None => panic!(
+            "nobody holds the lock\nbreaker: {}\nnewcomer: {}",
+            stderr(&breaker),
+            stderr(&newcomer)
+        ),
+    }
+}
