@@ -62,10 +62,8 @@ fn guest_path(path: &Path) -> Result<String, Failure> {
 fn failure(e: protocol::Error) -> Failure {
     let refused = |r: Box<protocol::Refusal>, acquiring| {
         let mut reason = r.judgement.reason;
-        if !proc::available() && r.judgement.verdict == Verdict::Held {
-            reason.push_str(
-                " (add `--dir /proc::/proc` to `wasmtime run` so the component can see processes)",
-            );
+        if let Some(why) = proc::blind_because().filter(|_| r.judgement.verdict == Verdict::Held) {
+            reason.push_str(&format!(" ({why})"));
         }
         Failure::Refused(Box::new(Refused {
             acquiring,
@@ -82,6 +80,12 @@ fn failure(e: protocol::Error) -> Failure {
     match e {
         protocol::Error::UnableToAcquire(r) => refused(r, true),
         protocol::Error::UnableToRelease(r) => refused(r, false),
+        // WASI shows neither modes nor owners: say what a sticky directory
+        // would mean, which the native binary can tell for sure.
+        protocol::Error::Denied { .. } => Failure::Other(format!(
+            "{e}; if the directory is sticky (like /tmp), only the file's owner, the \
+             directory's owner or root may replace or remove it"
+        )),
         other => Failure::Other(other.to_string()),
     }
 }
@@ -115,12 +119,9 @@ impl Backend for Wasi {
 
     fn open(&self, path: &Path, pid: Option<u32>) -> Result<WasiLock, Failure> {
         let path = guest_path(path)?;
-        let sys = ProcSystem::new(pid).map_err(|m| {
-            if m.contains("--dir /proc") {
-                Failure::Usage(m)
-            } else {
-                Failure::Other(m)
-            }
+        let sys = ProcSystem::new(pid).map_err(|e| match e {
+            proc::OpenError::Usage(m) => Failure::Usage(m),
+            proc::OpenError::Other(m) => Failure::Other(m),
         })?;
         let (dir, name) = resolve(&path).map_err(failure)?;
         Ok(WasiLock {

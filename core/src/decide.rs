@@ -103,6 +103,7 @@ pub struct Judgement {
 pub fn owner_state(verdict: Verdict, reason: &str, hostname: Option<&str>) -> String {
     match verdict {
         Verdict::Held if reason.starts_with(UNKNOWN_PREFIX) => "liveness unknown".into(),
+        Verdict::Held if reason.contains(COMPANION_RUNS) => "gone, its command alive".into(),
         Verdict::Held => "alive".into(),
         Verdict::Foreign if reason.contains("PID namespace") => "in another PID namespace".into(),
         Verdict::Foreign => match hostname {
@@ -114,6 +115,7 @@ pub fn owner_state(verdict: Verdict, reason: &str, hostname: Option<&str>) -> St
 }
 
 const UNKNOWN_PREFIX: &str = "cannot tell whether pid";
+const COMPANION_RUNS: &str = "the command it started, is running";
 
 /// How far a process's start time may lie after the lock's timestamp before
 /// we conclude it cannot be the owner: start times from `/proc` are only
@@ -125,16 +127,32 @@ fn judgement(verdict: Verdict, reason: String) -> Judgement {
 }
 
 /// Judges a recorded owner from the point of view of `me` on `machine`.
-/// `query` is asked about the recorded pid only when the record is ours to judge.
+/// `query` is asked about the recorded pids only when the record is ours to
+/// judge. A record from another PID namespace is never judged stale; see
+/// [`judge_with`] for the host that can tell whether a namespace has ended.
 pub fn judge(
     record: &Record,
     me: &Identity,
     machine: &Machine,
-    query: impl FnOnce(u32) -> ProcessInfo,
+    query: impl FnMut(u32) -> ProcessInfo,
+) -> Judgement {
+    judge_with(record, me, machine, query, |_| None)
+}
+
+/// [`judge`], where `namespace_alive(inode)` says whether any process on
+/// this machine is in that PID namespace: `Some(false)` only when every
+/// process was seen and none is (the namespace has ended and can never hold
+/// a process again), `None` when that cannot be told.
+pub fn judge_with(
+    record: &Record,
+    me: &Identity,
+    machine: &Machine,
+    mut query: impl FnMut(u32) -> ProcessInfo,
+    namespace_alive: impl FnOnce(u64) -> Option<bool>,
 ) -> Judgement {
     let pid = record.pid;
-    if let (Some(theirs), Some(ours)) = (&record.hostname, &machine.hostname) {
-        if theirs != ours {
+    let same_host = match (&record.hostname, &machine.hostname) {
+        (Some(theirs), Some(ours)) if theirs != ours => {
             return judgement(
                 Verdict::Foreign,
                 format!(
@@ -143,9 +161,40 @@ pub fn judge(
                 ),
             );
         }
+        (Some(_), Some(_)) => true,
+        _ => false,
+    };
+    let boot = match (&record.boot_id, &machine.boot_id) {
+        (Some(theirs), Some(ours)) => Some((theirs, theirs == ours)),
+        _ => None,
+    };
+    let previous_boot = |theirs: &str| {
+        judgement(
+            Verdict::Stale,
+            format!("the lock was taken before the machine last booted (boot {theirs})"),
+        )
+    };
+    // Our host and another boot: every process of that boot is gone,
+    // whatever namespace it ran in.
+    if let (true, Some((theirs, false))) = (same_host, boot) {
+        return previous_boot(theirs);
     }
     if let (Some(theirs), Some(ours)) = (record.pid_namespace, machine.pid_namespace) {
         if theirs != ours {
+            // Same host and boot: the namespace is on this machine, and once
+            // no process is in it, none ever will be.
+            if same_host
+                && matches!(boot, Some((_, true)))
+                && namespace_alive(theirs) == Some(false)
+            {
+                return judgement(
+                    Verdict::Stale,
+                    format!(
+                        "the lock was taken in PID namespace {theirs}, which no longer exists \
+                         on this machine (no process is in it)"
+                    ),
+                );
+            }
             return judgement(
                 Verdict::Foreign,
                 format!(
@@ -155,23 +204,22 @@ pub fn judge(
             );
         }
     }
-    if let (Some(theirs), Some(ours)) = (&record.boot_id, &machine.boot_id) {
-        if theirs != ours {
-            return judgement(
-                Verdict::Stale,
-                format!("the lock was taken before the machine last booted (boot {theirs})"),
-            );
-        }
+    if let Some((theirs, false)) = boot {
+        return previous_boot(theirs);
     }
     if pid == me.pid {
         if let (Some(theirs), Some(ours)) = (record.start_ticks, me.start_ticks) {
             if theirs != ours {
-                return judgement(
-                    Verdict::Stale,
-                    format!(
-                        "pid {pid} is this process's pid, but the lock was taken by an earlier \
-                         process with the same pid (start time {theirs} ticks, ours {ours})"
+                return with_companion(
+                    record,
+                    judgement(
+                        Verdict::Stale,
+                        format!(
+                            "pid {pid} is this process's pid, but the lock was taken by an \
+                             earlier process with the same pid (start time {theirs} ticks, ours {ours})"
+                        ),
                     ),
+                    query,
                 );
             }
         } else if let Some(started) = query(pid).start_time {
@@ -179,13 +227,17 @@ pub fn judge(
             // we started after the lock was taken, exactly as for another pid.
             let after = started.seconds_since(record.timestamp);
             if after > CLOCK_SLACK_SECONDS {
-                return judgement(
-                    Verdict::Stale,
-                    format!(
-                        "pid {pid} is this process's pid, but this process started {} after \
-                         the lock was taken, so an earlier process with the same pid took it",
-                        human_duration(after)
+                return with_companion(
+                    record,
+                    judgement(
+                        Verdict::Stale,
+                        format!(
+                            "pid {pid} is this process's pid, but this process started {} after \
+                             the lock was taken, so an earlier process with the same pid took it",
+                            human_duration(after)
+                        ),
                     ),
+                    query,
                 );
             }
         }
@@ -195,7 +247,7 @@ pub fn judge(
         );
     }
     let info = query(pid);
-    match info.liveness {
+    let owner = match info.liveness {
         Liveness::Dead => judgement(Verdict::Stale, format!("pid {pid} is not running")),
         Liveness::Unknown => judgement(
             Verdict::Held,
@@ -205,6 +257,50 @@ pub fn judge(
             ),
         ),
         Liveness::Alive => judge_live(record, info),
+    };
+    with_companion(record, owner, query)
+}
+
+/// A lock whose owner is gone is still held while its companion (the
+/// command `lockfile run` started) runs.
+fn with_companion(
+    record: &Record,
+    owner: Judgement,
+    mut query: impl FnMut(u32) -> ProcessInfo,
+) -> Judgement {
+    let Some(companion) = record.companion.filter(|_| owner.verdict == Verdict::Stale) else {
+        return owner;
+    };
+    let info = query(companion);
+    let recycled = matches!((record.companion_start_ticks, info.start_ticks),
+                            (Some(then), Some(now)) if then != now);
+    match info.liveness {
+        Liveness::Alive if !recycled => judgement(
+            Verdict::Held,
+            format!("{}, but pid {companion}, {COMPANION_RUNS}", owner.reason),
+        ),
+        Liveness::Unknown => judgement(
+            Verdict::Held,
+            format!(
+                "{}, and whether pid {companion}, the command it started, is running \
+                 cannot be told",
+                owner.reason
+            ),
+        ),
+        Liveness::Alive => judgement(
+            Verdict::Stale,
+            format!(
+                "{}, and pid {companion}, the command it started, was recycled",
+                owner.reason
+            ),
+        ),
+        Liveness::Dead => judgement(
+            Verdict::Stale,
+            format!(
+                "{}, nor is pid {companion}, the command it started",
+                owner.reason
+            ),
+        ),
     }
 }
 

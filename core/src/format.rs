@@ -144,6 +144,12 @@ pub struct Record {
     pub pid_namespace: Option<u64>,
     /// A random value that makes every record we write unique.
     pub nonce: Option<String>,
+    /// A second process the lock is held for: while either runs, the lock
+    /// is held (`lockfile run` names the command it started, which may
+    /// outlive it).
+    pub companion: Option<u32>,
+    /// The companion's start time in clock ticks since boot.
+    pub companion_start_ticks: Option<u64>,
 }
 
 /// Why a lock file could not be read as a record.
@@ -227,6 +233,16 @@ pub fn parse(bytes: &[u8]) -> Result<Record, FormatError> {
             "boot" if valid_word(value) => record.boot_id = Some(value.to_owned()),
             "nonce" if valid_word(value) => record.nonce = Some(value.to_owned()),
             "start" => record.start_ticks = Some(number()?),
+            "companion" => {
+                let pid = number()?;
+                record.companion = Some(
+                    u32::try_from(pid)
+                        .ok()
+                        .filter(|&p| p != 0 && u64::from(p) <= MAX_PID)
+                        .ok_or_else(bad)?,
+                );
+            }
+            "companion_start" => record.companion_start_ticks = Some(number()?),
             "pidns" => record.pid_namespace = Some(number()?),
             "host" | "boot" | "nonce" => return Err(bad()),
             _ => {}
@@ -303,6 +319,12 @@ pub fn serialize(record: &Record) -> String {
     if let Some(nonce) = record.nonce.as_deref().filter(|v| valid_word(v)) {
         let _ = writeln!(out, "nonce={nonce}");
     }
+    if let Some(pid) = record.companion {
+        let _ = writeln!(out, "companion={pid}");
+        if let Some(ticks) = record.companion_start_ticks {
+            let _ = writeln!(out, "companion_start={ticks}");
+        }
+    }
     out
 }
 
@@ -327,6 +349,8 @@ mod tests {
             start_ticks: Some(1_234_567),
             pid_namespace: Some(4_026_531_836),
             nonce: Some("9f2c4e1ab0d3c577".into()),
+            companion: Some(4243),
+            companion_start_ticks: Some(1_234_590),
         }
     }
 
@@ -392,6 +416,8 @@ mod tests {
             (b"12 1.0\nstart=yesterday", "field `start`"),
             (b"12 1.0\npidns=-1", "field `pidns`"),
             (b"12 1.0\nhost=", "field `host`"),
+            (b"12 1.0\ncompanion=0", "field `companion`"),
+            (b"12 1.0\ncompanion=4294967296", "field `companion`"),
         ];
         for (bytes, needle) in cases {
             let err = parse(bytes).expect_err("malformed");

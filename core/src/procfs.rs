@@ -61,6 +61,42 @@ pub fn start_time(btime: u64, ticks_per_second: u64, ticks: u64) -> Option<crate
     ))
 }
 
+/// The inode of the initial PID namespace (the kernel's `PROC_PID_INIT_INO`):
+/// a process in it, with its own `/proc`, sees every process of the machine.
+pub const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+/// The `NSpid:` line of `/proc/PID/status`: the pid in each PID namespace
+/// the process is in, from the namespace of the `/proc` mount inward.
+pub fn parse_nspid(status: &str) -> Option<Vec<u32>> {
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|p| p.parse().ok()).collect()
+}
+
+/// Whether `/proc` describes our own PID namespace, from `/proc/self/status`:
+/// then `/proc/self` has one pid (ours). A `/proc` mounted in an ancestor
+/// namespace (`unshare -p -f` without `--mount-proc`) lists our pid in each
+/// namespace from its own inward, and its `/proc/PID` are other processes
+/// than our `kill(PID, 0)` reaches. `None` on kernels without `NSpid`.
+pub fn proc_is_ours(self_status: &str) -> Option<bool> {
+    in_proc_namespace(self_status)
+}
+
+/// Whether the process whose `/proc/PID/status` this is lives in the PID
+/// namespace of the `/proc` mount itself (not in a namespace nested in it).
+pub fn in_proc_namespace(status: &str) -> Option<bool> {
+    parse_nspid(status).map(|pids| pids.len() == 1)
+}
+
+/// Whether a process whose thread-group leader is a zombie still runs: a
+/// leader that called `pthread_exit` shows `Z` while its other threads run
+/// on. `task_states` are the states of the threads listed in
+/// `/proc/PID/task` (the leader's included).
+pub fn threads_run(task_states: impl IntoIterator<Item = char>) -> bool {
+    task_states
+        .into_iter()
+        .any(|state| !matches!(state, 'Z' | 'X' | 'x'))
+}
+
 /// The inode in a namespace link's text, `pid:[4026531836]`.
 pub fn parse_ns_link(text: &str) -> Option<u64> {
     text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
@@ -83,6 +119,23 @@ mod tests {
             })
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn nspid_tells_whose_proc_it_is() {
+        let ours = "Name:\tsh\nNSpid:\t1\nNSsid:\t1\n";
+        let theirs = "Name:\tsh\nNSpid:\t18665\t1\n";
+        assert_eq!(proc_is_ours(ours), Some(true));
+        assert_eq!(proc_is_ours(theirs), Some(false));
+        assert_eq!(parse_nspid(theirs), Some(vec![18665, 1]));
+        assert_eq!(proc_is_ours("Name:\tsh\n"), None);
+    }
+
+    #[test]
+    fn a_zombie_leader_with_live_threads_runs() {
+        assert!(threads_run(['Z', 'S']));
+        assert!(!threads_run(['Z']));
+        assert!(!threads_run(['Z', 'X']));
     }
 
     #[test]

@@ -17,10 +17,13 @@
 //!
 //! docs/PROTOCOL.md gives the whole argument and the residual cases.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::io;
 
-use crate::decide::{judge, Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
+use crate::decide::{
+    judge, judge_with, Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict,
+};
 use crate::format::{self, FormatError, Record, Timestamp};
 
 /// What is at a name in the lock's directory (never following symlinks).
@@ -76,6 +79,17 @@ pub trait System {
     fn now(&self) -> Timestamp;
     /// A random number, for unique names and records.
     fn random(&self) -> u64;
+    /// A second process the lock is taken for: the lock stays held while
+    /// either runs (`lockfile run` names the command it started).
+    fn companion(&self) -> Option<Identity> {
+        None
+    }
+    /// Whether any process on this machine is in the PID namespace with
+    /// this inode: `Some(false)` only when every process could be seen and
+    /// none is in it; `None` when that cannot be told.
+    fn pid_namespace_alive(&self, _inode: u64) -> Option<bool> {
+        None
+    }
     /// A named point in the protocol, where a test may pause. No effect on results.
     fn checkpoint(&self, _name: &str) {}
 }
@@ -122,6 +136,24 @@ pub enum Error {
         /// The path.
         path: String,
         /// Why.
+        message: String,
+    },
+    /// The file system refused: no permission, or (in a sticky directory
+    /// such as `/tmp`) a file that belongs to another user.
+    #[error("`{path}`: {message}")]
+    Denied {
+        /// The path.
+        path: String,
+        /// What was refused.
+        message: String,
+    },
+    /// The process the lock is taken for, or that runs the protocol, cannot
+    /// exist (pid 0): a host bug, refused before anything is written.
+    #[error("`{path}`: {message}")]
+    InvalidIdentity {
+        /// The lock's path.
+        path: String,
+        /// What is wrong.
         message: String,
     },
     /// Another I/O error.
@@ -202,6 +234,9 @@ impl Spare {
 pub struct Lock<'a, D, S> {
     dir: &'a D,
     name: &'a str,
+    /// What private names (temporary files, claims) call the lock: its name,
+    /// or a shortened form when that would make them too long.
+    stem: Cow<'a, str>,
     path: &'a str,
     sys: &'a S,
     spare: Option<&'a Spare>,
@@ -213,6 +248,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         Self {
             dir,
             name,
+            stem: stem(name),
             path,
             sys,
             spare: None,
@@ -321,6 +357,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// `UnableToAcquire` naming the owner; `Malformed` (unless `force`);
     /// `NotAFile`; `Io`.
     pub fn acquire(&self, replace_stale: bool, force: bool) -> Result<(), Error> {
+        self.check_identity()?;
         // The common case is a free lock: publish before looking, which saves
         // a `stat`. Whatever is in the way (a lock, a directory, a symlink)
         // makes the link fail, and is then looked at below. So does any other
@@ -373,6 +410,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// `UnableToRelease` naming the owner; `Malformed` (unless `force`);
     /// `NotAFile`; `Io`.
     pub fn release(&self, force: bool) -> Result<(), Error> {
+        self.check_identity()?;
         for _ in 0..MAX_ATTEMPTS {
             let (bytes, record) = match self.load()? {
                 State::Absent => return Ok(()),
@@ -476,13 +514,37 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn judge(&self, record: &Record) -> Judgement {
-        judge(record, &self.sys.current(), &self.sys.machine(), |pid| {
-            self.sys.query(pid)
-        })
+        judge_with(
+            record,
+            &self.sys.current(),
+            &self.sys.machine(),
+            |pid| self.sys.query(pid),
+            |ns| self.sys.pid_namespace_alive(ns),
+        )
     }
 
     fn my_record(&self) -> Record {
-        self.record_for(self.sys.current())
+        let companion = self.sys.companion();
+        Record {
+            companion: companion.map(|c| c.pid),
+            companion_start_ticks: companion.and_then(|c| c.start_ticks),
+            ..self.record_for(self.sys.current())
+        }
+    }
+
+    /// Refuses to act for a process that cannot exist: a lock naming pid 0
+    /// could never be released or judged.
+    fn check_identity(&self) -> Result<(), Error> {
+        self.check_pid("taken for", self.sys.current().pid)
+    }
+
+    fn check_pid(&self, role: &str, pid: u32) -> Result<(), Error> {
+        format::check_pid(pid).map_err(|problem| Error::InvalidIdentity {
+            path: self.path.to_owned(),
+            message: format!(
+                "the host says the lock is {role} pid {pid}, but {problem}; nothing was written"
+            ),
+        })
     }
 
     fn record_for(&self, me: Identity) -> Record {
@@ -495,6 +557,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             start_ticks: me.start_ticks,
             pid_namespace: machine.pid_namespace,
             nonce: Some(format!("{:016x}", self.sys.random())),
+            ..Record::default()
         }
     }
 
@@ -502,7 +565,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     fn write_temp(&self, bytes: &[u8]) -> Result<String, Error> {
         let temp = format!(
             ".{}.{}.{:016x}.tmp",
-            self.name,
+            self.stem,
             self.sys.runner().pid,
             self.sys.random()
         );
@@ -550,7 +613,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// Whether `name` is one of our temporary files' names for this lock.
     fn is_temp_name(&self, name: &str) -> bool {
         name.strip_prefix('.')
-            .and_then(|rest| rest.strip_prefix(self.name))
+            .and_then(|rest| rest.strip_prefix(&*self.stem))
             .and_then(|rest| rest.strip_prefix('.'))
             .is_some_and(|rest| temp_owner(rest).is_some())
     }
@@ -624,6 +687,9 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// it (except `force`): whatever happens to `target`'s owner, the record
     /// stays the one judged until the claimer acts on it.
     fn claim(&self, target: Vec<u8>, purpose: Purpose) -> Result<Option<Claim>, Error> {
+        // A claim names its runner, whose death is what frees it: a claim
+        // naming no process could never be judged.
+        self.check_pid("claimed by", self.sys.runner().pid)?;
         // chain[0] is the lock; chain[i + 1] an abandoned claim on chain[i].
         let mut chain: Vec<(String, Vec<u8>)> = vec![(self.name.to_owned(), target)];
         let mut claim_record = self.record_for(self.sys.runner());
@@ -637,7 +703,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     message: format!(
                         "{MAX_CHAIN} abandoned takeover claims stand in the way; \
                          remove the `.{}.break.*` files or use force",
-                        self.name
+                        self.stem
                     ),
                 });
             }
@@ -716,7 +782,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn claim_name(&self, target: &[u8]) -> String {
-        format!(".{}.break.{:016x}", self.name, format::fingerprint(target))
+        format!(".{}.break.{:016x}", self.stem, format::fingerprint(target))
     }
 
     /// Removes what crashed processes left beside this lock: claims whose
@@ -727,7 +793,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         let Ok(names) = self.dir.names() else {
             return;
         };
-        let prefix = format!(".{}.", self.name);
+        let prefix = format!(".{}.", self.stem);
         let mine: Vec<&str> = names
             .iter()
             .filter_map(|n| n.strip_prefix(&prefix))
@@ -804,6 +870,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
                 Error::Unreachable { path, message }
             }
+            io::ErrorKind::PermissionDenied => Error::Denied { path, message },
             _ => Error::Io { path, message },
         }
     }
@@ -827,6 +894,33 @@ struct Claim {
 enum Published {
     Exists,
     Failed(Error),
+}
+
+/// The longest name a file system takes for one path component (Linux's
+/// NAME_MAX, and that of every common file system).
+const NAME_MAX: usize = 255;
+/// How much longer than its stem the longest private name is:
+/// `.STEM.4294967295.0123456789abcdef.tmp`.
+const PRIVATE_OVERHEAD: usize = ".".len() + ".4294967295.".len() + 16 + ".tmp".len();
+
+/// The stem of a lock's private names: the name itself when every private
+/// name then fits in [`NAME_MAX`] bytes; otherwise as much of the name as
+/// fits, `~`, and a hash of the whole name, so that every process derives
+/// the same private names for the same lock, and sweeps recognise them.
+fn stem(name: &str) -> Cow<'_, str> {
+    let room = NAME_MAX - PRIVATE_OVERHEAD;
+    if name.len() <= room {
+        return Cow::Borrowed(name);
+    }
+    let mut keep = room - "~".len() - 16;
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    Cow::Owned(format!(
+        "{}~{:016x}",
+        &name[..keep],
+        format::fingerprint(name.as_bytes())
+    ))
 }
 
 /// The pid in a temporary file's name (`PID.NONCE.tmp`).

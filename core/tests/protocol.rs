@@ -148,6 +148,7 @@ fn record(pid: u32, ticks: Option<u64>, nonce: &str) -> String {
         start_ticks: ticks,
         pid_namespace: Some(1),
         nonce: Some(nonce.into()),
+        ..Record::default()
     })
 }
 

@@ -128,6 +128,7 @@ fn record_of(pid: Pid, nonce: u64) -> Vec<u8> {
         start_ticks: Some(start_ticks(pid)),
         pid_namespace: Some(PIDNS),
         nonce: Some(format!("{nonce:016x}")),
+        ..Record::default()
     })
     .into_bytes()
 }

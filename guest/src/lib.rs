@@ -189,6 +189,8 @@ fn to_wit_error(e: protocol::Error) -> wit::Error {
         E::Malformed { path, message } => wit::Error::Malformed(failure(path, message)),
         E::NotAFile { path, message } => wit::Error::NotAFile(failure(path, message)),
         E::Unreachable { path, message } => wit::Error::Unreachable(failure(path, message)),
+        E::Denied { path, message } => wit::Error::Denied(failure(path, message)),
+        E::InvalidIdentity { path, message } => wit::Error::InvalidIdentity(failure(path, message)),
         E::Io { path, message } => wit::Error::Io(failure(path, message)),
     }
 }

@@ -13,28 +13,34 @@ use crate::bindings::labm8::lockfile::process as host;
 pub struct HostSystem {
     current: OnceCell<Identity>,
     runner: OnceCell<Identity>,
+    companion: OnceCell<Option<Identity>>,
     machine: OnceCell<Machine>,
+}
+
+fn identity(id: host::Identity) -> Identity {
+    Identity {
+        pid: id.pid,
+        start_ticks: id.start_ticks,
+    }
 }
 
 impl System for HostSystem {
     fn current(&self) -> Identity {
-        *self.current.get_or_init(|| {
-            let id = host::current();
-            Identity {
-                pid: id.pid,
-                start_ticks: id.start_ticks,
-            }
-        })
+        *self.current.get_or_init(|| identity(host::current()))
     }
 
     fn runner(&self) -> Identity {
-        *self.runner.get_or_init(|| {
-            let id = host::runner();
-            Identity {
-                pid: id.pid,
-                start_ticks: id.start_ticks,
-            }
-        })
+        *self.runner.get_or_init(|| identity(host::runner()))
+    }
+
+    fn companion(&self) -> Option<Identity> {
+        *self
+            .companion
+            .get_or_init(|| host::companion().map(identity))
+    }
+
+    fn pid_namespace_alive(&self, inode: u64) -> Option<bool> {
+        host::pid_namespace_alive(inode)
     }
 
     fn machine(&self) -> Machine {

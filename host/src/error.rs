@@ -78,7 +78,25 @@ pub enum Error {
         /// Why.
         message: String,
     },
-    /// Any other I/O error: permission denied, disk full, read-only file system.
+    /// The file system refused: no permission to write in the directory, or
+    /// (in a sticky directory such as `/tmp`) a file of another user, which
+    /// the message then names.
+    #[error("`{}`: {message}", path.display())]
+    Denied {
+        /// The path.
+        path: PathBuf,
+        /// What was refused, and why where it can be told.
+        message: String,
+    },
+    /// The host named pid 0 as the process to act for; nothing was written.
+    #[error("`{}`: {message}", path.display())]
+    InvalidIdentity {
+        /// The lock's path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Any other I/O error: disk full, read-only file system.
     #[error("`{}`: {message}", path.display())]
     Io {
         /// The path.
@@ -161,9 +179,67 @@ pub(crate) fn from_wit(e: wit::Error) -> Error {
             path: f.path.into(),
             message: f.message,
         },
+        wit::Error::Denied(f) => {
+            let path = PathBuf::from(f.path);
+            let message = match sticky_owner(&path) {
+                Some(why) => format!("{}: {why}", f.message),
+                None => f.message,
+            };
+            Error::Denied { path, message }
+        }
+        wit::Error::InvalidIdentity(f) => Error::InvalidIdentity {
+            path: f.path.into(),
+            message: f.message,
+        },
         wit::Error::Io(f) => Error::Io {
             path: f.path.into(),
             message: f.message,
         },
     }
+}
+
+/// Why a file in a sticky directory cannot be replaced or removed, and what
+/// would work; `None` when that is not the reason. The component cannot tell
+/// (WASI shows neither modes nor owners), so the host looks, natively.
+#[cfg(unix)]
+fn sticky_owner(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path.parent()?;
+    let dir_meta = std::fs::metadata(dir).ok()?;
+    let file = std::fs::symlink_metadata(path).ok()?;
+    let me = rustix::process::geteuid().as_raw();
+    const STICKY: u32 = 0o1000;
+    if dir_meta.mode() & STICKY == 0 || me == 0 || file.uid() == me || dir_meta.uid() == me {
+        return None;
+    }
+    let owner = match user_name(file.uid()) {
+        Some(name) => format!("user `{name}` (uid {})", file.uid()),
+        None => format!("uid {}", file.uid()),
+    };
+    Some(format!(
+        "the directory `{}` is sticky and `{}` belongs to {owner}: only that user, the \
+         directory's owner or root may replace or remove it (ask one of them to remove it, \
+         or keep the lock in a directory that is not sticky)",
+        dir.display(),
+        path.display()
+    ))
+}
+
+#[cfg(not(unix))]
+fn sticky_owner(_: &std::path::Path) -> Option<String> {
+    None
+}
+
+/// The name of user `uid`, from `/etc/passwd`.
+#[cfg(unix)]
+fn user_name(uid: u32) -> Option<String> {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse::<u32>().ok()?;
+            (id == uid).then(|| name.to_owned())
+        })
 }

@@ -6,13 +6,23 @@
 
 use std::mem::ManuallyDrop;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use lockfile_cli::{Backend, Failure, Lock, Owner, Refused, StatusView, Wait, OTHER};
 use lockfile_host::{Allocation, Error, LockFile, Runtime, Timestamp};
 
+#[cfg(unix)]
+mod gate;
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if args.get(1).is_some_and(|a| a == gate::ARG) {
+            return gate::main(&args[2..]);
+        }
+    }
     ExitCode::from(lockfile_cli::main(
         || {
             // One lock per process: no pool to reserve.
@@ -104,11 +114,47 @@ impl Backend for Native {
         wait: Option<Wait>,
         command: &[String],
     ) -> Result<u8, Failure> {
-        let mut lock = NativeLock(ManuallyDrop::new(self.0.open(path).map_err(failure)?));
-        lockfile_cli::acquire(&mut lock, replace_stale, false, wait)?;
-        let result = spawn_and_wait(command);
+        #[cfg(not(unix))]
+        return Err(Failure::Usage(
+            "`run` needs Unix (pipes, exec and signals)".into(),
+        ));
+        #[cfg(unix)]
+        self.run_gated(path, replace_stale, wait, command)
+    }
+}
+
+impl Native {
+    #[cfg(unix)]
+    fn run_gated(
+        &self,
+        path: &Path,
+        replace_stale: bool,
+        wait: Option<Wait>,
+        command: &[String],
+    ) -> Result<u8, Failure> {
+        let other = |e: anyhow::Error| Failure::Other(format!("{e:#}"));
+        // COMMAND's process exists before the lock is taken, held at a gate,
+        // so that the lock names it too (see `gate`).
+        let gated = gate::Gated::spawn(command).map_err(other)?;
+        let opened = self
+            .0
+            .open_with_companion(path, gated.pid())
+            .map(|l| NativeLock(ManuallyDrop::new(l)))
+            .map_err(failure);
+        let mut lock = match opened {
+            Ok(lock) => lock,
+            Err(e) => {
+                gated.abandon();
+                return Err(e);
+            }
+        };
+        if let Err(e) = lockfile_cli::acquire(&mut lock, replace_stale, false, wait) {
+            gated.abandon();
+            return Err(e);
+        }
+        let result = gated.open_and_wait();
         let released = lock.release(false);
-        let code = result.map_err(|e| Failure::Other(format!("{e:#}")))?;
+        let code = result.map_err(other)?;
         if let Err(e) = released {
             eprintln!("lockfile: {}", e.message());
             if code == 0 {
@@ -117,57 +163,6 @@ impl Backend for Native {
         }
         Ok(code)
     }
-}
-
-/// Runs the command to its end and returns its exit code (128+N for signal N).
-fn spawn_and_wait(command: &[String]) -> anyhow::Result<u8> {
-    let Some((program, args)) = command.split_first() else {
-        anyhow::bail!("no COMMAND given");
-    };
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        let parent = rustix::process::getpid();
-        // SAFETY: the closure runs in the forked child before exec and makes
-        // only async-signal-safe system calls (prctl, getppid).
-        unsafe {
-            cmd.pre_exec(move || {
-                rustix::process::set_parent_process_death_signal(Some(
-                    rustix::process::Signal::TERM,
-                ))?;
-                // If `lockfile` died before the prctl, no signal will come:
-                // do not start COMMAND at all.
-                if rustix::process::getppid() != Some(parent) {
-                    return Err(std::io::Error::other(
-                        "lockfile exited before COMMAND started",
-                    ));
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run `{program}`"))?;
-    #[cfg(unix)]
-    let forwarder = forward_signals(child.id())?;
-    let status = child
-        .wait()
-        .with_context(|| format!("cannot wait for `{program}`"))?;
-    #[cfg(unix)]
-    forwarder.close();
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            return Ok(128u8.saturating_add(u8::try_from(signal).unwrap_or(127)));
-        }
-    }
-    Ok(status
-        .code()
-        .map_or(OTHER, |c| u8::try_from(c & 0xff).unwrap_or(OTHER)))
 }
 
 /// Forwards termination signals to the child until closed.

@@ -37,8 +37,16 @@ pub(crate) struct HostState {
     table: ResourceTable,
     acting: Identity,
     runner: Identity,
+    companion: Option<Identity>,
     machine: Machine,
     pauses: Vec<(String, PathBuf)>,
+}
+
+fn to_wit_identity(id: Identity) -> wit_process::Identity {
+    wit_process::Identity {
+        pid: id.pid,
+        start_ticks: id.start_ticks,
+    }
 }
 
 impl WasiView for HostState {
@@ -52,17 +60,19 @@ impl WasiView for HostState {
 
 impl wit_process::Host for HostState {
     fn current(&mut self) -> wit_process::Identity {
-        wit_process::Identity {
-            pid: self.acting.pid,
-            start_ticks: self.acting.start_ticks,
-        }
+        to_wit_identity(self.acting)
     }
 
     fn runner(&mut self) -> wit_process::Identity {
-        wit_process::Identity {
-            pid: self.runner.pid,
-            start_ticks: self.runner.start_ticks,
-        }
+        to_wit_identity(self.runner)
+    }
+
+    fn companion(&mut self) -> Option<wit_process::Identity> {
+        self.companion.map(to_wit_identity)
+    }
+
+    fn pid_namespace_alive(&mut self, inode: u64) -> Option<bool> {
+        process::pid_namespace_alive(inode)
     }
 
     fn machine(&mut self) -> wit_process::MachineFacts {
@@ -179,7 +189,29 @@ impl Runtime {
     /// # Errors
     /// [`Error::Unreachable`] when the lock's directory does not exist.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<LockFile, Error> {
-        self.open_with(path.as_ref(), self.runner)
+        self.open_with(path.as_ref(), self.runner, None)
+    }
+
+    /// Opens the lock at `path` for the current process and `companion`, a
+    /// process it started: locks it takes record both, and stay held while
+    /// either runs (`lockfile run` names its command, which may outlive it).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchProcess`] when `companion` is not running; as [`Runtime::open`].
+    pub fn open_with_companion(
+        &self,
+        path: impl AsRef<Path>,
+        companion: u32,
+    ) -> Result<LockFile, Error> {
+        let info = process::query(companion);
+        if info.liveness == process::Liveness::Dead {
+            return Err(Error::NoSuchProcess(companion));
+        }
+        let companion = Identity {
+            pid: companion,
+            start_ticks: info.start_ticks,
+        };
+        self.open_with(path.as_ref(), self.runner, Some(companion))
     }
 
     /// Opens the lock at `path` on behalf of process `pid` (as `lockfile
@@ -197,12 +229,17 @@ impl Runtime {
             pid,
             start_ticks: info.start_ticks,
         };
-        self.open_with(path.as_ref(), acting)
+        self.open_with(path.as_ref(), acting, None)
     }
 
-    fn open_with(&self, path: &Path, acting: Identity) -> Result<LockFile, Error> {
+    fn open_with(
+        &self,
+        path: &Path,
+        acting: Identity,
+        companion: Option<Identity>,
+    ) -> Result<LockFile, Error> {
         let (dir, full) = locate(path)?;
-        let mut store = self.store(&dir, acting)?;
+        let mut store = self.store(&dir, acting, companion)?;
         let lib = self
             .pre
             .instantiate(&mut store)
@@ -265,7 +302,7 @@ impl Runtime {
         ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, Error> {
         let (dir, full) = locate(path)?;
-        let mut store = self.store(&dir, self.runner)?;
+        let mut store = self.store(&dir, self.runner, None)?;
         let lib = self
             .pre
             .instantiate(&mut store)
@@ -275,7 +312,12 @@ impl Runtime {
             .map_err(from_wit)
     }
 
-    fn store(&self, dir: &Path, acting: Identity) -> Result<Store<HostState>, Error> {
+    fn store(
+        &self,
+        dir: &Path,
+        acting: Identity,
+        companion: Option<Identity>,
+    ) -> Result<Store<HostState>, Error> {
         let mut wasi = WasiCtxBuilder::new();
         // Must precede `preopened_dir`: each preopen captures the setting.
         wasi.allow_blocking_current_thread(true);
@@ -291,6 +333,7 @@ impl Runtime {
                 table: ResourceTable::new(),
                 acting,
                 runner: self.runner,
+                companion,
                 machine: self.machine.clone(),
                 pauses: self.pauses.clone(),
             },

@@ -1,6 +1,7 @@
 //! The harness: the real `lockfile` binary, the real component in the real
 //! wasmtime, on real files and processes. Each test has its own directory.
 
+mod adversarial;
 mod bad_input;
 mod cli;
 mod common;

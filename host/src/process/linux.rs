@@ -1,4 +1,9 @@
 //! Linux: `kill(pid, 0)` and `/proc`.
+//!
+//! `/proc` is used only where it describes our own PID namespace: a process
+//! in a namespace that shares its parent's `/proc` (`unshare -p -f` without
+//! `--mount-proc`) reaches pids with `kill` that `/proc` shows as other
+//! processes, so there it judges by `kill` alone.
 
 use std::fs;
 use std::sync::OnceLock;
@@ -6,6 +11,23 @@ use std::sync::OnceLock;
 use lockfile_core::{procfs, Liveness, Machine, ProcessInfo, Timestamp};
 use rustix::io::Errno;
 use rustix::process::{test_kill_process, Pid};
+
+/// Whether `/proc` describes our PID namespace (read once).
+fn proc_is_ours() -> bool {
+    static OURS: OnceLock<bool> = OnceLock::new();
+    *OURS.get_or_init(|| {
+        let Ok(status) = fs::read_to_string("/proc/self/status") else {
+            return false;
+        };
+        procfs::proc_is_ours(&status).unwrap_or_else(|| {
+            // No NSpid (a kernel before 4.1): compare `/proc/self` with getpid.
+            fs::read_link("/proc/self")
+                .ok()
+                .and_then(|l| l.to_str()?.parse::<u32>().ok())
+                == Some(std::process::id())
+        })
+    })
+}
 
 /// What is known about `pid`.
 pub fn query(pid: u32) -> ProcessInfo {
@@ -22,7 +44,7 @@ pub fn query(pid: u32) -> ProcessInfo {
         Err(Errno::SRCH) => Liveness::Dead,
         Err(_) => Liveness::Unknown,
     };
-    let stat = (liveness == Liveness::Alive)
+    let stat = (liveness == Liveness::Alive && proc_is_ours())
         .then(|| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .flatten();
     let Some(stat) = stat.as_deref().and_then(procfs::parse_stat) else {
@@ -32,8 +54,9 @@ pub fn query(pid: u32) -> ProcessInfo {
             start_time: None,
         };
     };
-    // A zombie has exited; only its parent has not collected it yet.
-    let liveness = if stat.is_zombie() {
+    // A zombie leader has exited, but its other threads may run on (after
+    // `pthread_exit` in main): the process is dead only when they are too.
+    let liveness = if stat.is_zombie() && !threads_run(pid) {
         Liveness::Dead
     } else {
         liveness
@@ -43,6 +66,55 @@ pub fn query(pid: u32) -> ProcessInfo {
         start_ticks: Some(stat.start_ticks),
         start_time: start_time(stat.start_ticks),
     }
+}
+
+/// Whether any thread of `pid` runs, from `/proc/PID/task`. If the threads
+/// cannot be listed, the process counts as running (never stale by guess).
+fn threads_run(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    procfs::threads_run(tasks.filter_map(|task| {
+        let task = task.ok()?;
+        let stat = fs::read_to_string(task.path().join("stat")).ok()?;
+        procfs::parse_stat(&stat).map(|s| s.state)
+    }))
+}
+
+/// Whether any process on this machine is in the PID namespace `inode`:
+/// `Some(false)` only when we are in the initial namespace with its own
+/// `/proc` (so every process is listed) and could read every process's
+/// namespace; `None` otherwise.
+pub fn pid_namespace_alive(inode: u64) -> Option<bool> {
+    if machine().pid_namespace != Some(procfs::INITIAL_PID_NAMESPACE) || !proc_is_ours() {
+        return None;
+    }
+    for entry in fs::read_dir("/proc").ok()? {
+        let entry = entry.ok()?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        match rustix::fs::stat(format!("/proc/{pid}/ns/pid")) {
+            Ok(st) if st.st_ino == inode => return Some(true),
+            Ok(_) => {}
+            // The process exited while we looked: it is in no namespace now.
+            Err(Errno::NOENT | Errno::SRCH) => {}
+            // A process we may not inspect (another user's, or one with
+            // capabilities we lack, such as init): its status still says
+            // whether it is in our namespace, which is not `inode`.
+            Err(_) => {
+                let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                if procfs::in_proc_namespace(&status) != Some(true) {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(false)
 }
 
 /// Boot time and clock ticks per second, read once.
@@ -69,6 +141,8 @@ pub fn machine() -> Machine {
                 .ok()
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty()),
+            // `/proc/self/ns/pid` is our own namespace even where `/proc` is
+            // an ancestor's: namespace links belong to the task.
             pid_namespace: rustix::fs::stat("/proc/self/ns/pid").ok().map(|s| s.st_ino),
         })
         .clone()
@@ -89,5 +163,16 @@ mod tests {
     #[test]
     fn pids_beyond_pid_t_are_dead() {
         assert_eq!(query(u32::MAX).liveness, Liveness::Dead);
+    }
+
+    #[test]
+    fn our_namespace_is_alive_and_an_unused_inode_is_not() {
+        let ours = machine().pid_namespace.expect("a PID namespace");
+        if ours == procfs::INITIAL_PID_NAMESPACE {
+            assert_eq!(pid_namespace_alive(ours), Some(true));
+            assert_eq!(pid_namespace_alive(1), Some(false));
+        } else {
+            assert_eq!(pid_namespace_alive(1), None);
+        }
     }
 }

@@ -1,24 +1,26 @@
 //! What the host knows about processes, one file per platform.
 //!
 //! - Linux (`linux.rs`): `kill(pid, 0)` (EPERM means alive) plus
-//!   `/proc/PID/stat` for the state and start time, boot id and PID namespace.
+//!   `/proc/PID/stat` for the state and start time (where `/proc` is our PID
+//!   namespace's), boot id and PID namespace, and whether a PID namespace
+//!   still has processes.
 //! - Other Unix (`unix.rs`): `kill(pid, 0)` only.
 //! - Elsewhere (`unknown.rs`): nothing is known, so no lock is ever judged stale.
 
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{machine, query};
+pub use linux::{machine, pid_namespace_alive, query};
 
 #[cfg(all(unix, not(target_os = "linux")))]
 mod unix;
 #[cfg(all(unix, not(target_os = "linux")))]
-pub use unix::{machine, query};
+pub use unix::{machine, pid_namespace_alive, query};
 
 #[cfg(not(unix))]
 mod unknown;
 #[cfg(not(unix))]
-pub use unknown::{machine, query};
+pub use unknown::{machine, pid_namespace_alive, query};
 
 pub use lockfile_core::{Liveness, Machine, ProcessInfo};
 

@@ -1,0 +1,603 @@
+//! The holes an adversarial review found (issue 9), each reproduced end to
+//! end: the real binary, real processes, real namespaces and users. The
+//! first two (a release acting for an owner that dies) are in `races.rs`.
+//!
+//! These tests need root (namespaces, other users, setuid), `python3` and
+//! the stock wasmtime CLI (`WASMTIME`); without them they fail and say so.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lockfile_host::{COMMAND_COMPONENT, PAUSE_VAR};
+
+use crate::common::*;
+
+#[track_caller]
+fn require_root(why: &str) {
+    assert!(is_root(), "this test must run as root: {why}");
+}
+
+/// The stock wasmtime CLI; fails the test when it is missing.
+fn wasmtime() -> String {
+    let bin = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
+    let works = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        works,
+        "this test needs the wasmtime CLI: run `.ci/install-wasmtime` and set WASMTIME to the path it prints"
+    );
+    bin
+}
+
+/// `wasmtime run --dir DIR::DIR [--dir /proc::/proc] lockfile-command.wasm ARGS`.
+fn wasmtime_run(dir: &Path, proc: bool, args: &[&str]) -> Output {
+    let mut cmd = Command::new(wasmtime());
+    cmd.arg("run").arg("--dir").arg(format!("{0}::{0}", s(dir)));
+    if proc {
+        cmd.args(["--dir", "/proc::/proc"]);
+    }
+    cmd.arg(COMMAND_COMPONENT)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wasmtime")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    expect_code(out, 0);
+    serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
+}
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `Z`, ...), `None` once gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+fn running(pid: u32) -> bool {
+    proc_state(pid).is_some_and(|c| c != 'Z' && c != 'X')
+}
+
+fn sigkill(pid: u32) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+}
+
+#[track_caller]
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The pid of the child of `parent` whose command name is `comm`.
+fn child_named(parent: u32, comm: &str) -> u32 {
+    let mut found = None;
+    wait_until(&format!("a child `{comm}` of {parent}"), || {
+        found = fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .find(|&pid| {
+                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+                let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                ppid == Some(parent) && name.trim() == comm
+            });
+        found.is_some()
+    });
+    found.expect("found")
+}
+
+/// `lockfile run LOCK -- COMMAND` where COMMAND changes its credentials,
+/// which clears its parent-death signal. `lockfile` is SIGKILLed; COMMAND
+/// runs on, and the lock must stay held until it ends.
+fn run_survives_sigkill_of_lockfile(command: &[&str], comm: &str) {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let mut args = vec!["run", s(&lock), "--"];
+    args.extend_from_slice(command);
+    let mut run = Command::new(lockfile_bin())
+        .args(&args)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn lockfile run");
+    let child = child_named(run.id(), comm);
+    run.kill().expect("SIGKILL lockfile");
+    let _ = run.wait();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        running(child),
+        "premise: `{}` lost its parent-death signal and outlives lockfile",
+        command.join(" ")
+    );
+    let other = Sleeper::new();
+    let out = lockfile(&[
+        "acquire",
+        "--replace-stale",
+        "--pid",
+        &other.pid_str(),
+        s(&lock),
+    ]);
+    expect_code(&out, 1);
+    expect_stderr(&out, "the command it started, is running");
+    let status = status_json(&lock, &[]);
+    assert_eq!(status["verdict"], "held", "{status}");
+    // Once COMMAND ends too, the lock is stale and recovered without force.
+    sigkill(child);
+    wait_until("COMMAND ends", || !running(child));
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &other.pid_str(),
+            s(&lock),
+        ]),
+        0,
+    );
+}
+
+#[test]
+fn run_keeps_the_lock_while_a_command_that_dropped_privileges_outlives_it() {
+    require_root("setpriv --reuid needs CAP_SETUID");
+    run_survives_sigkill_of_lockfile(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sleep",
+            "300",
+        ],
+        "sleep",
+    );
+}
+
+#[test]
+fn run_keeps_the_lock_while_a_setuid_command_outlives_it() {
+    require_root("making a setuid binary needs root");
+    // Under the target dir, not /tmp: /tmp may be mounted nosuid.
+    let dir = tempfile::Builder::new()
+        .prefix("setuid-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sleep = which("sleep");
+    let bin = dir.path().join("setuid-sleep");
+    fs::copy(&sleep, &bin).expect("copy sleep");
+    rustix::fs::chown(
+        &bin,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .expect("chown");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
+    run_survives_sigkill_of_lockfile(&[s(&bin), "300"], "setuid-sleep");
+}
+
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("this test needs `{program}` on PATH"))
+}
+
+/// A Python process whose main thread exits with `pthread_exit` once `flag`
+/// exists, while a second thread runs on.
+fn leader_that_exits(flag: &Path) -> Child {
+    let script = r#"
+import ctypes, os, sys, threading, time
+flag = sys.argv[1]
+threading.Thread(target=time.sleep, args=(300,)).start()
+open(flag + ".ready", "w").close()
+while not os.path.exists(flag):
+    time.sleep(0.005)
+ctypes.CDLL(None).pthread_exit(None)
+"#;
+    let child = Command::new("python3")
+        .args(["-c", script, s(flag)])
+        .spawn()
+        .expect("this test needs python3");
+    wait_for_file(&flag.with_extension("ready"));
+    child
+}
+
+#[test]
+fn a_live_process_whose_main_thread_exited_keeps_its_lock() {
+    let dir = sandbox();
+    let flags = sandbox();
+    let lock = dir.path().join("x.lock");
+    let flag = flags.path().join("exit-main");
+    let mut owner = leader_that_exits(&flag);
+    let pid = owner.id();
+    expect_code(
+        &lockfile(&["acquire", "--pid", &pid.to_string(), s(&lock)]),
+        0,
+    );
+    fs::write(&flag, "").expect("flag");
+    wait_until("the leader is a zombie", || proc_state(pid) == Some('Z'));
+    assert!(
+        fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("tasks")
+            .count()
+            > 1,
+        "premise: another thread runs on"
+    );
+    let other = Sleeper::new();
+    let out = lockfile(&[
+        "acquire",
+        "--replace-stale",
+        "--pid",
+        &other.pid_str(),
+        s(&lock),
+    ]);
+    expect_code(&out, 1);
+    expect_stderr(&out, &format!("held by pid {pid} (alive)"));
+    assert_eq!(status_json(&lock, &[])["verdict"], "held");
+    // The command component under `wasmtime run` judges it the same.
+    let st = json(&wasmtime_run(
+        dir.path(),
+        true,
+        &["status", "--json", "--pid", &other.pid_str(), s(&lock)],
+    ));
+    assert_eq!(st["verdict"], "held", "{st}");
+    let out = wasmtime_run(
+        dir.path(),
+        true,
+        &[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &other.pid_str(),
+            s(&lock),
+        ],
+    );
+    expect_code(&out, 1);
+    // When the whole process is gone, the lock is stale.
+    owner.kill().expect("kill");
+    owner.wait().expect("reap");
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &other.pid_str(),
+            s(&lock),
+        ]),
+        0,
+    );
+}
+
+/// A pid that no process on the host has, for a namespace to give out.
+fn free_host_pid() -> u32 {
+    let max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("number");
+    (1000..max - 1)
+        .rev()
+        .find(|p| {
+            !Path::new(&format!("/proc/{p}")).exists()
+                && !Path::new(&format!("/proc/{}", p - 1)).exists()
+        })
+        .expect("a free pid")
+}
+
+/// Starts a host process with exactly pid `pid` (by setting the kernel's
+/// last pid just before forking; retried, as other processes fork too).
+fn host_process_with_pid(pid: u32) -> Sleeper {
+    for _ in 0..500 {
+        fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).expect("ns_last_pid");
+        let child = Sleeper::new();
+        if child.pid() == pid {
+            return child;
+        }
+        drop(child);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("could not start a host process with pid {pid}");
+}
+
+/// In a PID namespace that shares its parent's `/proc` (`unshare -p -f`
+/// without `--mount-proc`), `kill(pid, 0)` speaks the namespace's pids and
+/// `/proc/PID` the parent's. A live owner in the namespace must not be judged
+/// stale from `/proc` facts about an unrelated host process with its number.
+#[test]
+fn a_proc_of_another_pid_namespace_is_not_used_to_judge() {
+    require_root("unshare -p and ns_last_pid need root");
+    let wasmtime = wasmtime();
+    let dir = sandbox();
+    let lock = dir.path().join("x.lock");
+    let d = dir.path();
+    let x = free_host_pid();
+    // Inside: the owner gets pid X in the namespace and takes the lock (a
+    // record without a start time: /proc cannot give it one there). Then,
+    // once the host has a young process with pid X, a breaker inside tries.
+    let script = r#"
+echo $((X - 1)) > /proc/sys/kernel/ns_last_pid || exit 90
+sleep 300 & O=$!
+[ "$O" = "$X" ] || { echo "inner pid $O, wanted $X" >&2; exit 91; }
+"$LOCKFILE" acquire --pid "$O" "$L" || exit 92
+touch "$D/taken"
+while [ ! -e "$D/go" ]; do sleep 0.01; done
+"$LOCKFILE" acquire --replace-stale --pid 1 "$L" 2> "$D/err"; echo $? > "$D/code"
+"$WASMTIME" run --dir "$D::$D" --dir /proc::/proc "$CMD" status --json --pid 1 "$L" > "$D/wasi.json" 2> "$D/wasi.err"
+kill $O
+"#;
+    let mut inner = Command::new("unshare")
+        .args(["-p", "-f", "--kill-child", "--", "sh", "-c", script])
+        .env("X", x.to_string())
+        .env("LOCKFILE", lockfile_bin())
+        .env("WASMTIME", &wasmtime)
+        .env("CMD", COMMAND_COMPONENT)
+        .env("L", s(&lock))
+        .env("D", s(d))
+        .spawn()
+        .expect("this test needs unshare (util-linux)");
+    wait_until("the owner in the namespace takes the lock", || {
+        d.join("taken").exists() || inner.try_wait().expect("wait").is_some()
+    });
+    assert!(
+        d.join("taken").exists(),
+        "the namespace setup failed: {:?}",
+        inner.wait()
+    );
+    // The host process must start well after the lock was taken.
+    std::thread::sleep(Duration::from_millis(3000));
+    let impostor = host_process_with_pid(x);
+    fs::write(d.join("go"), "").expect("go");
+    let status = inner.wait().expect("inner ends");
+    drop(impostor);
+    let code = fs::read_to_string(d.join("code"))
+        .expect("code")
+        .trim()
+        .to_owned();
+    let err = fs::read_to_string(d.join("err")).unwrap_or_default();
+    assert_eq!(
+        code, "1",
+        "the breaker inside must be refused ({status:?}): {err}"
+    );
+    assert!(err.contains(&format!("held by pid {x}")), "{err}");
+    let wasi: serde_json::Value =
+        serde_json::from_slice(&fs::read(d.join("wasi.json")).expect("json")).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}",
+                fs::read_to_string(d.join("wasi.err")).unwrap_or_default()
+            )
+        });
+    assert_eq!(wasi["verdict"], "held", "{wasi}");
+}
+
+/// A "container": a process in its own PID namespace (with its own /proc)
+/// takes the lock, waits for `go`, and exits, ending the namespace.
+fn lock_in_a_namespace(lock: &Path, flags: &Path) -> Child {
+    let script = r#"
+"$LOCKFILE" acquire --pid 1 "$L" || exit 92
+touch "$F/taken"
+while [ ! -e "$F/go" ]; do sleep 0.01; done
+"#;
+    let mut child = Command::new("unshare")
+        .args([
+            "-p",
+            "-f",
+            "--mount-proc",
+            "--kill-child",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("LOCKFILE", lockfile_bin())
+        .env("L", s(lock))
+        .env("F", s(flags))
+        .spawn()
+        .expect("this test needs unshare (util-linux)");
+    wait_until("the container takes the lock", || {
+        flags.join("taken").exists() || child.try_wait().expect("wait").is_some()
+    });
+    assert!(
+        flags.join("taken").exists(),
+        "the container failed: {:?}",
+        child.wait()
+    );
+    child
+}
+
+#[test]
+fn a_lock_from_a_pid_namespace_that_no_longer_exists_is_stale() {
+    require_root("unshare -p needs root");
+    let dir = sandbox();
+    let flags = sandbox();
+    let lock = dir.path().join("x.lock");
+    let mut container = lock_in_a_namespace(&lock, flags.path());
+    let other = Sleeper::new();
+    // While the namespace lives, its lock is foreign: never stale.
+    let st = status_json(&lock, &[]);
+    assert_eq!(st["verdict"], "foreign", "{st}");
+    let out = lockfile(&[
+        "acquire",
+        "--replace-stale",
+        "--pid",
+        &other.pid_str(),
+        s(&lock),
+    ]);
+    expect_code(&out, 1);
+    fs::write(flags.path().join("go"), "").expect("go");
+    container.wait().expect("the container ends");
+    // Same host, same boot, and no process in that namespace any more.
+    let st = status_json(&lock, &[]);
+    assert_eq!(st["verdict"], "stale", "{st}");
+    let reason = st["reason"].as_str().expect("reason");
+    assert!(reason.contains("no longer exists"), "{reason}");
+    let wasi = json(&wasmtime_run(
+        dir.path(),
+        true,
+        &["status", "--json", "--pid", &other.pid_str(), s(&lock)],
+    ));
+    assert_eq!(wasi["verdict"], "stale", "{wasi}");
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &other.pid_str(),
+            s(&lock),
+        ]),
+        0,
+    );
+    assert_eq!(status_json(&lock, &[])["pid"], other.pid());
+}
+
+#[test]
+fn a_lock_from_our_host_and_a_previous_boot_is_stale_whatever_its_namespace() {
+    let dir = sandbox();
+    let lock = dir.path().join("x.lock");
+    fs::write(
+        &lock,
+        format!(
+            "4242 1700000000.0\nhost={}\nboot=00000000-0000-4000-8000-000000000000\npidns=12345\n",
+            hostname()
+        ),
+    )
+    .expect("plant");
+    let st = status_json(&lock, &[]);
+    assert_eq!(st["verdict"], "stale", "{st}");
+    assert!(
+        st["reason"].as_str().is_some_and(|r| r.contains("booted")),
+        "{st}"
+    );
+    let other = Sleeper::new();
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &other.pid_str(),
+            s(&lock),
+        ]),
+        0,
+    );
+}
+
+/// Names up to NAME_MAX (255 bytes) work for every operation, whatever the
+/// length of the private names beside them would be.
+#[test]
+fn every_operation_works_on_lock_names_up_to_255_bytes() {
+    for len in [200usize, 222, 226, 240, 255] {
+        let dir = sandbox();
+        let flags = sandbox();
+        let name = format!("{}.lock", "n".repeat(len - 5));
+        let lock = dir.path().join(&name);
+        let (a, b) = (Sleeper::new(), Sleeper::new());
+        let out = lockfile(&["acquire", "--pid", &a.pid_str(), s(&lock)]);
+        expect_code(&out, 0);
+        assert_eq!(status_json(&lock, &[])["pid"], a.pid(), "{len}");
+        expect_code(&lockfile(&["release", "--pid", &a.pid_str(), s(&lock)]), 0);
+        // A crash while publishing leaves a private file beside the lock...
+        let flag = flags.path().join("pause");
+        let mut crashed = Command::new(lockfile_bin())
+            .args(["acquire", "--pid", &a.pid_str(), s(&lock)])
+            .env(PAUSE_VAR, format!("before-publish:{}", s(&flag)))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        wait_for_file(&flag);
+        crashed.kill().expect("kill");
+        let _ = crashed.wait();
+        assert_eq!(names(dir.path()).len(), 1, "{len}: a temporary file");
+        // ... and a takeover of a stale lock (a claim beside it) sweeps it.
+        expect_code(
+            &lockfile(&["write", s(&lock), &DEAD_PID.to_string(), "1700000000"]),
+            0,
+        );
+        let out = lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--pid",
+            &b.pid_str(),
+            s(&lock),
+        ]);
+        expect_code(&out, 0);
+        assert_eq!(names(dir.path()), vec![name.clone()], "{len}: swept");
+        expect_code(&lockfile(&["release", "--pid", &b.pid_str(), s(&lock)]), 0);
+        assert!(names(dir.path()).is_empty(), "{len}");
+    }
+}
+
+/// In a sticky directory (`/tmp`, `/run/lock`) another user's stale lock
+/// cannot be replaced or removed; the message says why and what would work.
+#[test]
+fn a_stale_lock_of_another_user_in_a_sticky_directory_is_explained() {
+    require_root("files of several users need root");
+    let dir = sandbox();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).expect("chmod +t");
+    let lock = dir.path().join("x.lock");
+    fs::write(&lock, format!("{DEAD_PID} 1700000000.0\n")).expect("plant");
+    rustix::fs::chown(
+        &lock,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .expect("chown");
+    let before = fs::read(&lock).expect("lock");
+    let bin = world_executable_lockfile();
+    let holder = Sleeper::new();
+    let as_other_user =
+        |args: &[&str]| output_retrying(Command::new(&bin).args(args).uid(1234).gid(1234));
+    let out = as_other_user(&[
+        "acquire",
+        "--replace-stale",
+        "--pid",
+        &holder.pid_str(),
+        s(&lock),
+    ]);
+    expect_code(&out, 3);
+    expect_stderr(&out, "sticky");
+    expect_stderr(&out, "user `nobody` (uid 65534)");
+    expect_stderr(&out, "not sticky");
+    let out = as_other_user(&["release", "--force", "--pid", &holder.pid_str(), s(&lock)]);
+    expect_code(&out, 3);
+    expect_stderr(&out, "sticky");
+    assert_eq!(
+        fs::read(&lock).expect("lock"),
+        before,
+        "the lock is untouched"
+    );
+    assert_eq!(names(dir.path()), vec!["x.lock"], "nothing left beside it");
+    assert_eq!(fs::metadata(&lock).expect("lock").uid(), 65534);
+}
+
+/// A host that names pid 0 as the process the lock is for (here the command
+/// component under the stock wasmtime, which knows no pids without /proc)
+/// gets a clear error, and nothing is written.
+#[test]
+fn pid_0_is_refused_as_the_lock_owner_before_anything_is_written() {
+    let dir = sandbox();
+    let lock = dir.path().join("x.lock");
+    let out = wasmtime_run(dir.path(), false, &["acquire", "--pid", "0", s(&lock)]);
+    expect_code(&out, 3);
+    expect_stderr(&out, "pid 0");
+    assert!(names(dir.path()).is_empty(), "nothing was written");
+    // The native binary refuses it too.
+    let out = lockfile(&["acquire", "--pid", "0", s(&lock)]);
+    expect_code(&out, 3);
+    assert!(names(dir.path()).is_empty());
+}
