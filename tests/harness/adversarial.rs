@@ -360,8 +360,9 @@ kill $O
         "the namespace setup failed: {:?}",
         inner.wait()
     );
-    // The host process must start well after the lock was taken.
-    std::thread::sleep(Duration::from_millis(3000));
+    // The host process must start well after the lock was taken: more than
+    // the 2 s slack, plus a second for /proc's whole-second boot time.
+    std::thread::sleep(Duration::from_millis(4500));
     let impostor = host_process_with_pid(x);
     fs::write(d.join("go"), "").expect("go");
     let status = inner.wait().expect("inner ends");
@@ -585,19 +586,118 @@ fn a_stale_lock_of_another_user_in_a_sticky_directory_is_explained() {
     assert_eq!(fs::metadata(&lock).expect("lock").uid(), 65534);
 }
 
-/// A host that names pid 0 as the process the lock is for (here the command
-/// component under the stock wasmtime, which knows no pids without /proc)
-/// gets a clear error, and nothing is written.
+/// A third-party host of the library component: its own wasmtime engine,
+/// linker and `process` implementation, which says the lock is for pid 0.
+mod third_party {
+    use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+    use wasmtime::{Config, Engine, Store};
+    use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+    wasmtime::component::bindgen!({ world: "library", path: "../wit" });
+
+    use exports::labm8::lockfile::lockfile as wit;
+    use labm8::lockfile::process;
+
+    pub struct Host {
+        wasi: WasiCtx,
+        table: ResourceTable,
+        pid: u32,
+    }
+
+    impl WasiView for Host {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+
+    impl process::Host for Host {
+        fn current(&mut self) -> process::Identity {
+            process::Identity {
+                pid: self.pid,
+                start_ticks: None,
+            }
+        }
+        fn runner(&mut self) -> process::Identity {
+            self.current()
+        }
+        fn companion(&mut self) -> Option<process::Identity> {
+            None
+        }
+        fn machine(&mut self) -> process::MachineFacts {
+            process::MachineFacts {
+                hostname: None,
+                boot_id: None,
+                pid_namespace: None,
+            }
+        }
+        fn query(&mut self, _pid: u32) -> process::ProcessInfo {
+            process::ProcessInfo {
+                liveness: process::Liveness::Unknown,
+                start_ticks: None,
+                start_time: None,
+            }
+        }
+        fn pid_namespace_alive(&mut self, _inode: u64) -> Option<bool> {
+            None
+        }
+        fn checkpoint(&mut self, _name: String) {}
+    }
+
+    /// Runs `acquire(false, false)` on `path` in a host that says the lock
+    /// is for `pid`.
+    pub fn acquire_as(dir: &str, path: &str, pid: u32) -> Result<(), wit::Error> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).expect("engine");
+        // SAFETY: the file is what this package's build script produced with
+        // this same wasmtime (`Engine::precompile_component`), and wasmtime
+        // refuses an artifact whose version or settings do not match.
+        let component = unsafe {
+            Component::deserialize_file(&engine, concat!(env!("OUT_DIR"), "/lockfile.cwasm"))
+        }
+        .expect("load the precompiled component");
+        let mut linker = Linker::<Host>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("link WASI");
+        Library::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h).expect("link process");
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.preopened_dir(dir, dir, FsPerms::ReadWrite)
+            .expect("preopen");
+        let mut store = Store::new(
+            &engine,
+            Host {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+                pid,
+            },
+        );
+        let lib = Library::instantiate(&mut store, &component, &linker).expect("instantiate");
+        let guest = lib.labm8_lockfile_lockfile().lock_file();
+        let lock = guest.call_constructor(&mut store, path).expect("no trap");
+        guest
+            .call_acquire(&mut store, lock, false, false)
+            .expect("no trap: a bad identity is an error, not a trap")
+    }
+}
+
+/// A host whose `process.current` says pid 0 gets a clear error from the
+/// component, and nothing is written (a lock naming pid 0 could never be
+/// released or judged).
 #[test]
-fn pid_0_is_refused_as_the_lock_owner_before_anything_is_written() {
+fn a_host_that_names_pid_0_gets_an_error_and_nothing_is_written() {
     let dir = sandbox();
     let lock = dir.path().join("x.lock");
-    let out = wasmtime_run(dir.path(), false, &["acquire", "--pid", "0", s(&lock)]);
-    expect_code(&out, 3);
-    expect_stderr(&out, "pid 0");
+    match third_party::acquire_as(s(dir.path()), s(&lock), 0) {
+        Err(third_party::exports::labm8::lockfile::lockfile::Error::InvalidIdentity(f)) => {
+            assert!(f.message.contains("pid 0"), "{}", f.message);
+            assert_eq!(f.path, s(&lock));
+        }
+        other => panic!("expected an invalid-identity error, got {other:?}"),
+    }
     assert!(names(dir.path()).is_empty(), "nothing was written");
-    // The native binary refuses it too.
-    let out = lockfile(&["acquire", "--pid", "0", s(&lock)]);
-    expect_code(&out, 3);
-    assert!(names(dir.path()).is_empty());
+    // The same host with a real pid takes the lock.
+    third_party::acquire_as(s(dir.path()), s(&lock), std::process::id()).expect("acquire");
+    assert_eq!(status_json(&lock, &[])["pid"], std::process::id());
 }
