@@ -249,7 +249,12 @@ impl System for ProcSystem {
     fn pid_namespace_alive(&self, inode: u64) -> Option<bool> {
         // Only from the initial namespace, with its own /proc, is every
         // process of the machine listed.
-        if !available() || self.machine().pid_namespace != Some(procfs::INITIAL_PID_NAMESPACE) {
+        // Under `hidepid`, other users' processes are not listed at all:
+        // only where pid 1 (never gone) is visible can the list be complete.
+        if !available()
+            || !all_visible()
+            || self.machine().pid_namespace != Some(procfs::INITIAL_PID_NAMESPACE)
+        {
             return None;
         }
         for entry in fs::read_dir("/proc").ok()? {

@@ -21,9 +21,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::io;
 
-use crate::decide::{
-    judge, judge_with, Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict,
-};
+use crate::decide::{judge_with, Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
 use crate::format::{self, FormatError, Record, Timestamp};
 
 /// What is at a name in the lock's directory (never following symlinks).
@@ -234,9 +232,11 @@ impl Spare {
 pub struct Lock<'a, D, S> {
     dir: &'a D,
     name: &'a str,
-    /// What private names (temporary files, claims) call the lock: its name,
-    /// or a shortened form when that would make them too long.
-    stem: Cow<'a, str>,
+    /// What temporary files' names call the lock: its name, or a shortened
+    /// form where that would make them too long (see [`stem`]).
+    temp_stem: Cow<'a, str>,
+    /// The same for claims, which are shorter than temporary files' names.
+    claim_stem: Cow<'a, str>,
     path: &'a str,
     sys: &'a S,
     spare: Option<&'a Spare>,
@@ -248,7 +248,8 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         Self {
             dir,
             name,
-            stem: stem(name),
+            temp_stem: stem(name, TEMP_OVERHEAD),
+            claim_stem: stem(name, CLAIM_OVERHEAD),
             path,
             sys,
             spare: None,
@@ -446,6 +447,9 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             self.sys.checkpoint("before-remove");
             let removed = self.remove_lock();
             self.settle(&claim, removed.is_ok());
+            // A release killed while it held a claim left it (and its
+            // temporary file) behind; one-shot releasers clear such leftovers.
+            self.sweep();
             return removed;
         }
         Err(Error::Io {
@@ -565,7 +569,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     fn write_temp(&self, bytes: &[u8]) -> Result<String, Error> {
         let temp = format!(
             ".{}.{}.{:016x}.tmp",
-            self.stem,
+            self.temp_stem,
             self.sys.runner().pid,
             self.sys.random()
         );
@@ -613,7 +617,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// Whether `name` is one of our temporary files' names for this lock.
     fn is_temp_name(&self, name: &str) -> bool {
         name.strip_prefix('.')
-            .and_then(|rest| rest.strip_prefix(&*self.stem))
+            .and_then(|rest| rest.strip_prefix(&*self.temp_stem))
             .and_then(|rest| rest.strip_prefix('.'))
             .is_some_and(|rest| temp_owner(rest).is_some())
     }
@@ -689,7 +693,18 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     fn claim(&self, target: Vec<u8>, purpose: Purpose) -> Result<Option<Claim>, Error> {
         // A claim names its runner, whose death is what frees it: a claim
         // naming no process could never be judged.
-        self.check_pid("claimed by", self.sys.runner().pid)?;
+        let runner = self.sys.runner().pid;
+        if format::check_pid(runner).is_err() {
+            return Err(Error::InvalidIdentity {
+                path: self.path.to_owned(),
+                message: format!(
+                    "this process does not know its own pid (the host says {runner}), which a \
+                     claim must record (to replace a stale lock, or to release one for another \
+                     process); nothing was written (under `wasmtime run`, add \
+                     `--dir /proc::/proc`; or use force)"
+                ),
+            });
+        }
         // chain[0] is the lock; chain[i + 1] an abandoned claim on chain[i].
         let mut chain: Vec<(String, Vec<u8>)> = vec![(self.name.to_owned(), target)];
         let mut claim_record = self.record_for(self.sys.runner());
@@ -703,7 +718,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     message: format!(
                         "{MAX_CHAIN} abandoned takeover claims stand in the way; \
                          remove the `.{}.break.*` files or use force",
-                        self.stem
+                        self.claim_stem
                     ),
                 });
             }
@@ -732,11 +747,13 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                             judgement: Judgement {
                                 verdict: judgement.verdict,
                                 reason: format!(
-                                    "pid {} is {} right now ({})",
+                                    "pid {} is {} ({})",
                                     claimer.pid,
                                     match purpose {
-                                        Purpose::TakeOver => "replacing the stale lock",
-                                        Purpose::Release => "replacing or removing the lock",
+                                        Purpose::TakeOver =>
+                                            "replacing the stale lock right now, or releasing it",
+                                        Purpose::Release =>
+                                            "releasing or replacing the lock right now; try again",
                                     },
                                     judgement.reason
                                 ),
@@ -782,7 +799,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn claim_name(&self, target: &[u8]) -> String {
-        format!(".{}.break.{:016x}", self.stem, format::fingerprint(target))
+        format!(
+            ".{}.break.{:016x}",
+            self.claim_stem,
+            format::fingerprint(target)
+        )
     }
 
     /// Removes what crashed processes left beside this lock: claims whose
@@ -793,58 +814,86 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         let Ok(names) = self.dir.names() else {
             return;
         };
-        let prefix = format!(".{}.", self.stem);
-        let mine: Vec<&str> = names
+        let claim_prefix = format!(".{}.break.", self.claim_stem);
+        let temp_prefix = format!(".{}.", self.temp_stem);
+        // Each claim with its target's fingerprint and its own bytes'.
+        let claims: Vec<(&str, Option<u64>, Option<u64>)> = names
             .iter()
-            .filter_map(|n| n.strip_prefix(&prefix))
-            .collect();
-        let mut live_fingerprints = Vec::new();
-        if let Ok(State::Present { bytes, .. }) = self.load() {
-            live_fingerprints.push(format::fingerprint(&bytes));
-        }
-        for rest in &mine {
-            if rest.starts_with("break.") {
-                if let Ok(State::Present { bytes, .. }) = self.load_name(&format!("{prefix}{rest}"))
-                {
-                    live_fingerprints.push(format::fingerprint(&bytes));
-                }
-            }
-        }
-        for rest in mine {
-            let name = format!("{prefix}{rest}");
-            if let Some(fp) = rest.strip_prefix("break.") {
-                let target = u64::from_str_radix(fp, 16).ok();
-                if target.is_some_and(|t| !live_fingerprints.contains(&t)) {
-                    let _ = self.dir.remove(&name);
-                }
-            } else if let Some(pid) = temp_owner(rest) {
-                let record = match self.load_name(&name) {
-                    Ok(State::Present { record: Ok(r), .. }) => Some(r),
+            .filter_map(|name| {
+                let target = name.strip_prefix(&claim_prefix)?;
+                let own = match self.load_name(name) {
+                    Ok(State::Present { bytes, .. }) => Some(format::fingerprint(&bytes)),
                     _ => None,
                 };
-                // A temp file written on another host (a shared file system)
-                // names a pid we cannot see: leave it to its own host.
-                let foreign = record.as_ref().is_some_and(|r| {
-                    judge(r, &self.sys.current(), &self.sys.machine(), |_| {
-                        ProcessInfo::UNKNOWN
-                    })
-                    .verdict
-                        == Verdict::Foreign
-                });
-                if foreign {
+                Some((name.as_str(), u64::from_str_radix(target, 16).ok(), own))
+            })
+            .collect();
+        // A claim is live while its target is: the lock, or a live claim (a
+        // claim on an abandoned claim). Every other claim can never pass the
+        // check of its chain again.
+        let mut live = Vec::new();
+        if let Ok(State::Present { bytes, .. }) = self.load() {
+            live.push(format::fingerprint(&bytes));
+        }
+        loop {
+            let grown = claims
+                .iter()
+                .filter(|(_, target, own)| {
+                    target.is_some_and(|t| live.contains(&t))
+                        && own.is_some_and(|o| !live.contains(&o))
+                })
+                .filter_map(|(_, _, own)| *own)
+                .collect::<Vec<_>>();
+            if grown.is_empty() {
+                break;
+            }
+            live.extend(grown);
+        }
+        for (name, target, _) in &claims {
+            if target.is_some_and(|t| !live.contains(&t)) {
+                let _ = self.dir.remove(name);
+            }
+        }
+        for name in &names {
+            let Some(pid) = name.strip_prefix(&temp_prefix).and_then(temp_owner) else {
+                continue;
+            };
+            let record = match self.load_name(name) {
+                Ok(State::Present { record: Ok(r), .. }) => Some(r),
+                _ => None,
+            };
+            // Judged without asking about any pid: a temp file written on
+            // another host or in a live namespace elsewhere names a pid we
+            // cannot see, so it is left alone; one from an earlier boot or an
+            // ended namespace belongs to a process that is gone.
+            let verdict = record.as_ref().map(|r| {
+                judge_with(
+                    r,
+                    &self.sys.current(),
+                    &self.sys.machine(),
+                    |_| ProcessInfo::UNKNOWN,
+                    |ns| self.sys.pid_namespace_alive(ns),
+                )
+                .verdict
+            });
+            match verdict {
+                Some(Verdict::Foreign) => continue,
+                Some(Verdict::Stale) => {
+                    let _ = self.dir.remove(name);
                     continue;
                 }
-                let runner = self.sys.query(pid);
-                // A handle's spare lives as long as its process, so its pid
-                // may have been recycled: the record's start time tells.
-                let recycled = record.as_ref().is_some_and(|r| {
-                    r.pid == pid
-                        && matches!((r.start_ticks, runner.start_ticks),
-                                    (Some(then), Some(now)) if then != now)
-                });
-                if runner.liveness == Liveness::Dead || recycled {
-                    let _ = self.dir.remove(&name);
-                }
+                _ => {}
+            }
+            let runner = self.sys.query(pid);
+            // A handle's spare lives as long as its process, so its pid
+            // may have been recycled: the record's start time tells.
+            let recycled = record.as_ref().is_some_and(|r| {
+                r.pid == pid
+                    && matches!((r.start_ticks, runner.start_ticks),
+                                (Some(then), Some(now)) if then != now)
+            });
+            if runner.liveness == Liveness::Dead || recycled {
+                let _ = self.dir.remove(name);
             }
         }
     }
@@ -899,19 +948,23 @@ enum Published {
 /// The longest name a file system takes for one path component (Linux's
 /// NAME_MAX, and that of every common file system).
 const NAME_MAX: usize = 255;
-/// How much longer than its stem the longest private name is:
+/// How much longer than its stem a temporary file's name is at most:
 /// `.STEM.4294967295.0123456789abcdef.tmp`.
-const PRIVATE_OVERHEAD: usize = ".".len() + ".4294967295.".len() + 16 + ".tmp".len();
+const TEMP_OVERHEAD: usize = ".".len() + ".4294967295.".len() + 16 + ".tmp".len();
+/// How much longer than its stem a claim's name is: `.STEM.break.0123456789abcdef`.
+const CLAIM_OVERHEAD: usize = ".".len() + ".break.".len() + 16;
 
-/// The stem of a lock's private names: the name itself when every private
-/// name then fits in [`NAME_MAX`] bytes; otherwise as much of the name as
-/// fits, `~`, and a hash of the whole name, so that every process derives
-/// the same private names for the same lock, and sweeps recognise them.
-fn stem(name: &str) -> Cow<'_, str> {
-    let room = NAME_MAX - PRIVATE_OVERHEAD;
-    if name.len() <= room {
+/// The stem of a lock's private names of `overhead` bytes more than it: the
+/// name itself when they then fit in [`NAME_MAX`] bytes (so claims are named
+/// as by earlier versions wherever those could name them at all); otherwise
+/// as much of the name as fits beside the longest overhead, `~`, and a hash
+/// of the whole name, so that every process derives the same private names
+/// for the same lock, and sweeps recognise them.
+fn stem(name: &str, overhead: usize) -> Cow<'_, str> {
+    if name.len() + overhead <= NAME_MAX {
         return Cow::Borrowed(name);
     }
+    let room = NAME_MAX - TEMP_OVERHEAD;
     let mut keep = room - "~".len() - 16;
     while !name.is_char_boundary(keep) {
         keep -= 1;

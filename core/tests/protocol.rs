@@ -18,6 +18,9 @@ type Hook = (String, Box<dyn FnMut()>);
 
 struct Sys {
     table: RefCell<HashMap<u32, ProcessInfo>>,
+    /// The process running the protocol: RUNNER (acting for ME, as the CLI
+    /// does), or ME itself (a library handle).
+    runner: Cell<Identity>,
     counter: Cell<u64>,
     /// Runs at a named checkpoint: lets a test act in the middle of an operation.
     hook: RefCell<Option<Hook>>,
@@ -27,6 +30,10 @@ impl Sys {
     fn new() -> Self {
         let sys = Sys {
             table: RefCell::new(HashMap::new()),
+            runner: Cell::new(Identity {
+                pid: RUNNER,
+                start_ticks: Some(8),
+            }),
             counter: Cell::new(1),
             hook: RefCell::new(None),
         };
@@ -46,6 +53,11 @@ impl Sys {
         );
     }
 
+    /// The protocol runs in ME itself, as a library handle does.
+    fn run_as_owner(&self) {
+        self.runner.set(self.current());
+    }
+
     fn off(&self) {
         *self.hook.borrow_mut() = None;
     }
@@ -63,10 +75,7 @@ impl System for Sys {
         }
     }
     fn runner(&self) -> Identity {
-        Identity {
-            pid: RUNNER,
-            start_ticks: Some(8),
-        }
+        self.runner.get()
     }
     fn machine(&self) -> Machine {
         Machine {
@@ -488,6 +497,9 @@ fn cycling<'a>(lock: &Lock<'a, StdDir, Sys>) {
 #[test]
 fn a_handle_that_starts_keeping_a_spare_sweeps_dead_and_recycled_spares() {
     let f = Fixture::new();
+    // A handle that keeps a spare is a library handle, running in its owner
+    // (a release for another process sweeps by itself).
+    f.sys.run_as_owner();
     f.sys.set(600, Liveness::Alive, Some(6));
     f.sys.set(650, Liveness::Alive, Some(99)); // pid 650 now runs another process
     let dead = ".x.lock.4194303.00000000000000bb.tmp";

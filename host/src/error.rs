@@ -45,8 +45,10 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// Why a lock operation failed. Each case names the path concerned.
+/// Why a lock operation failed. Each case names the path concerned. New
+/// cases may be added: match with a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// labm8's `UnableToAcquireLockError`.
     #[error("cannot acquire `{}`: {}", .0.path.display(), .0)]

@@ -45,7 +45,14 @@ impl Gated {
         let (go_read, go_write) = std::io::pipe().context("cannot create a pipe")?;
         let (status_read, status_write) = std::io::pipe().context("cannot create a pipe")?;
         let (go_fd, status_fd) = (go_read.as_raw_fd(), status_write.as_raw_fd());
-        let exe = std::env::current_exe().context("cannot find the lockfile binary")?;
+        // This very binary, even if its file was replaced since it started
+        // (where /proc is mounted).
+        let this = std::path::Path::new("/proc/self/exe");
+        let exe = if this.exists() {
+            this.to_path_buf()
+        } else {
+            std::env::current_exe().context("cannot find the lockfile binary")?
+        };
         let mut cmd = Command::new(exe);
         cmd.arg(ARG)
             .arg(go_fd.to_string())
@@ -77,7 +84,7 @@ impl Gated {
         }
         let child = cmd
             .spawn()
-            .with_context(|| format!("cannot run `{program}`"))?;
+            .with_context(|| format!("cannot start lockfile's gate for `{program}`"))?;
         drop((go_read, status_write));
         Ok(Gated {
             child,
@@ -92,9 +99,12 @@ impl Gated {
         self.child.id()
     }
 
-    /// Closes the gate for good: COMMAND never starts.
+    /// Closes the gate for good: COMMAND never starts. The gate is killed
+    /// too (it has not exec'd anything), in case it is stopped and would
+    /// never see the pipe close.
     pub fn abandon(mut self) {
         drop(self.go);
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
@@ -110,7 +120,7 @@ impl Gated {
             let _ = self.child.wait();
             forwarder.close();
             if failed.is_empty() {
-                failed = "it ended before it started".into();
+                failed = "lockfile's gate process ended before it could start it".into();
             }
             anyhow::bail!("cannot run `{}`: {failed}", self.program);
         }

@@ -562,3 +562,108 @@ fn a_release_for_an_owner_that_dies_never_lets_a_breaker_overwrite_a_newcomer() 
         ),
     }
 }
+
+/// Owners take the lock through the CLI for themselves (`acquire
+/// --replace-stale --pid $$`), hold it a moment and release it, while a
+/// killer SIGKILLs owners and `lockfile` processes at random. An owner that
+/// enters its critical section must never find another live owner inside.
+/// `LOCKFILE_SOAK_KILL_SECONDS` (default 4) sets how long it runs.
+#[test]
+fn owners_and_lockfile_processes_killed_at_random_never_overlap() {
+    let seconds = env_or("LOCKFILE_SOAK_KILL_SECONDS", 4) as u64;
+    let dir = sandbox();
+    let d = dir.path();
+    let lock = d.join("x.lock");
+    let script = r#"
+while :; do
+  if "$LOCKFILE" acquire --replace-stale --pid $$ "$L" 2>/dev/null; then
+    other=$(cat "$D/inside" 2>/dev/null)
+    if [ -n "$other" ] && [ "$other" != $$ ] && kill -0 "$other" 2>/dev/null; then
+      echo "$$ entered while $other was inside" >> "$D/violations"
+    fi
+    echo $$ > "$D/inside"
+    echo >> "$D/entries"
+    sleep 0.01
+    [ "$(cat "$D/inside" 2>/dev/null)" = $$ ] && rm -f "$D/inside"
+    "$LOCKFILE" release --pid $$ "$L" 2>/dev/null
+  fi
+done
+"#;
+    let spawn_owner = || {
+        Command::new("sh")
+            .args(["-c", script])
+            .env("LOCKFILE", lockfile_bin())
+            .env("L", s(&lock))
+            .env("D", s(d))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn an owner")
+    };
+    let mut owners: Vec<Child> = (0..6).map(|_| spawn_owner()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut owners_killed, mut lockfiles_killed) = (0, 0);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10 + next() % 30));
+        if next() % 2 == 0 {
+            let i = (next() % owners.len() as u64) as usize;
+            kill9(&mut owners[i]);
+            owners[i] = spawn_owner();
+            owners_killed += 1;
+        } else {
+            let parents: Vec<u32> = owners.iter().map(Child::id).collect();
+            let victims = lockfile_children(&parents);
+            if !victims.is_empty() {
+                let victim = victims[(next() % victims.len() as u64) as usize];
+                if let Some(pid) = rustix::process::Pid::from_raw(victim as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    lockfiles_killed += 1;
+                }
+            }
+        }
+    }
+    for owner in &mut owners {
+        kill9(owner);
+    }
+    let entries = fs::read_to_string(d.join("entries"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let violations = fs::read_to_string(d.join("violations")).unwrap_or_default();
+    assert!(
+        violations.is_empty(),
+        "two holders ({entries} entries, {owners_killed} owners and {lockfiles_killed} \
+         lockfile processes killed):\n{violations}"
+    );
+    assert!(entries > 0, "no owner ever got the lock");
+    eprintln!(
+        "random kills: {entries} critical sections, {owners_killed} owners and \
+         {lockfiles_killed} lockfile processes killed, no overlap"
+    );
+}
+
+/// The `lockfile` processes whose parent is one of `parents`.
+fn lockfile_children(parents: &[u32]) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+            head.ends_with("(lockfile") && ppid.is_some_and(|p: u32| parents.contains(&p))
+        })
+        .collect()
+}

@@ -86,7 +86,12 @@ fn threads_run(pid: u32) -> bool {
 /// `/proc` (so every process is listed) and could read every process's
 /// namespace; `None` otherwise.
 pub fn pid_namespace_alive(inode: u64) -> Option<bool> {
-    if machine().pid_namespace != Some(procfs::INITIAL_PID_NAMESPACE) || !proc_is_ours() {
+    // Under `hidepid`, other users' processes are not listed at all: only
+    // where pid 1 (never gone) is visible can the list be complete.
+    if machine().pid_namespace != Some(procfs::INITIAL_PID_NAMESPACE)
+        || !proc_is_ours()
+        || fs::metadata("/proc/1/stat").is_err()
+    {
         return None;
     }
     for entry in fs::read_dir("/proc").ok()? {
