@@ -16,28 +16,9 @@ use lockfile_host::{COMMAND_COMPONENT, PAUSE_VAR};
 
 use crate::common::*;
 
-#[track_caller]
-fn require_root(why: &str) {
-    assert!(is_root(), "this test must run as root: {why}");
-}
-
-/// The stock wasmtime CLI; fails the test when it is missing.
-fn wasmtime() -> String {
-    let bin = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
-    let works = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        works,
-        "this test needs the wasmtime CLI: run `.ci/install-wasmtime` and set WASMTIME to the path it prints"
-    );
-    bin
-}
-
 /// `wasmtime run --dir DIR::DIR [--dir /proc::/proc] lockfile-command.wasm ARGS`.
 fn wasmtime_run(dir: &Path, proc: bool, args: &[&str]) -> Output {
-    let mut cmd = Command::new(wasmtime());
+    let mut cmd = Command::new(wasmtime_cli());
     cmd.arg("run").arg("--dir").arg(format!("{0}::{0}", s(dir)));
     if proc {
         cmd.args(["--dir", "/proc::/proc"]);
@@ -323,7 +304,7 @@ fn host_process_with_pid(pid: u32) -> Sleeper {
 #[test]
 fn a_proc_of_another_pid_namespace_is_not_used_to_judge() {
     require_root("unshare -p and ns_last_pid need root");
-    let wasmtime = wasmtime();
+    let wasmtime = wasmtime_cli();
     let dir = sandbox();
     let lock = dir.path().join("x.lock");
     let d = dir.path();

@@ -144,6 +144,29 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Fails the test (never skips it) when it does not run as root.
+#[track_caller]
+pub fn require_root(why: &str) {
+    assert!(is_root(), "this test must run as root: {why}");
+}
+
+/// The stock wasmtime CLI: `$WASMTIME`, else `wasmtime` on PATH. Fails the
+/// test when it is missing, saying how to install it.
+#[track_caller]
+pub fn wasmtime_cli() -> String {
+    let bin = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
+    let works = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        works,
+        "this test needs the wasmtime CLI: run `.ci/install-wasmtime` and set WASMTIME \
+         to the path it prints (`{bin}` does not run)"
+    );
+    bin
+}
+
 /// Waits (bounded) until `path` exists.
 #[track_caller]
 pub fn wait_for_file(path: &Path) {

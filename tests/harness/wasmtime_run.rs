@@ -9,23 +9,9 @@ use lockfile_host::COMMAND_COMPONENT;
 
 use crate::common::*;
 
-/// The wasmtime CLI: `$WASMTIME`, else `wasmtime` on PATH. `None` (skip)
-/// outside CI when it is missing; in CI a missing wasmtime fails the test.
-fn wasmtime() -> Option<String> {
-    let bin = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
-    let works = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if works {
-        return Some(bin);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "wasmtime is required in CI: run .ci/install-wasmtime and set WASMTIME"
-    );
-    eprintln!("skipped: no wasmtime CLI (run .ci/install-wasmtime and set WASMTIME)");
-    None
+/// The wasmtime CLI (fails the test when it is missing).
+fn wasmtime() -> String {
+    wasmtime_cli()
 }
 
 /// `wasmtime run [--dir DIR::DIR] [--dir /proc::/proc] lockfile-command.wasm ARGS`.
@@ -41,7 +27,7 @@ fn run(wasmtime: &str, dir: &Path, proc: bool, args: &[&str]) -> Output {
 
 #[test]
 fn acquire_status_release_write_under_wasmtime_run() {
-    let Some(wt) = wasmtime() else { return };
+    let wt = wasmtime();
     let dir = sandbox();
     let lock = dir.path().join("job.lock");
     let owner = Sleeper::new();
@@ -86,7 +72,7 @@ fn acquire_status_release_write_under_wasmtime_run() {
 
 #[test]
 fn the_default_pid_is_the_parent_of_wasmtime() {
-    let Some(wt) = wasmtime() else { return };
+    let wt = wasmtime();
     let dir = sandbox();
     let lock = dir.path().join("sh.lock");
     let script = format!(
@@ -110,7 +96,7 @@ fn the_default_pid_is_the_parent_of_wasmtime() {
 
 #[test]
 fn locks_are_shared_with_the_native_binary_both_ways() {
-    let Some(wt) = wasmtime() else { return };
+    let wt = wasmtime();
     let dir = sandbox();
     let lock = dir.path().join("both.lock");
     let (a, b) = (Sleeper::new(), Sleeper::new());
@@ -175,7 +161,7 @@ fn locks_are_shared_with_the_native_binary_both_ways() {
 
 #[test]
 fn stale_takeover_under_wasmtime_run() {
-    let Some(wt) = wasmtime() else { return };
+    let wt = wasmtime();
     let dir = sandbox();
     let lock = dir.path().join("stale.lock");
     fs::write(&lock, format!("{DEAD_PID} 1700000000.0\n")).expect("plant");
@@ -209,7 +195,7 @@ fn stale_takeover_under_wasmtime_run() {
 
 #[test]
 fn without_proc_nothing_is_judged_stale_and_the_advice_is_given() {
-    let Some(wt) = wasmtime() else { return };
+    let wt = wasmtime();
     let dir = sandbox();
     let lock = dir.path().join("np.lock");
     fs::write(&lock, format!("{DEAD_PID} 1700000000.0\n")).expect("plant");
@@ -234,7 +220,7 @@ fn without_proc_nothing_is_judged_stale_and_the_advice_is_given() {
 
 #[test]
 fn paths_outside_the_preopen_are_refused_and_nothing_is_created() {
-    let Some(wt) = wasmtime() else { return };
+    let wt = wasmtime();
     let outer = sandbox();
     let dir = outer.path().join("inner");
     fs::create_dir(&dir).expect("mkdir");
@@ -260,7 +246,7 @@ fn paths_outside_the_preopen_are_refused_and_nothing_is_created() {
 
 #[test]
 fn exit_codes_and_run_under_wasmtime_run() {
-    let Some(wt) = wasmtime() else { return };
+    let wt = wasmtime();
     let dir = sandbox();
     let lock = dir.path().join("codes.lock");
     expect_code(
