@@ -832,8 +832,10 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         // claim on an abandoned claim). Every other claim can never pass the
         // check of its chain again.
         let mut live = Vec::new();
-        if let Ok(State::Present { bytes, .. }) = self.load() {
-            live.push(format::fingerprint(&bytes));
+        if !claims.is_empty() {
+            if let Ok(State::Present { bytes, .. }) = self.load() {
+                live.push(format::fingerprint(&bytes));
+            }
         }
         loop {
             let grown = claims
