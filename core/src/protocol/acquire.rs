@@ -1,0 +1,97 @@
+//! Acquire (publish first, then look), and labm8's static `write`.
+use super::publish::Published;
+use super::{not_a_file, Dir, Error, Kind, Lock, Refusal, State, System, MAX_ATTEMPTS};
+use crate::decide::Verdict;
+use crate::format::{self, Record, Timestamp};
+
+impl<'a, D: Dir, S: System> Lock<'a, D, S> {
+    /// Claims the lock for the current process.
+    ///
+    /// # Errors
+    /// `UnableToAcquire` naming the owner; `Malformed` (unless `force`);
+    /// `NotAFile`; `Io`.
+    pub fn acquire(&self, replace_stale: bool, force: bool) -> Result<(), Error> {
+        self.check_identity()?;
+        // The common case is a free lock: publish before looking, which saves
+        // a `stat`. Whatever is in the way (a lock, a directory, a symlink)
+        // makes the link fail, and is then looked at below. So does any other
+        // failure: a lock held by someone else is reported as held even where
+        // we could not have written one, and a real failure recurs below.
+        if !force && self.publish_lock().is_ok() {
+            return Ok(());
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let (bytes, record) = match self.load()? {
+                State::Absent => match self.publish_lock() {
+                    Ok(()) => return Ok(()),
+                    Err(Published::Exists) => continue,
+                    Err(Published::Failed(e)) => return Err(e),
+                },
+                State::Present { bytes, record } => (bytes, record),
+            };
+            if force {
+                return self.replace(&self.my_record());
+            }
+            let record = record.map_err(|e| self.malformed(e))?;
+            let judgement = self.judge(&record);
+            match judgement.verdict {
+                Verdict::OwnedBySelf => return Ok(()),
+                Verdict::Stale if replace_stale => {
+                    if self.take_over(bytes)? {
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    return Err(Error::UnableToAcquire(Box::new(Refusal {
+                        path: self.path.to_owned(),
+                        owner: record,
+                        judgement,
+                    })))
+                }
+            }
+        }
+        Err(Error::Io {
+            path: self.path.to_owned(),
+            message: format!(
+                "the lock changed hands {MAX_ATTEMPTS} times while acquiring it; giving up"
+            ),
+        })
+    }
+
+    /// labm8's static `write`: plants `PID TIMESTAMP` as given, atomically
+    /// replacing a regular file at the path.
+    ///
+    /// # Errors
+    /// `NotAFile` for anything but a regular file at the path; `Io`.
+    pub fn write(&self, pid: u32, timestamp: Timestamp) -> Result<(), Error> {
+        format::check_pid(pid).map_err(|message| Error::Io {
+            path: self.path.to_owned(),
+            message,
+        })?;
+        if timestamp.seconds > format::MAX_SECONDS {
+            // Every reader would call such a file malformed.
+            return Err(Error::Io {
+                path: self.path.to_owned(),
+                message: format!("timestamp {timestamp} is after the year 9999"),
+            });
+        }
+        self.load_kind_only()?;
+        self.replace(&Record {
+            pid,
+            timestamp,
+            ..Record::default()
+        })
+    }
+
+    /// Fails unless the path holds nothing or a regular file.
+    pub(super) fn load_kind_only(&self) -> Result<(), Error> {
+        match self.dir.kind(self.name) {
+            Ok(None | Some(Kind::File(_))) => Ok(()),
+            Ok(Some(other)) => Err(Error::NotAFile {
+                path: self.path.to_owned(),
+                message: not_a_file(other),
+            }),
+            Err(e) => Err(self.io_error(self.path, "inspect", &e)),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Claims: the exclusive right to replace or remove one judged record.
+//! A takeover replaces a stale lock under a claim; a release for another
+//! process removes a lock under one.
+use super::publish::Published;
+use super::{Dir, Error, Lock, Refusal, State, System, MAX_CHAIN};
+use crate::decide::{Judgement, Verdict};
+use crate::format;
+
+/// What a claim is for: it decides which refusal a live rival's claim gives.
+#[derive(Clone, Copy)]
+pub(super) enum Purpose {
+    TakeOver,
+    Release,
+}
+
+/// A standing claim: its name, and the chain of records it was verified
+/// against (`chain[0]` is the lock, the rest abandoned claims).
+pub(super) struct Claim {
+    name: String,
+    chain: Vec<(String, Vec<u8>)>,
+}
+
+impl<'a, D: Dir, S: System> Lock<'a, D, S> {
+    /// Replaces the stale lock whose bytes are `stale`. `Ok(false)` when the
+    /// lock changed meanwhile and the caller should look again.
+    pub(super) fn take_over(&self, stale: Vec<u8>) -> Result<bool, Error> {
+        self.sys.checkpoint("after-judge");
+        let Some(claim) = self.claim(stale, Purpose::TakeOver)? else {
+            self.sweep();
+            return Ok(false);
+        };
+        let result = self.replace(&self.my_record());
+        self.settle(&claim, result.is_ok());
+        if result.is_ok() {
+            self.sweep();
+        }
+        result.map(|()| true)
+    }
+
+    /// Claims the exclusive right to replace or remove the record whose
+    /// bytes are `target` (the lock, as judged), stepping over claims that
+    /// crashed breakers abandoned, and checks that nothing changed meanwhile.
+    /// `None` when the lock, or a claim in the chain, changed: look again.
+    ///
+    /// While the claim stands, its runner (this process) is alive, so nobody
+    /// else can claim `target`, and without a claim nobody replaces or removes
+    /// it (except `force`): whatever happens to `target`'s owner, the record
+    /// stays the one judged until the claimer acts on it.
+    pub(super) fn claim(&self, target: Vec<u8>, purpose: Purpose) -> Result<Option<Claim>, Error> {
+        // A claim names its runner, whose death is what frees it: a claim
+        // naming no process could never be judged.
+        let runner = self.sys.runner().pid;
+        if format::check_pid(runner).is_err() {
+            return Err(Error::InvalidIdentity {
+                path: self.path.to_owned(),
+                message: format!(
+                    "this process does not know its own pid (the host says {runner}), which a \
+                     claim must record (to replace a stale lock, or to release one for another \
+                     process); nothing was written (under `wasmtime run`, add \
+                     `--dir /proc::/proc`; or use force)"
+                ),
+            });
+        }
+        // chain[0] is the lock; chain[i + 1] an abandoned claim on chain[i].
+        let mut chain: Vec<(String, Vec<u8>)> = vec![(self.name.to_owned(), target)];
+        let mut claim_record = self.record_for(self.sys.runner());
+        let name = loop {
+            let Some((_, target)) = chain.last() else {
+                return Ok(None);
+            };
+            if chain.len() > MAX_CHAIN {
+                return Err(Error::Io {
+                    path: self.path.to_owned(),
+                    message: format!(
+                        "{MAX_CHAIN} abandoned takeover claims stand in the way; \
+                         remove the `.{}.break.*` files or use force",
+                        self.claim_stem
+                    ),
+                });
+            }
+            let name = self.claim_name(target);
+            match self.publish(&name, format::serialize(&claim_record).as_bytes(), None) {
+                Ok(()) => break name,
+                Err(Published::Failed(e)) => return Err(e),
+                Err(Published::Exists) => {}
+            }
+            let bytes = match self.load_name(&name)? {
+                State::Absent => return Ok(None),
+                State::Present { record: Err(e), .. } => {
+                    return Err(Error::Malformed {
+                        path: self.sibling(&name),
+                        message: format!("{e} (a takeover claim; remove it by hand)"),
+                    })
+                }
+                State::Present {
+                    bytes,
+                    record: Ok(claimer),
+                } => {
+                    let judgement = self.judge(&claimer);
+                    if judgement.verdict != Verdict::Stale {
+                        let refusal = Box::new(Refusal {
+                            path: self.path.to_owned(),
+                            judgement: Judgement {
+                                verdict: judgement.verdict,
+                                reason: format!(
+                                    "pid {} is {} ({})",
+                                    claimer.pid,
+                                    match purpose {
+                                        Purpose::TakeOver =>
+                                            "replacing the stale lock right now, or releasing it",
+                                        Purpose::Release =>
+                                            "releasing or replacing the lock right now; try again",
+                                    },
+                                    judgement.reason
+                                ),
+                            },
+                            owner: claimer,
+                        });
+                        return Err(match purpose {
+                            Purpose::TakeOver => Error::UnableToAcquire(refusal),
+                            Purpose::Release => Error::UnableToRelease(refusal),
+                        });
+                    }
+                    bytes
+                }
+            };
+            chain.push((name, bytes));
+            // A fresh nonce: our claim on the next link must differ from any other.
+            claim_record.nonce = Some(format!("{:016x}", self.sys.random()));
+        };
+        let claim = Claim { name, chain };
+        self.sys.checkpoint("after-claim");
+        let intact = claim.chain.iter().all(|(name, bytes)| {
+            matches!(self.load_name(name), Ok(State::Present { bytes: ref now, .. }) if now == bytes)
+        });
+        if intact {
+            Ok(Some(claim))
+        } else {
+            self.settle(&claim, false);
+            Ok(None)
+        }
+    }
+
+    /// Removes a claim after its claimer acted (`acted`: the lock is
+    /// replaced or removed) or gave up.
+    pub(super) fn settle(&self, claim: &Claim, acted: bool) {
+        // Oldest first: once the lock is replaced each claim's target is gone,
+        // so each is inert by the time it is removed.
+        if acted {
+            for (name, _) in &claim.chain[1..] {
+                let _ = self.dir.remove(name);
+            }
+        }
+        let _ = self.dir.remove(&claim.name);
+    }
+
+    pub(super) fn claim_name(&self, target: &[u8]) -> String {
+        format!(
+            ".{}.break.{:016x}",
+            self.claim_stem,
+            format::fingerprint(target)
+        )
+    }
+}

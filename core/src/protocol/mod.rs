@@ -1,0 +1,416 @@
+//! The lock protocol: acquire, release and stale takeover over a directory.
+//!
+//! Every step that decides ownership is an exclusive creation:
+//!
+//! - A lock is published by writing a complete temporary file
+//!   (`.NAME.PID.NONCE.tmp`) and hard-linking it to `NAME`; the link fails if
+//!   `NAME` exists, so of two racers exactly one wins and no reader ever sees
+//!   a half-written lock. A cycling handle reuses one such file (its
+//!   [`Spare`]), rewriting it only while it has no other link.
+//! - A stale lock whose bytes are `C` is replaced only by the process that
+//!   creates the claim `.NAME.break.FP` (FP = fingerprint of `C`) exclusively.
+//!   The claimer then checks that `NAME` still holds `C` and renames its own
+//!   record over it. A claim whose owner died is itself replaced the same
+//!   way, by a claim on the claim, so a crash mid-takeover never needs `force`.
+//! - A claim whose target is gone can never pass the check, so it is inert
+//!   and anyone may sweep it.
+//!
+//! One file per operation: `publish.rs` (fresh, from a spare, or replacing),
+//! `acquire.rs` (and labm8's static `write`), `release.rs`, `claim.rs` (the
+//! exclusive right to replace or remove a judged record: takeovers and
+//! releases for another process), `sweep.rs`, and `names.rs` (private names).
+//! docs/PROTOCOL.md gives the whole argument and the residual cases.
+
+use std::borrow::Cow;
+use std::io;
+
+use crate::decide::{judge_with, Identity, Judgement, Machine, ProcessInfo, Verdict};
+use crate::format::{self, FormatError, Record, Timestamp};
+
+/// What is at a name in the lock's directory (never following symlinks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file of this many bytes.
+    File(u64),
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else: FIFO, socket, device. The name says which.
+    Other(&'static str),
+}
+
+/// The directory that holds a lock. Names are single path components.
+/// Implementations never follow a symlink at the final component.
+pub trait Dir {
+    /// What is at `name`, or `None` when nothing is.
+    fn kind(&self, name: &str) -> io::Result<Option<Kind>>;
+    /// Up to `limit` bytes of the regular file `name`.
+    fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>>;
+    /// Creates `name` exclusively with `data`; removes it again if writing fails.
+    fn create(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Overwrites the existing regular file `name` with exactly `data`, but
+    /// only if `name` is its one and only link: `Ok(false)`, untouched,
+    /// when it is anything else or has other links. The default never
+    /// rewrites, so every publish uses a fresh temporary file.
+    fn rewrite(&self, _name: &str, _data: &[u8]) -> io::Result<bool> {
+        Ok(false)
+    }
+    /// Hard-links `existing` as `new`; fails with `AlreadyExists` if `new` exists.
+    fn link(&self, existing: &str, new: &str) -> io::Result<()>;
+    /// Renames `from` to `to`, replacing `to` atomically.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Removes the file (or symlink) `name`.
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// The names in the directory.
+    fn names(&self) -> io::Result<Vec<String>>;
+}
+
+/// What the protocol needs from its surroundings besides the directory.
+pub trait System {
+    /// The process the lock is taken for.
+    fn current(&self) -> Identity;
+    /// The process running this code: named by claims and temporary files.
+    fn runner(&self) -> Identity;
+    /// Facts about this machine.
+    fn machine(&self) -> Machine;
+    /// What is known about `pid`.
+    fn query(&self, pid: u32) -> ProcessInfo;
+    /// The current time.
+    fn now(&self) -> Timestamp;
+    /// A random number, for unique names and records.
+    fn random(&self) -> u64;
+    /// A second process the lock is taken for: the lock stays held while
+    /// either runs (`lockfile run` names the command it started).
+    fn companion(&self) -> Option<Identity> {
+        None
+    }
+    /// Whether any process on this machine is in the PID namespace with
+    /// this inode: `Some(false)` only when every process could be seen and
+    /// none is in it; `None` when that cannot be told.
+    fn pid_namespace_alive(&self, _inode: u64) -> Option<bool> {
+        None
+    }
+    /// A named point in the protocol, where a test may pause. No effect on results.
+    fn checkpoint(&self, _name: &str) {}
+}
+
+/// Who holds a lock that could not be taken or released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The lock's path.
+    pub path: String,
+    /// The recorded owner.
+    pub owner: Record,
+    /// Why the owner counts as holding it.
+    pub judgement: Judgement,
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Another owner holds the lock.
+    #[error("cannot acquire `{}`: held by pid {} since {}: {}", .0.path, .0.owner.pid, crate::display_time(.0.owner.timestamp), .0.judgement.reason)]
+    UnableToAcquire(Box<Refusal>),
+    /// The lock belongs to another owner.
+    #[error("cannot release `{}`: held by pid {} since {}: {}", .0.path, .0.owner.pid, crate::display_time(.0.owner.timestamp), .0.judgement.reason)]
+    UnableToRelease(Box<Refusal>),
+    /// The lock file cannot be parsed.
+    #[error("malformed lock file `{path}`: {message}")]
+    Malformed {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Not a regular file at the lock path.
+    #[error("`{path}` {message}")]
+    NotAFile {
+        /// The path.
+        path: String,
+        /// What is there instead.
+        message: String,
+    },
+    /// The path cannot be reached.
+    #[error("cannot reach `{path}`: {message}")]
+    Unreachable {
+        /// The path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The file system refused: no permission, or (in a sticky directory
+    /// such as `/tmp`) a file that belongs to another user.
+    #[error("`{path}`: {message}")]
+    Denied {
+        /// The path.
+        path: String,
+        /// What was refused.
+        message: String,
+    },
+    /// The process the lock is taken for, or that runs the protocol, cannot
+    /// exist (pid 0): a host bug, refused before anything is written.
+    #[error("`{path}`: {message}")]
+    InvalidIdentity {
+        /// The lock's path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Another I/O error.
+    #[error("`{path}`: {message}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// What is at the lock path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Nothing.
+    Absent,
+    /// A regular file, its exact bytes and what they say.
+    Present {
+        /// The bytes (at most [`format::MAX_LEN`]; more makes it malformed).
+        bytes: Vec<u8>,
+        /// The parsed record, or why it could not be parsed.
+        record: Result<Record, FormatError>,
+    },
+}
+
+/// The state of a lock with its verdict: what `status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The recorded owner; `None` when unlocked or malformed.
+    pub owner: Option<Record>,
+    /// The verdict and its reason.
+    pub judgement: Judgement,
+}
+
+/// How many times an operation re-reads a lock that changed under it.
+const MAX_ATTEMPTS: usize = 16;
+/// How many abandoned claims a takeover will step over: each is a breaker
+/// that crashed mid-takeover, and a successful takeover clears them all.
+const MAX_CHAIN: usize = 32;
+
+mod acquire;
+mod claim;
+mod names;
+mod publish;
+mod release;
+mod sweep;
+
+use names::{stem, CLAIM_OVERHEAD, TEMP_OVERHEAD};
+pub use publish::Spare;
+
+/// One lock file: `name` in `dir`, shown to people as `path`.
+#[derive(Debug)]
+pub struct Lock<'a, D, S> {
+    dir: &'a D,
+    name: &'a str,
+    /// What temporary files' names call the lock: its name, or a shortened
+    /// form where that would make them too long (see [`stem`]).
+    temp_stem: Cow<'a, str>,
+    /// The same for claims, which are shorter than temporary files' names.
+    claim_stem: Cow<'a, str>,
+    path: &'a str,
+    sys: &'a S,
+    spare: Option<&'a Spare>,
+}
+
+impl<'a, D: Dir, S: System> Lock<'a, D, S> {
+    pub fn new(dir: &'a D, name: &'a str, path: &'a str, sys: &'a S) -> Self {
+        Self {
+            dir,
+            name,
+            temp_stem: stem(name, TEMP_OVERHEAD),
+            claim_stem: stem(name, CLAIM_OVERHEAD),
+            path,
+            sys,
+            spare: None,
+        }
+    }
+
+    /// The same lock, publishing from `spare` once it cycles (see [`Spare`]).
+    /// Use one `Spare` per lock (directory and name): a spare kept for
+    /// another name is discarded, one in another directory is left there.
+    #[must_use]
+    pub fn with_spare(mut self, spare: &'a Spare) -> Self {
+        self.spare = Some(spare);
+        self
+    }
+
+    /// Reads the lock file.
+    ///
+    /// # Errors
+    /// `NotAFile` for a directory, symlink or FIFO at the path; `Io` when it
+    /// cannot be read.
+    pub fn load(&self) -> Result<State, Error> {
+        self.load_name(self.name)
+    }
+
+    fn load_name(&self, name: &str) -> Result<State, Error> {
+        let state = self.load_once(name)?;
+        if matches!(state, State::Present { record: Err(_), .. }) {
+            // A reader whose open raced a release and a re-acquire from the
+            // same spare may have read the record while it was rewritten:
+            // look again, and call the file malformed only if it still is.
+            return self.load_once(name);
+        }
+        Ok(state)
+    }
+
+    fn load_once(&self, name: &str) -> Result<State, Error> {
+        let path = self.sibling(name);
+        let kind = self
+            .dir
+            .kind(name)
+            .map_err(|e| self.io_error(&path, "inspect", &e))?;
+        match kind {
+            None => Ok(State::Absent),
+            Some(Kind::File(len)) if len > format::MAX_LEN as u64 => Ok(State::Present {
+                bytes: Vec::new(),
+                record: Err(FormatError::TooLarge),
+            }),
+            Some(Kind::File(_)) => match self.dir.read(name, format::MAX_LEN + 1) {
+                Ok(bytes) => {
+                    let record = format::parse(&bytes);
+                    Ok(State::Present { bytes, record })
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::Absent),
+                Err(e) => Err(self.io_error(&path, "read", &e)),
+            },
+            Some(other) => Err(Error::NotAFile {
+                path,
+                message: not_a_file(other),
+            }),
+        }
+    }
+
+    /// The owner, verdict and reason.
+    ///
+    /// # Errors
+    /// As [`Lock::load`]; a malformed file is a `Malformed` verdict, not an error.
+    pub fn status(&self) -> Result<Status, Error> {
+        Ok(match self.load()? {
+            State::Absent => Status {
+                owner: None,
+                judgement: Judgement {
+                    verdict: Verdict::Unlocked,
+                    reason: format!("there is no lock file at `{}`", self.path),
+                },
+            },
+            State::Present { record: Err(e), .. } => Status {
+                owner: None,
+                judgement: Judgement {
+                    verdict: Verdict::Malformed,
+                    reason: format!("{e}; only `force` replaces or removes it"),
+                },
+            },
+            State::Present {
+                record: Ok(record), ..
+            } => Status {
+                judgement: self.judge(&record),
+                owner: Some(record),
+            },
+        })
+    }
+
+    /// The recorded owner, `None` when unlocked.
+    ///
+    /// # Errors
+    /// As [`Lock::load`], and `Malformed`.
+    pub fn owner(&self) -> Result<Option<Record>, Error> {
+        match self.load()? {
+            State::Absent => Ok(None),
+            State::Present { record, .. } => record.map(Some).map_err(|e| self.malformed(e)),
+        }
+    }
+
+    fn judge(&self, record: &Record) -> Judgement {
+        judge_with(
+            record,
+            &self.sys.current(),
+            &self.sys.machine(),
+            |pid| self.sys.query(pid),
+            |ns| self.sys.pid_namespace_alive(ns),
+        )
+    }
+
+    fn my_record(&self) -> Record {
+        let companion = self.sys.companion();
+        Record {
+            companion: companion.map(|c| c.pid),
+            companion_start_ticks: companion.and_then(|c| c.start_ticks),
+            ..self.record_for(self.sys.current())
+        }
+    }
+
+    /// Refuses to act for a process that cannot exist: a lock naming pid 0
+    /// could never be released or judged.
+    fn check_identity(&self) -> Result<(), Error> {
+        self.check_pid("taken for", self.sys.current().pid)
+    }
+
+    fn check_pid(&self, role: &str, pid: u32) -> Result<(), Error> {
+        format::check_pid(pid).map_err(|problem| Error::InvalidIdentity {
+            path: self.path.to_owned(),
+            message: format!(
+                "the host says the lock is {role} pid {pid}, but {problem}; nothing was written"
+            ),
+        })
+    }
+
+    fn record_for(&self, me: Identity) -> Record {
+        let machine = self.sys.machine();
+        Record {
+            pid: me.pid,
+            timestamp: self.sys.now().to_micros(),
+            hostname: machine.hostname,
+            boot_id: machine.boot_id,
+            start_ticks: me.start_ticks,
+            pid_namespace: machine.pid_namespace,
+            nonce: Some(format!("{:016x}", self.sys.random())),
+            ..Record::default()
+        }
+    }
+
+    fn sibling(&self, name: &str) -> String {
+        match self.path.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{name}"),
+            None => name.to_owned(),
+        }
+    }
+
+    fn malformed(&self, e: FormatError) -> Error {
+        Error::Malformed {
+            path: self.path.to_owned(),
+            message: format!("{e}; it is left as it is (only force replaces or removes it)"),
+        }
+    }
+
+    fn io_error(&self, path: &str, what: &str, e: &io::Error) -> Error {
+        let path = path.to_owned();
+        let message = format!("cannot {what}: {e}");
+        match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+                Error::Unreachable { path, message }
+            }
+            io::ErrorKind::PermissionDenied => Error::Denied { path, message },
+            _ => Error::Io { path, message },
+        }
+    }
+}
+
+fn not_a_file(kind: Kind) -> String {
+    let what = match kind {
+        Kind::Directory => "a directory",
+        Kind::Symlink => "a symbolic link (lock files are never followed through links)",
+        Kind::Other(name) => name,
+        Kind::File(_) => "a regular file",
+    };
+    format!("is {what}, not a lock file; it is left as it is")
+}

@@ -1,0 +1,156 @@
+//! Publishing a record at a name only if nothing is there: from a fresh
+//! temporary file, or from a cycling handle's spare; and replacing the lock
+//! outright (`force`, labm8's `write`, the end of a takeover).
+use std::cell::{Cell, RefCell};
+use std::io;
+
+use super::names::temp_owner;
+use super::{Dir, Error, Lock, System};
+use crate::format::{self, Record};
+
+/// A lock handle's retained temporary file: the inode its next lock is
+/// published from.
+///
+/// A fresh temporary file per acquire costs an inode allocation and two
+/// directory updates more than the lock itself needs. A handle that releases
+/// and re-acquires keeps the temporary file after linking it as the lock:
+/// releasing unlinks only the lock's name, and the next acquire rewrites the
+/// spare in place and links it again. It is rewritten only while it has no
+/// other link, so a published lock is never written to. A handle that never
+/// releases never keeps one, so one-shot uses (the CLI) leave nothing behind.
+/// The owner of the `Spare` removes the file with [`Spare::discard`] when done.
+/// After a crash the file stays until a sweep, which runs after every
+/// takeover and whenever a handle starts keeping a spare, removes it like any
+/// temporary file of a dead (or recycled) process.
+#[derive(Debug, Default)]
+pub struct Spare {
+    pub(super) name: RefCell<Option<String>>,
+    pub(super) cycling: Cell<bool>,
+}
+
+impl Spare {
+    /// Removes the spare file, if any, from `dir`. Best effort.
+    pub fn discard(&self, dir: &impl Dir) {
+        if let Some(name) = self.name.take() {
+            let _ = dir.remove(&name);
+        }
+    }
+
+    /// The spare file's name, if one is kept.
+    pub fn name(&self) -> Option<String> {
+        self.name.borrow().clone()
+    }
+}
+
+/// Why `publish` did not publish.
+pub(super) enum Published {
+    Exists,
+    Failed(Error),
+}
+
+impl<'a, D: Dir, S: System> Lock<'a, D, S> {
+    /// Writes `bytes` to a fresh temporary file beside the lock.
+    pub(super) fn write_temp(&self, bytes: &[u8]) -> Result<String, Error> {
+        let temp = format!(
+            ".{}.{}.{:016x}.tmp",
+            self.temp_stem,
+            self.sys.runner().pid,
+            self.sys.random()
+        );
+        match self.dir.create(&temp, bytes) {
+            Ok(()) => Ok(temp),
+            Err(e) => {
+                let _ = self.dir.remove(&temp);
+                Err(self.io_error(&self.sibling(&temp), "create a temporary lock file", &e))
+            }
+        }
+    }
+
+    /// Publishes our record as the lock if nothing is there, from the spare
+    /// when this handle keeps one.
+    pub(super) fn publish_lock(&self) -> Result<(), Published> {
+        let record = format::serialize(&self.my_record());
+        let Some(spare) = self.spare.filter(|s| s.cycling.get()) else {
+            return self.publish(self.name, record.as_bytes(), None);
+        };
+        if let Some(name) = spare.name.take() {
+            // A spare kept for another lock name is not ours to publish here;
+            // one still linked as the lock (we hold it and acquire again) or
+            // no longer ours to write is refused by `rewrite`. Either way,
+            // drop its name, keep the file's other links, start a fresh spare.
+            if !self.is_temp_name(&name)
+                || !matches!(self.dir.rewrite(&name, record.as_bytes()), Ok(true))
+            {
+                let _ = self.dir.remove(&name);
+            } else {
+                self.sys.checkpoint("before-publish");
+                match self.dir.link(&name, self.name) {
+                    // Removed under us (a sweeper that cannot see our pid):
+                    // publish afresh below.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    linked => {
+                        spare.name.replace(Some(name));
+                        return self.linked(self.name, linked);
+                    }
+                }
+            }
+        }
+        self.publish(self.name, record.as_bytes(), Some(spare))
+    }
+
+    /// Whether `name` is one of our temporary files' names for this lock.
+    pub(super) fn is_temp_name(&self, name: &str) -> bool {
+        name.strip_prefix('.')
+            .and_then(|rest| rest.strip_prefix(&*self.temp_stem))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| temp_owner(rest).is_some())
+    }
+
+    /// Publishes `bytes` at `name` only if nothing is there, from a fresh
+    /// temporary file, which `keep` retains as its spare (else it is removed).
+    pub(super) fn publish(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        keep: Option<&Spare>,
+    ) -> Result<(), Published> {
+        let temp = self.write_temp(bytes).map_err(Published::Failed)?;
+        self.sys.checkpoint("before-publish");
+        let linked = self.dir.link(&temp, name);
+        match keep {
+            Some(spare) => {
+                spare.name.replace(Some(temp));
+                // A handle starts keeping a file beside the lock: first clear
+                // away what dead processes' handles kept, which no takeover
+                // may ever sweep.
+                self.sweep();
+            }
+            None => {
+                let _ = self.dir.remove(&temp);
+            }
+        }
+        self.linked(name, linked)
+    }
+
+    pub(super) fn linked(&self, name: &str, linked: io::Result<()>) -> Result<(), Published> {
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Published::Exists),
+            Err(e) => Err(Published::Failed(self.io_error(
+                &self.sibling(name),
+                "link the lock file into place",
+                &e,
+            ))),
+        }
+    }
+
+    /// Puts `record` at the lock path whatever is there (a regular file).
+    pub(super) fn replace(&self, record: &Record) -> Result<(), Error> {
+        let temp = self.write_temp(format::serialize(record).as_bytes())?;
+        self.sys.checkpoint("before-publish");
+        self.dir.rename(&temp, self.name).map_err(|e| {
+            let _ = self.dir.remove(&temp);
+            self.io_error(self.path, "replace", &e)
+        })
+    }
+}

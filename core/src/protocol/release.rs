@@ -1,0 +1,83 @@
+//! Release: by the owner itself, or, for another process, under a claim.
+use std::io;
+
+use super::claim::Purpose;
+use super::{Dir, Error, Lock, Refusal, State, System, MAX_ATTEMPTS};
+use crate::decide::Verdict;
+
+impl<'a, D: Dir, S: System> Lock<'a, D, S> {
+    /// Releases the lock.
+    ///
+    /// # Errors
+    /// `UnableToRelease` naming the owner; `Malformed` (unless `force`);
+    /// `NotAFile`; `Io`.
+    pub fn release(&self, force: bool) -> Result<(), Error> {
+        self.check_identity()?;
+        for _ in 0..MAX_ATTEMPTS {
+            let (bytes, record) = match self.load()? {
+                State::Absent => return Ok(()),
+                State::Present { bytes, record } => (bytes, record),
+            };
+            if force {
+                self.sys.checkpoint("before-remove");
+                return self.remove_lock();
+            }
+            let record = record.map_err(|e| self.malformed(e))?;
+            let judgement = self.judge(&record);
+            if judgement.verdict != Verdict::OwnedBySelf {
+                return Err(Error::UnableToRelease(Box::new(Refusal {
+                    path: self.path.to_owned(),
+                    owner: record,
+                    judgement,
+                })));
+            }
+            if self.runs_in_owner() {
+                // Nobody replaces a live owner's lock without `force`, and the
+                // owner is alive for as long as this code runs: remove it.
+                self.sys.checkpoint("before-remove");
+                return self.remove_lock();
+            }
+            // We act for another process, which may die at any moment; then a
+            // breaker may replace its lock and our removal would delete the
+            // breaker's. Claim the record first, as a breaker would: while our
+            // claim stands nobody else can replace it.
+            self.sys.checkpoint("after-judge");
+            let Some(claim) = self.claim(bytes, Purpose::Release)? else {
+                continue;
+            };
+            self.sys.checkpoint("before-remove");
+            let removed = self.remove_lock();
+            self.settle(&claim, removed.is_ok());
+            // A release killed while it held a claim left it (and its
+            // temporary file) behind; one-shot releasers clear such leftovers.
+            self.sweep();
+            return removed;
+        }
+        Err(Error::Io {
+            path: self.path.to_owned(),
+            message: format!(
+                "the lock changed hands {MAX_ATTEMPTS} times while releasing it; giving up"
+            ),
+        })
+    }
+
+    /// Whether the process the lock is taken for is the one running this code.
+    pub(super) fn runs_in_owner(&self) -> bool {
+        self.sys.current() == self.sys.runner()
+    }
+
+    /// Unlinks the lock; a handle that keeps a spare starts cycling.
+    pub(super) fn remove_lock(&self) -> Result<(), Error> {
+        match self.dir.remove(self.name) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(self.io_error(self.path, "remove", &e))
+            }
+            _ => {
+                if let Some(spare) = self.spare {
+                    spare.cycling.set(true);
+                }
+                Ok(())
+            }
+        }
+    }
+}
