@@ -11,10 +11,12 @@
 //! - [`mod@format`]: what a lock file says (labm8's `PID TIMESTAMP`, plus fields).
 //! - [`decide`]: whether a recorded owner holds the lock.
 //! - [`protocol`]: acquire, release and stale takeover.
+//! - [`proc_view`]: process and machine facts from `/proc`, natively and under WASI.
 
 pub mod decide;
 pub mod format;
 pub mod paths;
+pub mod proc_view;
 pub mod procfs;
 pub mod protocol;
 #[cfg(unix)]

@@ -1,9 +1,8 @@
 //! What the host knows about processes, one file per platform.
 //!
-//! - Linux (`linux.rs`): `kill(pid, 0)` (EPERM means alive) plus
-//!   `/proc/PID/stat` for the state and start time (where `/proc` is our PID
-//!   namespace's), boot id and PID namespace, and whether a PID namespace
-//!   still has processes.
+//! - Linux (`linux.rs`): `kill(pid, 0)` (EPERM means alive), and for the
+//!   rest (start times, threads, boot id, namespaces) the `/proc` reader in
+//!   `lockfile-core` that the WASI components use too.
 //! - Other Unix (`unix.rs`): `kill(pid, 0)` only.
 //! - Elsewhere (`unknown.rs`): nothing is known, so no lock is ever judged stale.
 

@@ -1,0 +1,252 @@
+//! The one `/proc` reader: process and machine facts for the native host and
+//! for the WASI components, which read the same files through a preopened
+//! `/proc` (`std::fs` works on both). Only the liveness probe differs, so the
+//! caller supplies it: `kill(pid, 0)` natively, [`ProcView::probe`] under WASI.
+//!
+//! `/proc` is used only where it describes our own PID namespace: in a
+//! namespace that shares an ancestor's `/proc` (`unshare -p -f` without
+//! `--mount-proc`), `/proc/PID` is another process than the one our pid
+//! names, so there it gives no facts at all.
+
+use std::fs;
+use std::sync::OnceLock;
+
+use crate::decide::{Identity, Liveness, Machine, ProcessInfo};
+use crate::procfs::{self, Stat};
+
+/// What `/proc` is, as seen from this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Our PID namespace's: its pids are ours.
+    Ours,
+    /// An ancestor namespace's: its pids are not ours.
+    Ancestors,
+    /// Not there (not mounted, or not preopened).
+    Absent,
+}
+
+/// `/proc`, read lazily; cheap to create.
+#[derive(Debug)]
+pub struct ProcView {
+    view: View,
+    ticks_per_second: u64,
+    btime: OnceLock<Option<u64>>,
+}
+
+fn stat(pid: &str) -> Option<Stat> {
+    procfs::parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn word(path: &str) -> Option<String> {
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| crate::format::valid_word(s))
+}
+
+impl ProcView {
+    /// Looks at `/proc` once. `ticks_per_second` is the unit of start times
+    /// (`sysconf(_SC_CLK_TCK)`; Linux's USER_HZ, 100, where that cannot be asked).
+    pub fn new(ticks_per_second: u64) -> Self {
+        let view = match fs::read_to_string("/proc/self/status") {
+            Err(_) => View::Absent,
+            // Without NSpid (kernels before 4.1) there is no telling: trust
+            // it, as before namespaces existed.
+            Ok(status) => match procfs::proc_is_ours(&status) {
+                Some(false) => View::Ancestors,
+                _ => View::Ours,
+            },
+        };
+        ProcView {
+            view,
+            ticks_per_second,
+            btime: OnceLock::new(),
+        }
+    }
+
+    /// What `/proc` is.
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    /// Whether `/proc` gives facts about our processes.
+    pub fn usable(&self) -> bool {
+        self.view == View::Ours
+    }
+
+    /// Whether every process is listed: false under `hidepid`, where other
+    /// users' processes are hidden (pid 1, never gone, then is).
+    pub fn all_visible(&self) -> bool {
+        fs::metadata("/proc/1/stat").is_ok()
+    }
+
+    /// Liveness from `/proc` alone, for hosts that cannot signal (WASI):
+    /// `/proc/PID` exists exactly while the process does, whoever owns it;
+    /// where not every process is visible, absence proves nothing.
+    pub fn probe(&self, pid: u32) -> Liveness {
+        if !self.usable() {
+            return Liveness::Unknown;
+        }
+        match fs::metadata(format!("/proc/{pid}")) {
+            Ok(_) => Liveness::Alive,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.all_visible() => {
+                Liveness::Dead
+            }
+            Err(_) => Liveness::Unknown,
+        }
+    }
+
+    /// What is known about `pid`, given what the caller's probe said of it:
+    /// its start time, and whether a zombie leader's threads still run.
+    pub fn info(&self, pid: u32, liveness: Liveness) -> ProcessInfo {
+        let bare = ProcessInfo {
+            liveness,
+            start_ticks: None,
+            start_time: None,
+        };
+        if liveness != Liveness::Alive || !self.usable() {
+            return bare;
+        }
+        let Some(stat) = stat(&pid.to_string()) else {
+            return bare;
+        };
+        // A zombie leader has exited, but its other threads may run on (after
+        // `pthread_exit` in main): the process is dead only when they are too.
+        let liveness = if stat.is_zombie() && !threads_run(pid) {
+            Liveness::Dead
+        } else {
+            Liveness::Alive
+        };
+        let btime = *self
+            .btime
+            .get_or_init(|| procfs::parse_btime(&fs::read_to_string("/proc/stat").ok()?));
+        ProcessInfo {
+            liveness,
+            start_ticks: Some(stat.start_ticks),
+            start_time: btime
+                .and_then(|b| procfs::start_time(b, self.ticks_per_second, stat.start_ticks)),
+        }
+    }
+
+    /// This process: its pid in our namespace and start time. Where `/proc`
+    /// is an ancestor's, the pid is the innermost of `NSpid` and the start
+    /// time is not given; `None` without `/proc`.
+    pub fn me(&self) -> Option<Identity> {
+        match self.view {
+            View::Ours => stat("self").map(|s| Identity {
+                pid: s.pid,
+                start_ticks: Some(s.start_ticks),
+            }),
+            View::Ancestors => fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| procfs::parse_nspid(&s)?.last().copied())
+                .map(|pid| Identity {
+                    pid,
+                    start_ticks: None,
+                }),
+            View::Absent => None,
+        }
+    }
+
+    /// The parent of this process, where `/proc` is ours.
+    pub fn parent(&self) -> Option<u32> {
+        self.usable()
+            .then(|| stat("self").map(|s| s.ppid))
+            .flatten()
+    }
+
+    /// Host name, boot id and PID namespace. The namespace comes from the
+    /// task's own link, which is ours even where `/proc` is an ancestor's.
+    pub fn machine(&self) -> Machine {
+        Machine {
+            hostname: word("/proc/sys/kernel/hostname"),
+            boot_id: word("/proc/sys/kernel/random/boot_id"),
+            pid_namespace: fs::read_link("/proc/self/ns/pid")
+                .ok()
+                .and_then(|l| procfs::parse_ns_link(&l.to_string_lossy())),
+        }
+    }
+
+    /// Whether any process on this machine is in the PID namespace `inode`:
+    /// `Some(false)` only from the initial namespace, with our own `/proc`,
+    /// every process visible, and every process's namespace readable (or,
+    /// where that is refused, its `NSpid` showing it in our namespace).
+    pub fn pid_namespace_alive(&self, inode: u64, ours: Option<u64>) -> Option<bool> {
+        if !self.usable() || !self.all_visible() || ours != Some(procfs::INITIAL_PID_NAMESPACE) {
+            return None;
+        }
+        for entry in fs::read_dir("/proc").ok()? {
+            let name = entry.ok()?.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            match fs::read_link(format!("/proc/{pid}/ns/pid")) {
+                Ok(link) if procfs::parse_ns_link(&link.to_string_lossy()) == Some(inode) => {
+                    return Some(true)
+                }
+                Ok(_) => {}
+                // The process exited while we looked.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // A process we may not inspect (another user's, or one with
+                // capabilities we lack, such as init): its status still says
+                // whether it is in our namespace, which is not `inode`.
+                Err(_) => {
+                    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                    if procfs::in_proc_namespace(&status) != Some(true) {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(false)
+    }
+}
+
+/// Whether any thread of the zombie leader `pid` runs. Unlistable threads
+/// count as running (never stale by guess).
+fn threads_run(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    procfs::threads_run(tasks.filter_map(|task| {
+        let tid = task.ok()?.file_name().into_string().ok()?;
+        stat(&format!("{pid}/task/{tid}")).map(|s| s.state)
+    }))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_with_a_start_time_and_a_parent() {
+        let proc = ProcView::new(100);
+        assert_eq!(proc.view(), View::Ours);
+        let me = proc.me().expect("me");
+        assert_eq!(me.pid, std::process::id());
+        let info = proc.info(me.pid, Liveness::Alive);
+        assert_eq!(info.liveness, Liveness::Alive);
+        assert_eq!(info.start_ticks, me.start_ticks);
+        assert!(info.start_time.is_some());
+        assert!(proc.parent().is_some());
+        assert_eq!(proc.probe(me.pid), Liveness::Alive);
+    }
+
+    #[test]
+    fn our_namespace_is_alive_and_an_unused_inode_is_not() {
+        let proc = ProcView::new(100);
+        let ours = proc.machine().pid_namespace;
+        if ours == Some(procfs::INITIAL_PID_NAMESPACE) && proc.all_visible() {
+            assert_eq!(
+                proc.pid_namespace_alive(ours.unwrap_or(0), ours),
+                Some(true)
+            );
+            assert_eq!(proc.pid_namespace_alive(1, ours), Some(false));
+        } else {
+            assert_eq!(proc.pid_namespace_alive(1, ours), None);
+        }
+    }
+}
