@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use lockfile_core::decide::owner_state;
-use lockfile_core::{display_time, rfc3339, Timestamp, Verdict};
+use lockfile_core::{display_time, rfc3339, Cause, Refusal, Status, Timestamp, Verdict};
 
 /// Exit code: the lock is held by another owner.
 pub const HELD: u8 = 1;
@@ -143,30 +142,13 @@ fn parse_wait(s: &str) -> Result<Wait, String> {
     }
 }
 
-/// A recorded owner.
-#[derive(Debug, Clone)]
-pub struct Owner {
-    /// Its pid.
-    pub pid: u32,
-    /// When it took the lock.
-    pub date: Timestamp,
-    /// Its host, if recorded.
-    pub hostname: Option<String>,
-}
-
-/// Another owner holds the lock.
+/// Another owner holds the lock: the refusal, and what was refused.
 #[derive(Debug, Clone)]
 pub struct Refused {
     /// Refused while acquiring (else releasing).
     pub acquiring: bool,
-    /// The lock's path.
-    pub path: String,
-    /// The owner.
-    pub owner: Owner,
-    /// `held`, `stale` or `foreign`.
-    pub verdict: Verdict,
-    /// Why the owner counts as holding it.
-    pub reason: String,
+    /// Who holds it, and why that counts.
+    pub refusal: Refusal,
 }
 
 /// Why a command failed; decides the exit code.
@@ -194,40 +176,27 @@ impl Failure {
     pub fn message(&self) -> String {
         match self {
             Failure::Refused(r) => {
-                let state = owner_state(r.verdict, &r.reason, r.owner.hostname.as_deref());
+                let Refused {
+                    acquiring,
+                    refusal: ref f,
+                } = **r;
                 let head = format!(
-                    "cannot {} `{}`: held by pid {} ({state}) since {}",
-                    if r.acquiring { "acquire" } else { "release" },
-                    r.path,
-                    r.owner.pid,
-                    display_time(r.owner.date)
+                    "cannot {} `{}`: {f}",
+                    if acquiring { "acquire" } else { "release" },
+                    f.path,
                 );
                 // The plain case needs no more words than `held by pid N (alive)`.
-                let plain = format!("pid {} is running", r.owner.pid);
-                match r.verdict {
-                    Verdict::Held if r.reason.starts_with(&plain) => head,
-                    Verdict::Stale if r.acquiring => {
-                        format!("{head}; {} (use --replace-stale to take it over)", r.reason)
+                match (f.verdict, f.cause) {
+                    (Verdict::Held, Cause::Running | Cause::RunningUnverified) => head,
+                    (Verdict::Stale, _) if acquiring => {
+                        format!("{head}; {} (use --replace-stale to take it over)", f.reason)
                     }
-                    _ => format!("{head}; {}", r.reason),
+                    _ => format!("{head}; {}", f.reason),
                 }
             }
             Failure::Usage(m) | Failure::Other(m) => m.clone(),
         }
     }
-}
-
-/// The state of a lock, for `status`.
-#[derive(Debug, Clone)]
-pub struct StatusView {
-    /// The lock's path.
-    pub path: String,
-    /// The owner, if readable.
-    pub owner: Option<Owner>,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Why.
-    pub reason: String,
 }
 
 /// One open lock.
@@ -246,7 +215,7 @@ pub trait Lock {
     ///
     /// # Errors
     /// A [`Failure`] saying why.
-    fn status(&mut self) -> Result<StatusView, Failure>;
+    fn status(&mut self) -> Result<Status, Failure>;
 }
 
 /// Where the lock logic runs.
@@ -403,7 +372,7 @@ pub fn acquire<L: Lock>(
     }
 }
 
-fn print_status(s: &StatusView, json: bool) -> std::io::Result<()> {
+fn print_status(s: &Status, json: bool) -> std::io::Result<()> {
     let locked = !matches!(s.verdict, Verdict::Unlocked);
     let owned = s.verdict == Verdict::OwnedBySelf;
     let mut out = std::io::stdout().lock();
@@ -417,6 +386,7 @@ fn print_status(s: &StatusView, json: bool) -> std::io::Result<()> {
             "hostname": s.owner.as_ref().and_then(|o| o.hostname.clone()),
             "owned_by_self": owned,
             "verdict": s.verdict.as_str(),
+            "cause": s.cause.as_str(),
             "reason": s.reason,
         });
         writeln!(out, "{value}")

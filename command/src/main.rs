@@ -14,10 +14,10 @@ mod proc;
 
 use std::path::Path;
 
-use lockfile_cli::{Backend, Failure, Owner, Refused, StatusView, Wait};
+use lockfile_cli::{Backend, Failure, Refused, Wait};
 use lockfile_core::protocol::{self, Lock};
 use lockfile_core::wasi_dir::{resolve, WasiDir};
-use lockfile_core::{Timestamp, Verdict};
+use lockfile_core::{Status, Timestamp, Verdict};
 
 use crate::proc::ProcSystem;
 
@@ -60,21 +60,13 @@ fn guest_path(path: &Path) -> Result<String, Failure> {
 }
 
 fn failure(e: protocol::Error) -> Failure {
-    let refused = |r: Box<protocol::Refusal>, acquiring| {
-        let mut reason = r.judgement.reason;
-        if let Some(why) = proc::blind_because().filter(|_| r.judgement.verdict == Verdict::Held) {
-            reason.push_str(&format!(" ({why})"));
+    let refused = |mut refusal: Box<protocol::Refusal>, acquiring| {
+        if let Some(why) = proc::blind_because().filter(|_| refusal.verdict == Verdict::Held) {
+            refusal.reason.push_str(&format!(" ({why})"));
         }
         Failure::Refused(Box::new(Refused {
             acquiring,
-            path: r.path,
-            owner: Owner {
-                pid: r.owner.pid,
-                date: r.owner.timestamp,
-                hostname: r.owner.hostname,
-            },
-            verdict: r.judgement.verdict,
-            reason,
+            refusal: *refusal,
         }))
     };
     match e {
@@ -99,18 +91,8 @@ impl lockfile_cli::Lock for WasiLock {
         self.lock().release(force).map_err(failure)
     }
 
-    fn status(&mut self) -> Result<StatusView, Failure> {
-        let s = self.lock().status().map_err(failure)?;
-        Ok(StatusView {
-            path: self.path.clone(),
-            owner: s.owner.map(|o| Owner {
-                pid: o.pid,
-                date: o.timestamp,
-                hostname: o.hostname,
-            }),
-            verdict: s.judgement.verdict,
-            reason: s.judgement.reason,
-        })
+    fn status(&mut self) -> Result<Status, Failure> {
+        self.lock().status().map_err(failure)
     }
 }
 

@@ -89,41 +89,112 @@ impl Verdict {
     }
 }
 
-/// A verdict and the sentence that explains it.
+/// Why a verdict is what it is, as data: programs match on this, people
+/// read [`Judgement::reason`]. Exhaustive on purpose: a new cause makes the
+/// compiler point at every conversion (the WIT's, the host's) to update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// There is no lock file (`unlocked`).
+    NoLockFile,
+    /// The file cannot be parsed (`malformed`).
+    Unparsable,
+    /// The lock is the current process's (`owned-by-self`).
+    Ours,
+    /// The owner runs, and its start time matches the record's (`held`).
+    Running,
+    /// The owner's pid runs; no start time to compare (`held`).
+    RunningUnverified,
+    /// Whether the owner runs cannot be told (`held`).
+    UnknownLiveness,
+    /// The owner is gone, but the command it started runs (`held`).
+    CompanionRunning,
+    /// The owner is gone; whether its command runs cannot be told (`held`).
+    CompanionUnknown,
+    /// A process is replacing or releasing the lock right now (a live claim).
+    BeingReplaced,
+    /// The owner's pid is not running (`stale`).
+    Dead,
+    /// The owner's pid runs another process, started at another time (`stale`).
+    Recycled,
+    /// The owner's pid runs a process that started after the lock was taken (`stale`).
+    StartedAfter,
+    /// Our own pid, but an earlier process with it took the lock (`stale`).
+    OurPidReused,
+    /// Taken before this machine last booted (`stale`).
+    PreviousBoot,
+    /// Taken in a PID namespace that has ended on this machine (`stale`).
+    NamespaceEnded,
+    /// Taken on another host (`foreign`).
+    OtherHost,
+    /// Taken in another PID namespace (`foreign`).
+    OtherNamespace,
+}
+
+impl Cause {
+    /// The name used in JSON and in the WIT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::NoLockFile => "no-lock-file",
+            Cause::Unparsable => "unparsable",
+            Cause::Ours => "ours",
+            Cause::Running => "running",
+            Cause::RunningUnverified => "running-unverified",
+            Cause::UnknownLiveness => "unknown-liveness",
+            Cause::CompanionRunning => "companion-running",
+            Cause::CompanionUnknown => "companion-unknown",
+            Cause::BeingReplaced => "being-replaced",
+            Cause::Dead => "dead",
+            Cause::Recycled => "recycled",
+            Cause::StartedAfter => "started-after",
+            Cause::OurPidReused => "our-pid-reused",
+            Cause::PreviousBoot => "previous-boot",
+            Cause::NamespaceEnded => "namespace-ended",
+            Cause::OtherHost => "other-host",
+            Cause::OtherNamespace => "other-namespace",
+        }
+    }
+}
+
+/// A verdict, its cause, and the sentence that explains it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgement {
     /// The verdict.
     pub verdict: Verdict,
-    /// Why.
+    /// Why, as data.
+    pub cause: Cause,
+    /// Why, as a sentence.
     pub reason: String,
 }
 
 /// A word or two on a refused owner for messages: `alive`, `stale`,
 /// `liveness unknown`, `on host X`, `in another PID namespace`.
-pub fn owner_state(verdict: Verdict, reason: &str, hostname: Option<&str>) -> String {
-    match verdict {
-        Verdict::Held if reason.starts_with(UNKNOWN_PREFIX) => "liveness unknown".into(),
-        Verdict::Held if reason.contains(COMPANION_RUNS) => "gone, its command alive".into(),
-        Verdict::Held => "alive".into(),
-        Verdict::Foreign if reason.contains("PID namespace") => "in another PID namespace".into(),
-        Verdict::Foreign => match hostname {
+pub fn owner_state(verdict: Verdict, cause: Cause, hostname: Option<&str>) -> String {
+    match (verdict, cause) {
+        (Verdict::Held, Cause::UnknownLiveness | Cause::CompanionUnknown) => {
+            "liveness unknown".into()
+        }
+        (Verdict::Held, Cause::CompanionRunning) => "gone, its command alive".into(),
+        (Verdict::Held, _) => "alive".into(),
+        (Verdict::Foreign, Cause::OtherNamespace) => "in another PID namespace".into(),
+        (Verdict::Foreign, _) => match hostname {
             Some(host) => format!("on host {host}"),
             None => "on another host".into(),
         },
-        other => other.as_str().into(),
+        (other, _) => other.as_str().into(),
     }
 }
-
-const UNKNOWN_PREFIX: &str = "cannot tell whether pid";
-const COMPANION_RUNS: &str = "the command it started, is running";
 
 /// How far a process's start time may lie after the lock's timestamp before
 /// we conclude it cannot be the owner: start times from `/proc` are only
 /// accurate to about a second, and clocks step.
 pub const CLOCK_SLACK_SECONDS: i128 = 2;
 
-fn judgement(verdict: Verdict, reason: String) -> Judgement {
-    Judgement { verdict, reason }
+fn judgement(cause: Cause, verdict: Verdict, reason: String) -> Judgement {
+    Judgement {
+        verdict,
+        cause,
+        reason,
+    }
 }
 
 /// Judges a recorded owner from the point of view of `me` on `machine`.
@@ -154,6 +225,7 @@ pub fn judge_with(
     let same_host = match (&record.hostname, &machine.hostname) {
         (Some(theirs), Some(ours)) if theirs != ours => {
             return judgement(
+                Cause::OtherHost,
                 Verdict::Foreign,
                 format!(
                     "the lock was taken on host `{theirs}`, not on this host `{ours}`; \
@@ -170,6 +242,7 @@ pub fn judge_with(
     };
     let previous_boot = |theirs: &str| {
         judgement(
+            Cause::PreviousBoot,
             Verdict::Stale,
             format!("the lock was taken before the machine last booted (boot {theirs})"),
         )
@@ -188,6 +261,7 @@ pub fn judge_with(
                 && namespace_alive(theirs) == Some(false)
             {
                 return judgement(
+                    Cause::NamespaceEnded,
                     Verdict::Stale,
                     format!(
                         "the lock was taken in PID namespace {theirs}, which no longer exists \
@@ -196,6 +270,7 @@ pub fn judge_with(
                 );
             }
             return judgement(
+                Cause::OtherNamespace,
                 Verdict::Foreign,
                 format!(
                     "the lock was taken in PID namespace {theirs}, not in ours ({ours}); \
@@ -212,7 +287,7 @@ pub fn judge_with(
             if theirs != ours {
                 return with_companion(
                     record,
-                    judgement(
+                    judgement(Cause::OurPidReused, 
                         Verdict::Stale,
                         format!(
                             "pid {pid} is this process's pid, but the lock was taken by an \
@@ -230,6 +305,7 @@ pub fn judge_with(
                 return with_companion(
                     record,
                     judgement(
+                        Cause::OurPidReused,
                         Verdict::Stale,
                         format!(
                             "pid {pid} is this process's pid, but this process started {} after \
@@ -242,17 +318,23 @@ pub fn judge_with(
             }
         }
         return judgement(
+            Cause::Ours,
             Verdict::OwnedBySelf,
             format!("the lock is held by pid {pid}, the current process"),
         );
     }
     let info = query(pid);
     let owner = match info.liveness {
-        Liveness::Dead => judgement(Verdict::Stale, format!("pid {pid} is not running")),
+        Liveness::Dead => judgement(
+            Cause::Dead,
+            Verdict::Stale,
+            format!("pid {pid} is not running"),
+        ),
         Liveness::Unknown => judgement(
+            Cause::UnknownLiveness,
             Verdict::Held,
             format!(
-                "{UNKNOWN_PREFIX} {pid} is running, and a lock whose owner is unknown \
+                "cannot tell whether pid {pid} is running, and a lock whose owner is unknown \
                  is never judged stale"
             ),
         ),
@@ -276,10 +358,15 @@ fn with_companion(
                             (Some(then), Some(now)) if then != now);
     match info.liveness {
         Liveness::Alive if !recycled => judgement(
+            Cause::CompanionRunning,
             Verdict::Held,
-            format!("{}, but pid {companion}, {COMPANION_RUNS}", owner.reason),
+            format!(
+                "{}, but pid {companion}, the command it started, is running",
+                owner.reason
+            ),
         ),
         Liveness::Unknown => judgement(
+            Cause::CompanionUnknown,
             Verdict::Held,
             format!(
                 "{}, and whether pid {companion}, the command it started, is running \
@@ -288,6 +375,7 @@ fn with_companion(
             ),
         ),
         Liveness::Alive => judgement(
+            owner.cause,
             Verdict::Stale,
             format!(
                 "{}, and pid {companion}, the command it started, was recycled",
@@ -295,6 +383,7 @@ fn with_companion(
             ),
         ),
         Liveness::Dead => judgement(
+            owner.cause,
             Verdict::Stale,
             format!(
                 "{}, nor is pid {companion}, the command it started",
@@ -309,11 +398,13 @@ fn judge_live(record: &Record, info: ProcessInfo) -> Judgement {
     if let (Some(theirs), Some(now)) = (record.start_ticks, info.start_ticks) {
         return if theirs == now {
             judgement(
+                Cause::Running,
                 Verdict::Held,
                 format!("pid {pid} is running and is the process that took the lock"),
             )
         } else {
             judgement(
+                Cause::Recycled,
                 Verdict::Stale,
                 format!(
                     "pid {pid} was recycled: the running process started at {now} ticks \
@@ -326,6 +417,7 @@ fn judge_live(record: &Record, info: ProcessInfo) -> Judgement {
         let after = started.seconds_since(record.timestamp);
         if after > CLOCK_SLACK_SECONDS {
             return judgement(
+                Cause::StartedAfter,
                 Verdict::Stale,
                 format!(
                     "pid {pid} started {} after the lock was taken, so it cannot be the owner",
@@ -334,7 +426,11 @@ fn judge_live(record: &Record, info: ProcessInfo) -> Judgement {
             );
         }
     }
-    judgement(Verdict::Held, format!("pid {pid} is running"))
+    judgement(
+        Cause::RunningUnverified,
+        Verdict::Held,
+        format!("pid {pid} is running"),
+    )
 }
 
 /// A duration in the largest unit that keeps it readable: `40 min`, `3 h`.

@@ -24,9 +24,9 @@ pub mod std_dir;
 #[cfg(target_os = "wasi")]
 pub mod wasi_dir;
 
-pub use decide::{Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
+pub use decide::{Cause, Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
 pub use format::{Record, Timestamp};
-pub use protocol::{Dir, Error, Lock, Refusal, State, Status, System};
+pub use protocol::{Dir, Error, Lock, Owner, Refusal, State, Status, System};
 
 /// A moment for people: `2026-11-29 10:02:11 UTC`.
 pub fn display_time(t: Timestamp) -> String {

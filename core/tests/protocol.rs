@@ -201,10 +201,7 @@ fn fresh_acquire_publishes_a_complete_record_and_no_temp() {
     let r = format::parse(&fs::read(f.path().join("x.lock")).expect("lock")).expect("parse");
     assert_eq!((r.pid, r.start_ticks), (ME, Some(7)));
     assert_eq!(r.hostname.as_deref(), Some("here"));
-    assert_eq!(
-        lock.status().expect("status").judgement.verdict,
-        Verdict::OwnedBySelf
-    );
+    assert_eq!(lock.status().expect("status").verdict, Verdict::OwnedBySelf);
     lock.release(false).expect("release");
     assert!(names(f.path()).is_empty());
 }
@@ -231,7 +228,7 @@ fn stale_takeover_needs_replace_stale_and_cleans_up() {
     fs::write(f.path().join("x.lock"), record(200, Some(1), "dead")).expect("plant");
     let lock = f.lock();
     match lock.acquire(false, false) {
-        Err(Error::UnableToAcquire(r)) => assert_eq!(r.judgement.verdict, Verdict::Stale),
+        Err(Error::UnableToAcquire(r)) => assert_eq!(r.verdict, Verdict::Stale),
         other => panic!("expected a refusal, got {other:?}"),
     }
     lock.acquire(true, false).expect("takeover");
@@ -255,9 +252,9 @@ fn a_live_claimer_blocks_and_a_dead_one_is_superseded() {
         Err(Error::UnableToAcquire(r)) => {
             assert_eq!(r.owner.pid, 400);
             assert!(
-                r.judgement.reason.contains("replacing the stale lock"),
+                r.reason.contains("replacing the stale lock"),
                 "{}",
-                r.judgement.reason
+                r.reason
             );
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -617,13 +614,10 @@ fn a_torn_read_is_read_again_before_it_counts_as_malformed() {
     let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys);
     let status = lock.status().expect("status");
     assert!(dir.torn.get(), "the first read was torn");
-    assert_eq!(status.judgement.verdict, Verdict::Held);
+    assert_eq!(status.verdict, Verdict::Held);
     assert_eq!(status.owner.map(|o| o.pid), Some(300));
 
     // A file that stays malformed is still reported as such.
     fs::write(tmp.path().join("x.lock"), "garbage\n").expect("plant");
-    assert_eq!(
-        lock.status().expect("status").judgement.verdict,
-        Verdict::Malformed
-    );
+    assert_eq!(lock.status().expect("status").verdict, Verdict::Malformed);
 }

@@ -764,11 +764,7 @@ fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
             Op::Status => {
                 let r = lock.status();
                 let shown = match &r {
-                    Ok(s) => format!(
-                        "status -> {}: {}",
-                        s.judgement.verdict.as_str(),
-                        s.judgement.reason
-                    ),
+                    Ok(s) => format!("status -> {}: {}", s.verdict.as_str(), s.reason),
                     Err(e) => format!("status -> error: {e}"),
                 };
                 (shown, true)
@@ -1071,7 +1067,7 @@ fn run_schedule(
         problem = Some(format!(
             "after every process died, replace_stale failed: {e}"
         ));
-    } else if !matches!(&status, Ok(s) if s.judgement.verdict == Verdict::OwnedBySelf) {
+    } else if !matches!(&status, Ok(s) if s.verdict == Verdict::OwnedBySelf) {
         problem = Some(format!(
             "the recovered lock is not the newcomer's: {status:?}"
         ));

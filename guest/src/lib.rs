@@ -19,7 +19,7 @@ use bindings::exports::labm8::lockfile::lockfile::{
 };
 use bindings::labm8::lockfile::process::Datetime;
 use lockfile_core::protocol::Spare;
-use lockfile_core::{protocol, Lock, Record, Timestamp, Verdict};
+use lockfile_core::{protocol, Cause, Lock, Timestamp, Verdict};
 
 use crate::system::HostSystem;
 use lockfile_core::wasi_dir::{resolve, WasiDir};
@@ -115,11 +115,11 @@ impl GuestLockFile for LockFile {
     fn owned_by_self(&self) -> Result<bool, wit::Error> {
         self.with(|lock| {
             let status = lock.status()?;
-            if status.judgement.verdict == Verdict::Malformed {
+            if status.verdict == Verdict::Malformed {
                 // Ownership of an unreadable file is unknowable: say so, as labm8 would raise.
                 lock.owner()?;
             }
-            Ok(status.judgement.verdict == Verdict::OwnedBySelf)
+            Ok(status.verdict == Verdict::OwnedBySelf)
         })
     }
 
@@ -127,16 +127,22 @@ impl GuestLockFile for LockFile {
         self.with(|lock| {
             let status = lock.status()?;
             Ok(Status {
-                path: self.path.clone(),
+                path: status.path,
                 owner: status.owner.as_ref().map(to_owner),
-                verdict: to_verdict(status.judgement.verdict),
-                reason: status.judgement.reason,
+                verdict: to_verdict(status.verdict),
+                cause: to_cause(status.cause),
+                reason: status.reason,
             })
         })
     }
 
     fn read(path: String) -> Result<Option<Owner>, wit::Error> {
-        Self::once(&path, |lock| Ok(lock.owner()?.as_ref().map(to_owner)))
+        Self::once(&path, |lock| {
+            Ok(lock
+                .owner()?
+                .as_ref()
+                .map(|r| to_owner(&lockfile_core::Owner::from(r))))
+        })
     }
 
     fn write(path: String, pid: u32, timestamp: Datetime) -> Result<(), wit::Error> {
@@ -152,11 +158,33 @@ fn to_datetime(t: Timestamp) -> Datetime {
     }
 }
 
-fn to_owner(r: &Record) -> Owner {
+fn to_owner(o: &lockfile_core::Owner) -> Owner {
     Owner {
-        pid: r.pid,
-        date: to_datetime(r.timestamp),
-        hostname: r.hostname.clone(),
+        pid: o.pid,
+        date: to_datetime(o.date),
+        hostname: o.hostname.clone(),
+    }
+}
+
+fn to_cause(c: Cause) -> wit::Cause {
+    match c {
+        Cause::NoLockFile => wit::Cause::NoLockFile,
+        Cause::Unparsable => wit::Cause::Unparsable,
+        Cause::Ours => wit::Cause::Ours,
+        Cause::Running => wit::Cause::Running,
+        Cause::RunningUnverified => wit::Cause::RunningUnverified,
+        Cause::UnknownLiveness => wit::Cause::UnknownLiveness,
+        Cause::CompanionRunning => wit::Cause::CompanionRunning,
+        Cause::CompanionUnknown => wit::Cause::CompanionUnknown,
+        Cause::BeingReplaced => wit::Cause::BeingReplaced,
+        Cause::Dead => wit::Cause::Dead,
+        Cause::Recycled => wit::Cause::Recycled,
+        Cause::StartedAfter => wit::Cause::StartedAfter,
+        Cause::OurPidReused => wit::Cause::OurPidReused,
+        Cause::PreviousBoot => wit::Cause::PreviousBoot,
+        Cause::NamespaceEnded => wit::Cause::NamespaceEnded,
+        Cause::OtherHost => wit::Cause::OtherHost,
+        Cause::OtherNamespace => wit::Cause::OtherNamespace,
     }
 }
 
@@ -175,8 +203,9 @@ fn to_refusal(r: protocol::Refusal) -> Refusal {
     Refusal {
         owner: to_owner(&r.owner),
         path: r.path,
-        verdict: to_verdict(r.judgement.verdict),
-        reason: r.judgement.reason,
+        verdict: to_verdict(r.verdict),
+        cause: to_cause(r.cause),
+        reason: r.reason,
     }
 }
 

@@ -1,49 +1,10 @@
 //! The embedding's typed errors.
 
-use std::fmt;
 use std::path::PathBuf;
 
-use lockfile_core::{Timestamp, Verdict};
+use lockfile_core::{Cause, Owner, Refusal, Timestamp, Verdict};
 
 use crate::runtime::bindings::exports::labm8::lockfile::lockfile as wit;
-use crate::Owner;
-
-/// Who holds a lock that could not be taken or released.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Refusal {
-    /// The lock's path.
-    pub path: PathBuf,
-    /// The recorded owner.
-    pub owner: Owner,
-    /// `Held`, `Foreign` or `Stale`.
-    pub verdict: Verdict,
-    /// Why the owner counts as holding it.
-    pub reason: String,
-}
-
-impl Refusal {
-    /// A word or two on the owner: `alive`, `stale`, `on host x`, ...
-    pub fn owner_state(&self) -> String {
-        lockfile_core::decide::owner_state(
-            self.verdict,
-            &self.reason,
-            self.owner.hostname.as_deref(),
-        )
-    }
-}
-
-impl fmt::Display for Refusal {
-    /// `held by pid 4242 (alive) since 2026-11-29 10:02:11 UTC`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "held by pid {} ({}) since {}",
-            self.owner.pid,
-            self.owner_state(),
-            lockfile_core::display_time(self.owner.date)
-        )
-    }
-}
 
 /// Why a lock operation failed. Each case names the path concerned. New
 /// cases may be added: match with a wildcard arm.
@@ -51,11 +12,11 @@ impl fmt::Display for Refusal {
 #[non_exhaustive]
 pub enum Error {
     /// labm8's `UnableToAcquireLockError`.
-    #[error("cannot acquire `{}`: {}", .0.path.display(), .0)]
-    UnableToAcquire(Refusal),
+    #[error("cannot acquire `{}`: {}", .0.path, .0)]
+    UnableToAcquire(Box<Refusal>),
     /// labm8's `UnableToReleaseLockError`.
-    #[error("cannot release `{}`: {}", .0.path.display(), .0)]
-    UnableToRelease(Refusal),
+    #[error("cannot release `{}`: {}", .0.path, .0)]
+    UnableToRelease(Box<Refusal>),
     /// The lock file cannot be parsed; it was left untouched.
     #[error("malformed lock file `{}`: {message}", path.display())]
     Malformed {
@@ -132,7 +93,7 @@ impl Error {
     /// The refusal, for `UnableToAcquire` and `UnableToRelease`.
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {
-            Error::UnableToAcquire(r) | Error::UnableToRelease(r) => Some(r),
+            Error::UnableToAcquire(r) | Error::UnableToRelease(r) => Some(r.as_ref()),
             _ => None,
         }
     }
@@ -149,22 +110,55 @@ pub(crate) fn verdict(v: wit::Verdict) -> Verdict {
     }
 }
 
-impl From<wit::Owner> for Owner {
-    fn from(o: wit::Owner) -> Self {
-        Owner {
-            pid: o.pid,
-            date: Timestamp::new(o.date.seconds, o.date.nanoseconds),
-            hostname: o.hostname,
-        }
+pub(crate) fn cause(c: wit::Cause) -> Cause {
+    match c {
+        wit::Cause::NoLockFile => Cause::NoLockFile,
+        wit::Cause::Unparsable => Cause::Unparsable,
+        wit::Cause::Ours => Cause::Ours,
+        wit::Cause::Running => Cause::Running,
+        wit::Cause::RunningUnverified => Cause::RunningUnverified,
+        wit::Cause::UnknownLiveness => Cause::UnknownLiveness,
+        wit::Cause::CompanionRunning => Cause::CompanionRunning,
+        wit::Cause::CompanionUnknown => Cause::CompanionUnknown,
+        wit::Cause::BeingReplaced => Cause::BeingReplaced,
+        wit::Cause::Dead => Cause::Dead,
+        wit::Cause::Recycled => Cause::Recycled,
+        wit::Cause::StartedAfter => Cause::StartedAfter,
+        wit::Cause::OurPidReused => Cause::OurPidReused,
+        wit::Cause::PreviousBoot => Cause::PreviousBoot,
+        wit::Cause::NamespaceEnded => Cause::NamespaceEnded,
+        wit::Cause::OtherHost => Cause::OtherHost,
+        wit::Cause::OtherNamespace => Cause::OtherNamespace,
+    }
+}
+
+pub(crate) fn owner(o: wit::Owner) -> Owner {
+    Owner {
+        pid: o.pid,
+        date: Timestamp::new(o.date.seconds, o.date.nanoseconds),
+        hostname: o.hostname,
+    }
+}
+
+pub(crate) fn status(s: wit::Status) -> lockfile_core::Status {
+    lockfile_core::Status {
+        path: s.path,
+        owner: s.owner.map(owner),
+        verdict: verdict(s.verdict),
+        cause: cause(s.cause),
+        reason: s.reason,
     }
 }
 
 pub(crate) fn from_wit(e: wit::Error) -> Error {
-    let refusal = |r: wit::Refusal| Refusal {
-        path: PathBuf::from(r.path),
-        owner: r.owner.into(),
-        verdict: verdict(r.verdict),
-        reason: r.reason,
+    let refusal = |r: wit::Refusal| {
+        Box::new(Refusal {
+            path: r.path,
+            owner: owner(r.owner),
+            verdict: verdict(r.verdict),
+            cause: cause(r.cause),
+            reason: r.reason,
+        })
     };
     match e {
         wit::Error::UnableToAcquire(r) => Error::UnableToAcquire(refusal(r)),

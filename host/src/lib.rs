@@ -29,11 +29,9 @@ mod error;
 pub mod process;
 mod runtime;
 
-use std::path::PathBuf;
-
 pub use engine_config::{Allocation, DEFAULT_POOL};
-pub use error::{Error, Refusal};
-pub use lockfile_core::{display_time, rfc3339, Timestamp, Verdict};
+pub use error::Error;
+pub use lockfile_core::{display_time, rfc3339, Cause, Owner, Refusal, Status, Timestamp, Verdict};
 pub use runtime::{LockFile, LockGuard, Runtime, PAUSE_VAR};
 
 /// The library component (`labm8:lockfile/library`), as built.
@@ -41,27 +39,3 @@ pub const LIBRARY_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile.wasm");
 
 /// The command component for the stock `wasmtime run`, as built.
 pub const COMMAND_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile-command.wasm");
-
-/// The owner recorded in a lock file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    /// The owner's pid.
-    pub pid: u32,
-    /// When the lock was acquired.
-    pub date: Timestamp,
-    /// The host it was written on, if recorded.
-    pub hostname: Option<String>,
-}
-
-/// How a lock stands, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    /// The lock's path.
-    pub path: PathBuf,
-    /// The recorded owner; `None` when unlocked or malformed.
-    pub owner: Option<Owner>,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Why, as a sentence.
-    pub reason: String,
-}

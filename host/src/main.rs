@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lockfile_cli::{Backend, Failure, Lock, Owner, Refused, StatusView, Wait, OTHER};
-use lockfile_host::{Allocation, Error, LockFile, Runtime, Timestamp};
+use lockfile_cli::{Backend, Failure, Lock, Refused, Wait, OTHER};
+use lockfile_host::{Allocation, Error, LockFile, Runtime, Status, Timestamp};
 
 #[cfg(unix)]
 mod gate;
@@ -43,22 +43,15 @@ struct Native(ManuallyDrop<Runtime>);
 struct NativeLock(ManuallyDrop<LockFile>);
 
 fn failure(e: Error) -> Failure {
-    let refused = |r: lockfile_host::Refusal, acquiring| {
-        Failure::Refused(Box::new(Refused {
-            acquiring,
-            path: r.path.display().to_string(),
-            owner: Owner {
-                pid: r.owner.pid,
-                date: r.owner.date,
-                hostname: r.owner.hostname,
-            },
-            verdict: r.verdict,
-            reason: r.reason,
-        }))
-    };
     match e {
-        Error::UnableToAcquire(r) => refused(r, true),
-        Error::UnableToRelease(r) => refused(r, false),
+        Error::UnableToAcquire(refusal) => Failure::Refused(Box::new(Refused {
+            acquiring: true,
+            refusal: *refusal,
+        })),
+        Error::UnableToRelease(refusal) => Failure::Refused(Box::new(Refused {
+            acquiring: false,
+            refusal: *refusal,
+        })),
         other => Failure::Other(other.to_string()),
     }
 }
@@ -72,18 +65,8 @@ impl Lock for NativeLock {
         self.0.release(force).map_err(failure)
     }
 
-    fn status(&mut self) -> Result<StatusView, Failure> {
-        let s = self.0.status().map_err(failure)?;
-        Ok(StatusView {
-            path: s.path.display().to_string(),
-            owner: s.owner.map(|o| Owner {
-                pid: o.pid,
-                date: o.date,
-                hostname: o.hostname,
-            }),
-            verdict: s.verdict,
-            reason: s.reason,
-        })
+    fn status(&mut self) -> Result<Status, Failure> {
+        self.0.status().map_err(failure)
     }
 }
 

@@ -268,7 +268,7 @@ impl Runtime {
                 .lock_file()
                 .call_read(store, p)
         })
-        .map(|o| o.map(crate::Owner::from))
+        .map(|o| o.map(crate::error::owner))
     }
 
     /// labm8's `LockFile.write`: plants `PID TIMESTAMP` at `path`, atomically
@@ -490,12 +490,7 @@ impl LockFile {
     /// [`Error::NotAFile`], [`Error::Io`]; a malformed file is a verdict, not an error.
     pub fn status(&mut self) -> Result<crate::Status, Error> {
         let s = call!(self, call_status)?;
-        Ok(crate::Status {
-            path: PathBuf::from(s.path),
-            owner: s.owner.map(crate::Owner::from),
-            verdict: crate::error::verdict(s.verdict),
-            reason: s.reason,
-        })
+        Ok(crate::error::status(s))
     }
 }
 

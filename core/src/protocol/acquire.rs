@@ -42,11 +42,9 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     }
                 }
                 _ => {
-                    return Err(Error::UnableToAcquire(Box::new(Refusal {
-                        path: self.path.to_owned(),
-                        owner: record,
-                        judgement,
-                    })))
+                    return Err(Error::UnableToAcquire(Box::new(Refusal::new(
+                        self.path, &record, judgement,
+                    ))))
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! process removes a lock under one.
 use super::publish::Published;
 use super::{Dir, Error, Lock, Refusal, State, System, MAX_CHAIN};
-use crate::decide::{Judgement, Verdict};
+use crate::decide::{Cause, Judgement, Verdict};
 use crate::format;
 
 /// What a claim is for: it decides which refusal a live rival's claim gives.
@@ -98,10 +98,12 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 } => {
                     let judgement = self.judge(&claimer);
                     if judgement.verdict != Verdict::Stale {
-                        let refusal = Box::new(Refusal {
-                            path: self.path.to_owned(),
-                            judgement: Judgement {
+                        let refusal = Box::new(Refusal::new(
+                            self.path,
+                            &claimer,
+                            Judgement {
                                 verdict: judgement.verdict,
+                                cause: Cause::BeingReplaced,
                                 reason: format!(
                                     "pid {} is {} ({})",
                                     claimer.pid,
@@ -114,8 +116,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                                     judgement.reason
                                 ),
                             },
-                            owner: claimer,
-                        });
+                        ));
                         return Err(match purpose {
                             Purpose::TakeOver => Error::UnableToAcquire(refusal),
                             Purpose::Release => Error::UnableToRelease(refusal),

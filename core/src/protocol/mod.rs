@@ -24,7 +24,7 @@
 use std::borrow::Cow;
 use std::io;
 
-use crate::decide::{judge_with, Identity, Judgement, Machine, ProcessInfo, Verdict};
+use crate::decide::{judge_with, Cause, Identity, Judgement, Machine, ProcessInfo, Verdict};
 use crate::format::{self, FormatError, Record, Timestamp};
 
 /// What is at a name in the lock's directory (never following symlinks).
@@ -95,25 +95,82 @@ pub trait System {
     fn checkpoint(&self, _name: &str) {}
 }
 
-/// Who holds a lock that could not be taken or released.
+/// The owner a lock file records, as callers see it (labm8's `pid` and
+/// `date`, and the host when recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The owner's pid.
+    pub pid: u32,
+    /// When the lock was acquired.
+    pub date: Timestamp,
+    /// The host it was written on, if recorded.
+    pub hostname: Option<String>,
+}
+
+impl From<&Record> for Owner {
+    fn from(r: &Record) -> Self {
+        Owner {
+            pid: r.pid,
+            date: r.timestamp,
+            hostname: r.hostname.clone(),
+        }
+    }
+}
+
+/// Who holds a lock that could not be taken or released: labm8's
+/// `UnableToAcquireLockError` and `UnableToReleaseLockError` carry this.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The lock's path.
     pub path: String,
     /// The recorded owner.
-    pub owner: Record,
-    /// Why the owner counts as holding it.
-    pub judgement: Judgement,
+    pub owner: Owner,
+    /// `held`, `foreign` or `stale`.
+    pub verdict: Verdict,
+    /// Why, as data.
+    pub cause: Cause,
+    /// Why, as a sentence.
+    pub reason: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(path: &str, owner: &Record, judgement: Judgement) -> Self {
+        Refusal {
+            path: path.to_owned(),
+            owner: owner.into(),
+            verdict: judgement.verdict,
+            cause: judgement.cause,
+            reason: judgement.reason,
+        }
+    }
+
+    /// A word or two on the owner: `alive`, `stale`, `on host x`, ...
+    pub fn owner_state(&self) -> String {
+        crate::decide::owner_state(self.verdict, self.cause, self.owner.hostname.as_deref())
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    /// `held by pid 4242 (alive) since 2026-11-29 10:02:11 UTC`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "held by pid {} ({}) since {}",
+            self.owner.pid,
+            self.owner_state(),
+            crate::display_time(self.owner.date)
+        )
+    }
 }
 
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// Another owner holds the lock.
-    #[error("cannot acquire `{}`: held by pid {} since {}: {}", .0.path, .0.owner.pid, crate::display_time(.0.owner.timestamp), .0.judgement.reason)]
+    /// Another owner holds the lock (labm8's `UnableToAcquireLockError`).
+    #[error("cannot acquire `{}`: {}", .0.path, .0)]
     UnableToAcquire(Box<Refusal>),
-    /// The lock belongs to another owner.
-    #[error("cannot release `{}`: held by pid {} since {}: {}", .0.path, .0.owner.pid, crate::display_time(.0.owner.timestamp), .0.judgement.reason)]
+    /// The lock belongs to another owner (labm8's `UnableToReleaseLockError`).
+    #[error("cannot release `{}`: {}", .0.path, .0)]
     UnableToRelease(Box<Refusal>),
     /// The lock file cannot be parsed.
     #[error("malformed lock file `{path}`: {message}")]
@@ -184,10 +241,16 @@ pub enum State {
 /// The state of a lock with its verdict: what `status` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// The lock's path.
+    pub path: String,
     /// The recorded owner; `None` when unlocked or malformed.
-    pub owner: Option<Record>,
-    /// The verdict and its reason.
-    pub judgement: Judgement,
+    pub owner: Option<Owner>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, as data.
+    pub cause: Cause,
+    /// Why, as a sentence.
+    pub reason: String,
 }
 
 /// How many times an operation re-reads a lock that changed under it.
@@ -295,27 +358,33 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// # Errors
     /// As [`Lock::load`]; a malformed file is a `Malformed` verdict, not an error.
     pub fn status(&self) -> Result<Status, Error> {
-        Ok(match self.load()? {
-            State::Absent => Status {
-                owner: None,
-                judgement: Judgement {
+        let (owner, judgement) = match self.load()? {
+            State::Absent => (
+                None,
+                Judgement {
                     verdict: Verdict::Unlocked,
+                    cause: Cause::NoLockFile,
                     reason: format!("there is no lock file at `{}`", self.path),
                 },
-            },
-            State::Present { record: Err(e), .. } => Status {
-                owner: None,
-                judgement: Judgement {
+            ),
+            State::Present { record: Err(e), .. } => (
+                None,
+                Judgement {
                     verdict: Verdict::Malformed,
+                    cause: Cause::Unparsable,
                     reason: format!("{e}; only `force` replaces or removes it"),
                 },
-            },
+            ),
             State::Present {
                 record: Ok(record), ..
-            } => Status {
-                judgement: self.judge(&record),
-                owner: Some(record),
-            },
+            } => (Some(Owner::from(&record)), self.judge(&record)),
+        };
+        Ok(Status {
+            path: self.path.to_owned(),
+            owner,
+            verdict: judgement.verdict,
+            cause: judgement.cause,
+            reason: judgement.reason,
         })
     }
 

@@ -25,11 +25,9 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             let record = record.map_err(|e| self.malformed(e))?;
             let judgement = self.judge(&record);
             if judgement.verdict != Verdict::OwnedBySelf {
-                return Err(Error::UnableToRelease(Box::new(Refusal {
-                    path: self.path.to_owned(),
-                    owner: record,
-                    judgement,
-                })));
+                return Err(Error::UnableToRelease(Box::new(Refusal::new(
+                    self.path, &record, judgement,
+                ))));
             }
             if self.runs_in_owner() {
                 // Nobody replaces a live owner's lock without `force`, and the
