@@ -287,7 +287,7 @@ pub fn judge_with(
             if theirs != ours {
                 return with_companion(
                     record,
-                    judgement(Cause::OurPidReused, 
+                    judgement(Cause::OurPidReused,
                         Verdict::Stale,
                         format!(
                             "pid {pid} is this process's pid, but the lock was taken by an \
