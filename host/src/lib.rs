@@ -37,5 +37,11 @@ pub use runtime::{LockFile, LockGuard, Runtime, PAUSE_VAR};
 /// The library component (`labm8:lockfile/library`), as built.
 pub const LIBRARY_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile.wasm");
 
+/// The library component precompiled for this host by this crate's wasmtime
+/// (the version pinned in its `Cargo.toml`, default code-generation
+/// settings), for a Rust host with its own `Linker` and the same wasmtime:
+/// `Component::deserialize_file` loads it without compiling.
+pub const PRECOMPILED_LIBRARY: &str = concat!(env!("OUT_DIR"), "/lockfile.cwasm");
+
 /// The command component for the stock `wasmtime run`, as built.
 pub const COMMAND_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile-command.wasm");

@@ -574,7 +574,7 @@ mod third_party {
     use wasmtime::{Config, Engine, Store};
     use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-    wasmtime::component::bindgen!({ world: "library", path: "../wit" });
+    wasmtime::component::bindgen!({ world: "library", path: "wit" });
 
     use exports::labm8::lockfile::lockfile as wit;
     use labm8::lockfile::process;
@@ -633,13 +633,12 @@ mod third_party {
         let mut config = Config::new();
         config.wasm_component_model(true);
         let engine = Engine::new(&config).expect("engine");
-        // SAFETY: the file is what this package's build script produced with
+        // SAFETY: the file is what lockfile-host's build script produced with
         // this same wasmtime (`Engine::precompile_component`), and wasmtime
         // refuses an artifact whose version or settings do not match.
-        let component = unsafe {
-            Component::deserialize_file(&engine, concat!(env!("OUT_DIR"), "/lockfile.cwasm"))
-        }
-        .expect("load the precompiled component");
+        let component =
+            unsafe { Component::deserialize_file(&engine, lockfile_host::PRECOMPILED_LIBRARY) }
+                .expect("load the precompiled component");
         let mut linker = Linker::<Host>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("link WASI");
         Library::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h).expect("link process");
