@@ -52,6 +52,7 @@ fn failure(e: Error) -> Failure {
             acquiring: false,
             refusal: *refusal,
         })),
+        Error::Contended { .. } => Failure::Busy(e.to_string()),
         other => Failure::Other(other.to_string()),
     }
 }

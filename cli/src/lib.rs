@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use lockfile_core::{display_time, rfc3339, Cause, Refusal, Status, Timestamp, Verdict};
+use lockfile_core::{display_time, rfc3339, Backoff, Cause, Refusal, Status, Timestamp, Verdict};
 
 /// Exit code: the lock is held by another owner.
 pub const HELD: u8 = 1;
@@ -123,14 +123,7 @@ pub struct WaitArg {
     pub wait: Option<Wait>,
 }
 
-/// How long to wait for a held lock.
-#[derive(Debug, Clone, Copy)]
-pub enum Wait {
-    /// At most this long.
-    For(Duration),
-    /// Until it is free.
-    Forever,
-}
+pub use lockfile_core::Wait;
 
 fn parse_wait(s: &str) -> Result<Wait, String> {
     if s == "forever" {
@@ -156,6 +149,9 @@ pub struct Refused {
 pub enum Failure {
     /// Exit 1.
     Refused(Box<Refused>),
+    /// Exit 1: a contention limit was hit (the lock changed hands too often
+    /// while we looked); `--wait` retries it like a refusal.
+    Busy(String),
     /// Exit 2.
     Usage(String),
     /// Exit 3.
@@ -166,7 +162,7 @@ impl Failure {
     /// The exit code.
     pub fn code(&self) -> u8 {
         match self {
-            Failure::Refused(_) => HELD,
+            Failure::Refused(_) | Failure::Busy(_) => HELD,
             Failure::Usage(_) => USAGE,
             Failure::Other(_) => OTHER,
         }
@@ -194,7 +190,7 @@ impl Failure {
                     _ => format!("{head}; {}", f.reason),
                 }
             }
-            Failure::Usage(m) | Failure::Other(m) => m.clone(),
+            Failure::Busy(m) | Failure::Usage(m) | Failure::Other(m) => m.clone(),
         }
     }
 }
@@ -346,20 +342,16 @@ pub fn acquire<L: Lock>(
     wait: Option<Wait>,
 ) -> Result<(), Failure> {
     let start = Instant::now();
-    let mut pause = Duration::from_millis(5);
+    let wait = wait.unwrap_or_default();
+    let mut backoff = Backoff::default();
     let mut told = false;
     loop {
         let refusal = match lock.acquire(replace_stale, force) {
-            Err(Failure::Refused(r)) => Failure::Refused(r),
+            Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => f,
             other => return other,
         };
-        let left = match wait {
-            None => return Err(refusal),
-            Some(Wait::Forever) => Duration::MAX,
-            Some(Wait::For(limit)) => match limit.checked_sub(start.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => return Err(refusal),
-            },
+        let Some(pause) = wait.pause(start.elapsed(), &mut backoff) else {
+            return Err(refusal);
         };
         if !told {
             let message = refusal.message();
@@ -367,8 +359,7 @@ pub fn acquire<L: Lock>(
             eprintln!("lockfile: waiting for {rest}");
             told = true;
         }
-        std::thread::sleep(pause.min(left));
-        pause = (pause * 3 / 2).min(Duration::from_millis(250));
+        std::thread::sleep(pause);
     }
 }
 

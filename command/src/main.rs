@@ -78,6 +78,7 @@ fn failure(e: protocol::Error) -> Failure {
             "{e}; if the directory is sticky (like /tmp), only the file's owner, the \
              directory's owner or root may replace or remove it"
         )),
+        protocol::Error::Contended { .. } => Failure::Busy(e.to_string()),
         other => Failure::Other(other.to_string()),
     }
 }

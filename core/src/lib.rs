@@ -15,6 +15,7 @@
 
 pub mod decide;
 pub mod format;
+pub mod options;
 pub mod paths;
 pub mod proc_view;
 pub mod procfs;
@@ -26,6 +27,7 @@ pub mod wasi_dir;
 
 pub use decide::{Cause, Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
 pub use format::{Record, Timestamp};
+pub use options::{AcquireOptions, Backoff, Mode, Wait};
 pub use protocol::{Dir, Error, Lock, Owner, Refusal, State, Status, System};
 
 /// A moment for people: `2026-11-29 10:02:11 UTC`.

@@ -621,3 +621,26 @@ fn a_torn_read_is_read_again_before_it_counts_as_malformed() {
     fs::write(tmp.path().join("x.lock"), "garbage\n").expect("plant");
     assert_eq!(lock.status().expect("status").verdict, Verdict::Malformed);
 }
+
+#[test]
+fn too_many_abandoned_claims_are_a_contention_error_naming_the_files() {
+    let f = Fixture::new();
+    let mut target = record(200, Some(1), "stale");
+    fs::write(f.path().join("x.lock"), &target).expect("plant");
+    // 33 breakers that each crashed holding a claim on the one before.
+    for i in 0..33 {
+        let claim = format!(
+            ".x.lock.break.{:016x}",
+            format::fingerprint(target.as_bytes())
+        );
+        target = record(4_000_000 + i, Some(1), &format!("c{i}"));
+        fs::write(f.path().join(claim), &target).expect("plant claim");
+    }
+    match f.lock().acquire(true, false) {
+        Err(Error::Contended { message, .. }) => {
+            assert!(message.contains("abandoned takeover claims"), "{message}");
+            assert!(message.contains(".x.lock.break."), "{message}");
+        }
+        other => panic!("expected a contention error, got {other:?}"),
+    }
+}

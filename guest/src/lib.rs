@@ -220,6 +220,7 @@ fn to_wit_error(e: protocol::Error) -> wit::Error {
         E::Unreachable { path, message } => wit::Error::Unreachable(failure(path, message)),
         E::Denied { path, message } => wit::Error::Denied(failure(path, message)),
         E::InvalidIdentity { path, message } => wit::Error::InvalidIdentity(failure(path, message)),
+        E::Contended { path, message } => wit::Error::Contended(failure(path, message)),
         E::Io { path, message } => wit::Error::Io(failure(path, message)),
     }
 }

@@ -59,6 +59,16 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A contention limit was hit: the lock changed hands too often while
+    /// the operation looked (try again; [`crate::LockFile::acquire_with`]
+    /// does, within its wait), or too many abandoned claims stand in the way.
+    #[error("`{}`: {message}", path.display())]
+    Contended {
+        /// The lock's path.
+        path: PathBuf,
+        /// Which limit, and what to do.
+        message: String,
+    },
     /// Any other I/O error: disk full, read-only file system.
     #[error("`{}`: {message}", path.display())]
     Io {
@@ -184,6 +194,10 @@ pub(crate) fn from_wit(e: wit::Error) -> Error {
             Error::Denied { path, message }
         }
         wit::Error::InvalidIdentity(f) => Error::InvalidIdentity {
+            path: f.path.into(),
+            message: f.message,
+        },
+        wit::Error::Contended(f) => Error::Contended {
             path: f.path.into(),
             message: f.message,
         },

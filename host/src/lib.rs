@@ -31,7 +31,10 @@ mod runtime;
 
 pub use engine_config::{Allocation, DEFAULT_POOL};
 pub use error::Error;
-pub use lockfile_core::{display_time, rfc3339, Cause, Owner, Refusal, Status, Timestamp, Verdict};
+pub use lockfile_core::{
+    display_time, rfc3339, AcquireOptions, Cause, Mode, Owner, Refusal, Status, Timestamp, Verdict,
+    Wait,
+};
 pub use runtime::{LockFile, LockGuard, Runtime, PAUSE_VAR};
 
 /// The library component (`labm8:lockfile/library`), as built.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lockfile_core::{Identity, Machine, Timestamp};
+use lockfile_core::{AcquireOptions, Backoff, Identity, Machine, Timestamp};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -433,12 +433,59 @@ impl LockFile {
         call!(self, call_acquire, replace_stale, force)
     }
 
-    /// Acquires the lock and returns a guard that releases it when dropped.
+    /// Acquires the lock as `options` say: what to do about another owner's
+    /// lock, and how long to keep trying (with backoff: 5 ms growing to
+    /// 250 ms) while it is held or changing hands.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lockfile_host::Error> {
+    /// use std::time::Duration;
+    /// use lockfile_host::{AcquireOptions, Runtime};
+    ///
+    /// let runtime = Runtime::new()?;
+    /// let mut lock = runtime.open("/tmp/nightly.lock")?;
+    /// lock.acquire_with(AcquireOptions::default().replace_stale().wait_for(Duration::from_secs(30)))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`LockFile::acquire`]; [`Error::UnableToAcquire`] or
+    /// [`Error::Contended`] once the wait is over.
+    pub fn acquire_with(&mut self, options: AcquireOptions) -> Result<(), Error> {
+        let (replace_stale, force) = options.mode.flags();
+        let start = Instant::now();
+        let mut backoff = Backoff::default();
+        loop {
+            match self.acquire(replace_stale, force) {
+                Err(e @ (Error::UnableToAcquire(_) | Error::Contended { .. })) => {
+                    match options.wait.pause(start.elapsed(), &mut backoff) {
+                        Some(pause) => std::thread::sleep(pause),
+                        None => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Acquires the lock (labm8's positional form) and returns a guard that
+    /// releases it when dropped.
     ///
     /// # Errors
     /// As [`LockFile::acquire`].
     pub fn lock(&mut self, replace_stale: bool, force: bool) -> Result<LockGuard<'_>, Error> {
         self.acquire(replace_stale, force)?;
+        Ok(LockGuard { lock: self })
+    }
+
+    /// Acquires the lock as `options` say (see [`LockFile::acquire_with`])
+    /// and returns a guard that releases it when dropped.
+    ///
+    /// # Errors
+    /// As [`LockFile::acquire_with`].
+    pub fn lock_with(&mut self, options: AcquireOptions) -> Result<LockGuard<'_>, Error> {
+        self.acquire_with(options)?;
         Ok(LockGuard { lock: self })
     }
 

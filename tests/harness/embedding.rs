@@ -1,8 +1,9 @@
 //! labm8's own test scenarios, through the Rust embedding API.
 
 use std::fs;
+use std::time::Duration;
 
-use lockfile_host::{Error, Runtime, Timestamp, Verdict};
+use lockfile_host::{AcquireOptions, Error, Runtime, Timestamp, Verdict};
 
 use crate::common::*;
 
@@ -288,4 +289,41 @@ fn a_cycling_handle_keeps_one_spare_and_drops_it() {
         names(dir.path()).is_empty(),
         "dropping the handle removes the spare"
     );
+}
+
+#[test]
+fn acquire_with_waits_with_backoff_until_the_holder_releases() {
+    let dir = sandbox();
+    let path = dir.path().join("w.lock");
+    let holder = Sleeper::new();
+    expect_code(
+        &lockfile(&["acquire", "--pid", &holder.pid_str(), s(&path)]),
+        0,
+    );
+    let rt = Runtime::new().expect("runtime");
+    let mut lock = rt.open(&path).expect("open");
+    // No wait: refused at once.
+    match lock.acquire_with(AcquireOptions::default()) {
+        Err(Error::UnableToAcquire(r)) => assert_eq!(r.owner.pid, holder.pid()),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A short wait runs out.
+    let started = std::time::Instant::now();
+    let out = lock.acquire_with(AcquireOptions::default().wait_for(Duration::from_millis(60)));
+    assert!(matches!(out, Err(Error::UnableToAcquire(_))), "{out:?}");
+    assert!(started.elapsed() >= Duration::from_millis(60));
+    // A long one ends when the holder releases.
+    let release = {
+        let (pid, path) = (holder.pid_str(), path.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            lockfile(&["release", "--pid", &pid, s(&path)])
+        })
+    };
+    let guard = lock
+        .lock_with(AcquireOptions::default().wait_for(Duration::from_secs(30)))
+        .expect("acquired once the holder released");
+    expect_code(&release.join().expect("release thread"), 0);
+    drop(guard);
+    assert!(!path.exists(), "the guard released it");
 }

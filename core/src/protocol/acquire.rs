@@ -48,7 +48,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 }
             }
         }
-        Err(Error::Io {
+        Err(Error::Contended {
             path: self.path.to_owned(),
             message: format!(
                 "the lock changed hands {MAX_ATTEMPTS} times while acquiring it; giving up"

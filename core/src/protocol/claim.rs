@@ -69,7 +69,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 return Ok(None);
             };
             if chain.len() > MAX_CHAIN {
-                return Err(Error::Io {
+                return Err(Error::Contended {
                     path: self.path.to_owned(),
                     message: format!(
                         "{MAX_CHAIN} abandoned takeover claims stand in the way; \

@@ -214,6 +214,16 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A contention limit was hit: the lock changed hands too often while
+    /// we looked, or too many abandoned claims stand in the way. Transient in
+    /// the first case (try again), manual in the second (the message says).
+    #[error("`{path}`: {message}")]
+    Contended {
+        /// The lock's path.
+        path: String,
+        /// Which limit, and what to do.
+        message: String,
+    },
     /// Another I/O error.
     #[error("`{path}`: {message}")]
     Io {

@@ -51,7 +51,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             self.sweep();
             return removed;
         }
-        Err(Error::Io {
+        Err(Error::Contended {
             path: self.path.to_owned(),
             message: format!(
                 "the lock changed hands {MAX_ATTEMPTS} times while releasing it; giving up"
