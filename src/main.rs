@@ -25,8 +25,13 @@ fn main() -> ExitCode {
     }
     ExitCode::from(lockfile_cli::main(
         || {
-            // One lock per process: no pool to reserve.
+            // One lock per process: no pool to reserve. The test pause hook
+            // is read here, by the binary, never by the library.
             Runtime::with_allocation(Allocation::OnDemand)
+                .map(|r| match std::env::var(lockfile_host::PAUSE_VAR) {
+                    Ok(spec) => r.with_test_pauses(&spec),
+                    Err(_) => r,
+                })
                 .map(|r| Native(ManuallyDrop::new(r)))
                 .map_err(|e| Failure::Other(format!("cannot load the lockfile component: {e}")))
         },

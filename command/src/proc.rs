@@ -143,4 +143,8 @@ impl System for ProcSystem {
     fn random(&self) -> u64 {
         wasi::random::random::get_random_u64()
     }
+
+    fn checkpoint(&self, name: &str) {
+        lockfile_core::testing::pause_at(name, self.acting.pid);
+    }
 }

@@ -22,6 +22,7 @@ pub mod procfs;
 pub mod protocol;
 #[cfg(unix)]
 pub mod std_dir;
+pub mod testing;
 #[cfg(target_os = "wasi")]
 pub mod wasi_dir;
 

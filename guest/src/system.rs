@@ -81,6 +81,6 @@ impl System for HostSystem {
     }
 
     fn checkpoint(&self, name: &str) {
-        host::checkpoint(name);
+        lockfile_core::testing::pause_at(name, self.current().pid);
     }
 }

@@ -27,15 +27,18 @@
 mod engine_config;
 mod error;
 pub mod process;
+pub mod process_ctx;
 mod runtime;
 
 pub use engine_config::{Allocation, DEFAULT_POOL};
 pub use error::Error;
+pub use lockfile_core::testing::PAUSE_VAR;
 pub use lockfile_core::{
     display_time, rfc3339, AcquireOptions, Cause, Mode, Owner, Refusal, Status, Timestamp, Verdict,
     Wait,
 };
-pub use runtime::{LockFile, LockGuard, Runtime, PAUSE_VAR};
+pub use process_ctx::ProcessCtx;
+pub use runtime::{LockFile, LockGuard, Runtime};
 
 /// The library component (`labm8:lockfile/library`), as built.
 pub const LIBRARY_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile.wasm");

@@ -2,51 +2,35 @@
 //! [`Runtime`], one cheap store per lock.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use lockfile_core::testing::{self, PAUSE_VAR};
 use lockfile_core::{AcquireOptions, Backoff, Identity, Machine, Timestamp};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::engine_config::Allocation;
 use crate::error::{from_wit, Error};
 use crate::process;
+use crate::process_ctx::{self, to_datetime, ProcessCtx};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({ world: "library", path: "../wit" });
 }
 
 use bindings::exports::labm8::lockfile::lockfile as wit;
-use bindings::labm8::lockfile::process as wit_process;
 use bindings::{Library, LibraryPre};
 
 /// The component precompiled by `build.rs` for this host and engine config.
 /// The host links no compiler: this is the only form it can load.
 static PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lockfile.cwasm"));
 
-/// The environment variable of the test pause hook: `CHECKPOINT:FILE[,...]`.
-/// At checkpoint `CHECKPOINT` the host creates `FILE` and waits until it is
-/// removed (at most two minutes). A test knob, documented as such; unset, it
-/// costs nothing.
-pub const PAUSE_VAR: &str = "LOCKFILE_TEST_PAUSE";
-
 /// The per-store state: WASI, and what the `process` import answers.
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    acting: Identity,
-    runner: Identity,
-    companion: Option<Identity>,
-    machine: Machine,
-    pauses: Vec<(String, PathBuf)>,
-}
-
-fn to_wit_identity(id: Identity) -> wit_process::Identity {
-    wit_process::Identity {
-        pid: id.pid,
-        start_ticks: id.start_ticks,
-    }
+    process: ProcessCtx,
 }
 
 impl WasiView for HostState {
@@ -58,65 +42,6 @@ impl WasiView for HostState {
     }
 }
 
-impl wit_process::Host for HostState {
-    fn current(&mut self) -> wit_process::Identity {
-        to_wit_identity(self.acting)
-    }
-
-    fn runner(&mut self) -> wit_process::Identity {
-        to_wit_identity(self.runner)
-    }
-
-    fn companion(&mut self) -> Option<wit_process::Identity> {
-        self.companion.map(to_wit_identity)
-    }
-
-    fn pid_namespace_alive(&mut self, inode: u64) -> Option<bool> {
-        process::pid_namespace_alive(inode)
-    }
-
-    fn machine(&mut self) -> wit_process::MachineFacts {
-        wit_process::MachineFacts {
-            hostname: self.machine.hostname.clone(),
-            boot_id: self.machine.boot_id.clone(),
-            pid_namespace: self.machine.pid_namespace,
-        }
-    }
-
-    fn query(&mut self, pid: u32) -> wit_process::ProcessInfo {
-        let info = process::query(pid);
-        wit_process::ProcessInfo {
-            liveness: match info.liveness {
-                process::Liveness::Alive => wit_process::Liveness::Alive,
-                process::Liveness::Dead => wit_process::Liveness::Dead,
-                process::Liveness::Unknown => wit_process::Liveness::Unknown,
-            },
-            start_ticks: info.start_ticks,
-            start_time: info.start_time.map(to_datetime),
-        }
-    }
-
-    fn checkpoint(&mut self, name: String) {
-        let Some((_, file)) = self.pauses.iter().find(|(n, _)| *n == name) else {
-            return;
-        };
-        if std::fs::write(file, self.acting.pid.to_string()).is_err() {
-            return;
-        }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while file.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-pub(crate) fn to_datetime(t: Timestamp) -> wit_process::Datetime {
-    wit_process::Datetime {
-        seconds: t.seconds,
-        nanoseconds: t.nanos,
-    }
-}
-
 /// The loaded component, ready to open locks. Build it once and share it:
 /// creating it costs milliseconds, opening a lock from it microseconds.
 pub struct Runtime {
@@ -124,7 +49,9 @@ pub struct Runtime {
     pre: LibraryPre<HostState>,
     machine: Machine,
     runner: Identity,
-    pauses: Vec<(String, PathBuf)>,
+    /// The test pause hook's value, passed to each sandbox (see
+    /// [`Runtime::with_test_pauses`]).
+    test_pauses: Option<String>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -165,7 +92,7 @@ impl Runtime {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| Error::runtime("cannot link WASI", e))?;
-        Library::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        process_ctx::add_to_linker(&mut linker, |s| &mut s.process)
             .map_err(|e| Error::runtime("cannot link the process interface", e))?;
         let pre = linker
             .instantiate_pre(&component)
@@ -176,12 +103,21 @@ impl Runtime {
             pre,
 
             machine: process::machine(),
-            runner: Identity {
-                pid: std::process::id(),
-                start_ticks: process::query(std::process::id()).start_ticks,
-            },
-            pauses: pauses_from_env(),
+            runner: process_ctx::this_process(),
+            test_pauses: None,
         })
+    }
+
+    /// For test harnesses: every sandbox of this runtime gets
+    /// `LOCKFILE_TEST_PAUSE=spec` in its WASI environment, and the
+    /// directories of the files it names preopened, so the component pauses
+    /// at the checkpoints it names (see `lockfile_core::testing`). The
+    /// `lockfile` binary passes its own environment's value; nothing else
+    /// reads the environment.
+    #[must_use]
+    pub fn with_test_pauses(mut self, spec: &str) -> Self {
+        self.test_pauses = Some(spec.to_owned());
+        self
     }
 
     /// Opens the lock at `path` for the current process.
@@ -326,29 +262,24 @@ impl Runtime {
                 path: dir.to_path_buf(),
                 message: format!("cannot open the directory: {e}"),
             })?;
+        if let Some(spec) = &self.test_pauses {
+            wasi.env(PAUSE_VAR, spec);
+            for (_, file) in testing::parse(spec) {
+                if let Some(flags) = file.parent().and_then(Path::to_str) {
+                    // Best effort: a test knob must not break a real lock.
+                    let _ = wasi.preopened_dir(flags, flags, FsPerms::ReadWrite);
+                }
+            }
+        }
         Ok(Store::new(
             &self.engine,
             HostState {
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
-                acting,
-                runner: self.runner,
-                companion,
-                machine: self.machine.clone(),
-                pauses: self.pauses.clone(),
+                process: ProcessCtx::new(acting, self.runner, companion, self.machine.clone()),
             },
         ))
     }
-}
-
-fn pauses_from_env() -> Vec<(String, PathBuf)> {
-    let Ok(spec) = std::env::var(PAUSE_VAR) else {
-        return Vec::new();
-    };
-    spec.split(',')
-        .filter_map(|item| item.split_once(':'))
-        .map(|(name, file)| (name.to_owned(), PathBuf::from(file)))
-        .collect()
 }
 
 fn utf8(path: &Path) -> Result<&str, Error> {

@@ -624,7 +624,6 @@ mod third_party {
         fn pid_namespace_alive(&mut self, _inode: u64) -> Option<bool> {
             None
         }
-        fn checkpoint(&mut self, _name: String) {}
     }
 
     /// Runs `acquire(false, false)` on `path` in a host that says the lock
@@ -660,6 +659,100 @@ mod third_party {
             .call_acquire(&mut store, lock, false, false)
             .expect("no trap: a bad identity is an error, not a trap")
     }
+}
+
+/// A third-party Rust host links the `process` interface into its own
+/// `Linker<T>` with `lockfile_host::process_ctx::add_to_linker`, and its
+/// locks are the same locks the CLI sees.
+mod linked {
+    use lockfile_host::process_ctx::{self, ProcessCtx};
+    use wasmtime::component::{Component, Linker, ResourceTable, Val};
+    use wasmtime::{Config, Engine, Store};
+    use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+    struct MyState {
+        wasi: WasiCtx,
+        table: ResourceTable,
+        lockfile: ProcessCtx,
+    }
+
+    impl WasiView for MyState {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+
+    /// `lock-file(path).acquire(false, false)` through a dynamically typed
+    /// call (no bindings of its own); true on `ok`.
+    pub fn acquire(dir: &str, path: &str, ctx: ProcessCtx) -> bool {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).expect("engine");
+        // SAFETY: produced by lockfile-host's build script with this same
+        // wasmtime; wasmtime refuses a mismatched artifact.
+        let component =
+            unsafe { Component::deserialize_file(&engine, lockfile_host::PRECOMPILED_LIBRARY) }
+                .expect("load");
+        let mut linker = Linker::<MyState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI");
+        process_ctx::add_to_linker(&mut linker, |s| &mut s.lockfile).expect("process");
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.preopened_dir(dir, dir, FsPerms::ReadWrite)
+            .expect("preopen");
+        let mut store = Store::new(
+            &engine,
+            MyState {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+                lockfile: ctx,
+            },
+        );
+        let instance = linker
+            .instantiate(&mut store, &component)
+            .expect("instantiate");
+        let iface = instance
+            .get_export_index(&mut store, None, "labm8:lockfile/lockfile@0.1.0")
+            .expect("the lockfile interface");
+        let func = |store: &mut Store<MyState>, name: &str| {
+            let index = instance
+                .get_export_index(&mut *store, Some(&iface), name)
+                .unwrap_or_else(|| panic!("export {name}"));
+            instance.get_func(&mut *store, index).expect("a function")
+        };
+        let constructor = func(&mut store, "[constructor]lock-file");
+        let mut handle = [Val::Bool(false)];
+        constructor
+            .call(&mut store, &[Val::String(path.into())], &mut handle)
+            .expect("construct");
+        let acquire = func(&mut store, "[method]lock-file.acquire");
+        let mut result = [Val::Bool(false)];
+        acquire
+            .call(
+                &mut store,
+                &[handle[0].clone(), Val::Bool(false), Val::Bool(false)],
+                &mut result,
+            )
+            .expect("acquire");
+        matches!(result[0], Val::Result(Ok(_)))
+    }
+}
+
+#[test]
+fn a_host_links_the_process_interface_into_its_own_linker() {
+    let dir = sandbox();
+    let lock = dir.path().join("x.lock");
+    let holder = Sleeper::new();
+    let ctx = lockfile_host::ProcessCtx::acting_for(holder.pid()).expect("running");
+    assert!(linked::acquire(s(dir.path()), s(&lock), ctx));
+    let st = status_json(&lock, &[]);
+    assert_eq!(st["pid"], holder.pid(), "{st}");
+    assert_eq!(st["verdict"], "held", "{st}");
+    // Another process's context is refused while the holder lives.
+    let ctx = lockfile_host::ProcessCtx::current();
+    assert!(!linked::acquire(s(dir.path()), s(&lock), ctx));
 }
 
 /// A host whose `process.current` says pid 0 gets a clear error from the
