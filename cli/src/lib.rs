@@ -41,6 +41,9 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Doc comments here are clap's help text; the flattened `--pid` and
+// `--wait` arguments document themselves in `PidArg` and `WaitArg`.
+#[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Take the lock for --pid (default: the calling process).
@@ -288,7 +291,12 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
         }
         Cmd::Status { json, pid, path } => {
             let view = backend.open(&path, check_pid(pid.pid)?)?.status()?;
-            print_status(&view, json).map_err(|e| Failure::Other(format!("cannot print: {e}")))?;
+            match print_status(&view, json) {
+                // Whoever reads our output stopped reading (`| head -0`): what
+                // they wanted is done, as ripgrep and coreutils see it.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.map_err(|e| Failure::Other(format!("cannot print: {e}")))?,
+            }
         }
         Cmd::Write {
             path,

@@ -5,21 +5,27 @@
 //! questions about processes. A [`Runtime`] loads the (precompiled)
 //! component once; each [`LockFile`] gets its own small sandbox.
 //!
-//! ```no_run
-//! use lockfile_host::{Error, Runtime};
+//! ```
+//! use std::time::Duration;
+//! use lockfile_host::{AcquireOptions, Error, Runtime, Verdict};
 //!
 //! # fn main() -> Result<(), Error> {
+//! # let dir = tempfile::tempdir().expect("a temporary directory");
+//! # let path = dir.path().join("nightly-job.lock");
 //! let runtime = Runtime::new()?;
-//! let mut lock = runtime.open("/tmp/nightly-job.lock")?;
-//! match lock.lock(true, false) {
-//!     Ok(_guard) => {
-//!         // ... the critical section; released when `_guard` drops ...
+//! let mut lock = runtime.open(&path)?;
+//! let options = AcquireOptions::default().replace_stale().wait_for(Duration::from_secs(5));
+//! match lock.lock_with(options) {
+//!     Ok(mut guard) => {
+//!         // ... the critical section; released when `guard` drops ...
+//!         assert_eq!(guard.lock_file().status()?.verdict, Verdict::OwnedBySelf);
 //!     }
 //!     Err(Error::UnableToAcquire(refusal)) => {
 //!         eprintln!("busy: {refusal}"); // held by pid 4242 (alive) since ...
 //!     }
 //!     Err(e) => return Err(e),
 //! }
+//! assert!(!lock.is_locked()?);
 //! # Ok(())
 //! # }
 //! ```

@@ -1,7 +1,7 @@
 //! The `labm8:lockfile/process` interface as a context any wasmtime host can
 //! link into its own `Linker<T>`, in the style of `wasmtime-wasi-config`:
 //!
-//! ```no_run
+//! ```
 //! use lockfile_host::process_ctx::{self, ProcessCtx};
 //! use wasmtime::component::{Linker, ResourceTable};
 //! use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};

@@ -368,13 +368,14 @@ impl LockFile {
     /// lock, and how long to keep trying (with backoff: 5 ms growing to
     /// 250 ms) while it is held or changing hands.
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> Result<(), lockfile_host::Error> {
     /// use std::time::Duration;
     /// use lockfile_host::{AcquireOptions, Runtime};
     ///
+    /// # let dir = tempfile::tempdir().expect("a temporary directory");
     /// let runtime = Runtime::new()?;
-    /// let mut lock = runtime.open("/tmp/nightly.lock")?;
+    /// let mut lock = runtime.open(dir.path().join("nightly.lock"))?;
     /// lock.acquire_with(AcquireOptions::default().replace_stale().wait_for(Duration::from_secs(30)))?;
     /// # Ok(())
     /// # }

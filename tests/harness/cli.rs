@@ -369,3 +369,25 @@ fn plain_status_is_for_people() {
         assert!(text.contains(needle), "lacks `{needle}`:\n{text}");
     }
 }
+
+#[test]
+fn status_into_a_closed_pipe_exits_0_like_other_tools() {
+    let dir = sandbox();
+    let lock = dir.path().join("p.lock");
+    let holder = Sleeper::new();
+    expect_code(
+        &lockfile(&["acquire", "--pid", &holder.pid_str(), s(&lock)]),
+        0,
+    );
+    // As `lockfile status L | head -0`: the reader is gone before we write.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(lockfile_bin())
+        .args(["status", s(&lock)])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run lockfile");
+    expect_code(&out, 0);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}

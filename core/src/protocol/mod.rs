@@ -295,6 +295,7 @@ pub struct Lock<'a, D, S> {
 }
 
 impl<'a, D: Dir, S: System> Lock<'a, D, S> {
+    /// The lock `name` in `dir`; `path` is how messages name it.
     pub fn new(dir: &'a D, name: &'a str, path: &'a str, sys: &'a S) -> Self {
         Self {
             dir,
