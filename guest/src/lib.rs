@@ -1,8 +1,12 @@
 //! The lockfile component: labm8's `LockFile` over WASI.
 //!
 //! The lock logic lives in `lockfile-core`; this crate only adapts it: the
-//! bindings ([`bindings`]) and the host's `process` interface ([`system`]);
+//! bindings (`bindings`) and the host's `process` interface (`system.rs`);
 //! WASI directories are `lockfile_core::wasi_dir`.
+//!
+//! It exists only for `wasm32-wasip2` (lockfile-host's build script builds
+//! it); on any other target it compiles to nothing.
+#![cfg(target_os = "wasi")]
 
 mod bindings {
     wit_bindgen::generate!({ world: "library", path: "../wit" });

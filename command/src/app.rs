@@ -1,0 +1,123 @@
+//! The command line over the core, with process facts from `/proc`.
+
+use std::path::Path;
+
+use lockfile_cli::{Backend, Failure, Refused, Wait};
+use lockfile_core::protocol::{self, Lock};
+use lockfile_core::wasi_dir::{resolve, WasiDir};
+use lockfile_core::{Status, Timestamp, Verdict};
+
+use crate::proc::{self, ProcSystem};
+
+const RUN_ABOUT: &str = "Not available here: WASI cannot start processes. \
+                         Use the native `lockfile` binary for `run`.";
+
+/// The command's entry point.
+pub fn main() {
+    let code = lockfile_cli::main(|| Ok(Wasi), Some(RUN_ABOUT));
+    exit(code)
+}
+
+/// Exits with the exact code. WASI 0.2's stable `exit` carries only success
+/// or failure (wasmtime turns failure into 1), so 2 and 3 would read as 1.
+fn exit(code: u8) -> ! {
+    wasi::cli::exit::exit_with_code(code);
+    std::process::exit(i32::from(code))
+}
+
+/// The lock logic in this component.
+struct Wasi;
+
+/// An open lock: its directory, name and the process view.
+struct WasiLock {
+    dir: WasiDir,
+    name: String,
+    path: String,
+    sys: ProcSystem,
+}
+
+impl WasiLock {
+    fn lock(&self) -> Lock<'_, WasiDir, ProcSystem> {
+        Lock::new(&self.dir, &self.name, &self.path, &self.sys)
+    }
+}
+
+fn guest_path(path: &Path) -> Result<String, Failure> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::Other(format!("`{}` is not valid UTF-8", path.display())))
+}
+
+fn failure(e: protocol::Error) -> Failure {
+    let refused = |mut refusal: Box<protocol::Refusal>, acquiring| {
+        if let Some(why) = proc::blind_because().filter(|_| refusal.verdict == Verdict::Held) {
+            refusal.reason.push_str(&format!(" ({why})"));
+        }
+        Failure::Refused(Box::new(Refused {
+            acquiring,
+            refusal: *refusal,
+        }))
+    };
+    match e {
+        protocol::Error::UnableToAcquire(r) => refused(r, true),
+        protocol::Error::UnableToRelease(r) => refused(r, false),
+        // WASI shows neither modes nor owners: say what a sticky directory
+        // would mean, which the native binary can tell for sure.
+        protocol::Error::Denied { .. } => Failure::Other(format!(
+            "{e}; if the directory is sticky (like /tmp), only the file's owner, the \
+             directory's owner or root may replace or remove it"
+        )),
+        protocol::Error::Contended { .. } => Failure::Busy(e.to_string()),
+        other => Failure::Other(other.to_string()),
+    }
+}
+
+impl lockfile_cli::Lock for WasiLock {
+    fn acquire(&mut self, replace_stale: bool, force: bool) -> Result<(), Failure> {
+        self.lock().acquire(replace_stale, force).map_err(failure)
+    }
+
+    fn release(&mut self, force: bool) -> Result<(), Failure> {
+        self.lock().release(force).map_err(failure)
+    }
+
+    fn status(&mut self) -> Result<Status, Failure> {
+        self.lock().status().map_err(failure)
+    }
+}
+
+impl Backend for Wasi {
+    type Lock = WasiLock;
+
+    fn open(&self, path: &Path, pid: Option<u32>) -> Result<WasiLock, Failure> {
+        let path = guest_path(path)?;
+        let sys = ProcSystem::new(pid).map_err(|e| match e {
+            proc::OpenError::Usage(m) => Failure::Usage(m),
+            proc::OpenError::Other(m) => Failure::Other(m),
+        })?;
+        let (dir, name) = resolve(&path).map_err(failure)?;
+        Ok(WasiLock {
+            dir,
+            name,
+            path,
+            sys,
+        })
+    }
+
+    fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure> {
+        let path = guest_path(path)?;
+        let (dir, name) = resolve(&path).map_err(failure)?;
+        // Planting a record needs no process knowledge.
+        let sys = ProcSystem::unchecked(pid);
+        Lock::new(&dir, &name, &path, &sys)
+            .write(pid, timestamp)
+            .map_err(failure)
+    }
+
+    fn run(&self, _: &Path, _: bool, _: Option<Wait>, _: &[String]) -> Result<u8, Failure> {
+        Err(Failure::Usage(
+            "`run` needs to start COMMAND, which WASI cannot do; use the native `lockfile` binary"
+                .into(),
+        ))
+    }
+}
