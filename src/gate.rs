@@ -28,6 +28,24 @@ use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 /// The hidden first argument of the gate: `lockfile ARG GO STATUS -- COMMAND...`.
 pub const ARG: &str = "__lockfile-run-gate";
 
+/// COMMAND could not be started: 127 when it was not found, 126 when it
+/// was found but could not be executed (the shell's and flock's codes).
+#[derive(Debug)]
+pub struct CannotRun {
+    /// 126 or 127.
+    pub code: u8,
+    /// What and why.
+    pub message: String,
+}
+
+impl std::fmt::Display for CannotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CannotRun {}
+
 /// A started COMMAND waiting at its gate.
 pub struct Gated {
     child: Child,
@@ -119,10 +137,19 @@ impl Gated {
         if opened.is_err() || !failed.is_empty() {
             let _ = self.child.wait();
             forwarder.close();
-            if failed.is_empty() {
-                failed = "lockfile's gate process ended before it could start it".into();
+            // The gate writes `CODE MESSAGE`.
+            let (code, why) = match failed.split_once(' ') {
+                Some((code, why)) => (code.parse().unwrap_or(126), why.to_owned()),
+                None => (
+                    126,
+                    "lockfile's gate process ended before it could start it".to_owned(),
+                ),
+            };
+            return Err(CannotRun {
+                code,
+                message: format!("cannot run `{}`: {why}", self.program),
             }
-            anyhow::bail!("cannot run `{}`: {failed}", self.program);
+            .into());
         }
         let status = self
             .child
@@ -169,6 +196,11 @@ pub fn main(args: &[OsString]) -> ExitCode {
     }
     drop(go);
     let error = Command::new(program).args(rest).exec();
-    let _ = write!(status, "{error}");
-    ExitCode::from(127)
+    let code: u8 = if error.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    let _ = write!(status, "{code} {error}");
+    ExitCode::from(code)
 }

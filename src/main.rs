@@ -143,7 +143,17 @@ impl Native {
         }
         let result = gated.open_and_wait();
         let released = lock.release(false);
-        let code = result.map_err(other)?;
+        let code = match result {
+            Ok(code) => code,
+            // COMMAND never ran: say so, with the shell's 126 or 127.
+            Err(e) => match e.downcast::<gate::CannotRun>() {
+                Ok(cannot) => {
+                    eprintln!("lockfile: {cannot}");
+                    cannot.code
+                }
+                Err(e) => return Err(other(e)),
+            },
+        };
         if let Err(e) = released {
             eprintln!("lockfile: {}", e.message());
             if code == 0 {

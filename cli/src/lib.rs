@@ -102,6 +102,10 @@ pub enum Cmd {
         replace_stale: bool,
         #[command(flatten)]
         wait: WaitArg,
+        /// Exit with N (not 1) when the lock is held or `--wait` times out,
+        /// so that "busy" differs from COMMAND's own exit 1 (flock's -E).
+        #[arg(long, value_name = "N", default_value_t = HELD)]
+        conflict_exit_code: u8,
         /// The lock file.
         path: PathBuf,
         /// The command and its arguments.
@@ -313,9 +317,18 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
         Cmd::Run {
             replace_stale,
             wait,
+            conflict_exit_code,
             path,
             command,
-        } => return backend.run(&path, replace_stale, wait.wait, &command),
+        } => {
+            return match backend.run(&path, replace_stale, wait.wait, &command) {
+                Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => {
+                    eprintln!("lockfile: {}", f.message());
+                    Ok(conflict_exit_code)
+                }
+                other => other,
+            }
+        }
     }
     Ok(0)
 }

@@ -319,14 +319,72 @@ fn run_reports_a_signal_as_128_plus_n_and_forwards_sigterm() {
     assert!(!lock.exists(), "released after the forwarded signal");
 }
 
+/// As the shell and flock(1): 127 for a command that is not found, 126 for
+/// one that cannot be executed; the lock is released either way.
 #[test]
-fn run_with_a_missing_command_exits_3_and_releases() {
+fn run_with_a_command_that_cannot_run_exits_126_or_127_and_releases() {
     let dir = sandbox();
     let lock = dir.path().join("m.lock");
     let out = lockfile(&["run", s(&lock), "--", "/nonexistent/command"]);
-    expect_code(&out, 3);
-    expect_stderr(&out, "/nonexistent/command");
+    expect_code(&out, 127);
+    expect_stderr(&out, "cannot run `/nonexistent/command`");
     assert!(!lock.exists());
+    let script = dir.path().join("not-executable");
+    fs::write(&script, "#!/bin/sh\necho hi\n").expect("script");
+    let out = lockfile(&["run", s(&lock), "--", s(&script)]);
+    expect_code(&out, 126);
+    expect_stderr(&out, "cannot run");
+    assert!(!lock.exists());
+}
+
+/// `--conflict-exit-code N` tells "busy" from COMMAND's own exit 1.
+#[test]
+fn run_exits_with_the_conflict_exit_code_when_the_lock_is_held() {
+    let dir = sandbox();
+    let lock = dir.path().join("c.lock");
+    let holder = Sleeper::new();
+    expect_code(
+        &lockfile(&["acquire", "--pid", &holder.pid_str(), s(&lock)]),
+        0,
+    );
+    let marker = dir.path().join("ran");
+    let out = lockfile(&[
+        "run",
+        "--conflict-exit-code",
+        "75",
+        s(&lock),
+        "--",
+        "touch",
+        s(&marker),
+    ]);
+    expect_code(&out, 75);
+    expect_stderr(&out, "cannot acquire");
+    assert!(!marker.exists(), "COMMAND did not run");
+    let out = lockfile(&[
+        "run",
+        "--conflict-exit-code",
+        "75",
+        "--wait",
+        "0.05",
+        s(&lock),
+        "--",
+        "true",
+    ]);
+    expect_code(&out, 75);
+    // COMMAND's own failures keep their codes.
+    drop(holder);
+    let out = lockfile(&[
+        "run",
+        "--replace-stale",
+        "--conflict-exit-code",
+        "75",
+        s(&lock),
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    expect_code(&out, 1);
 }
 
 #[test]
