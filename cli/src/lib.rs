@@ -22,10 +22,12 @@ pub const OTHER: u8 = 3;
 const AFTER_HELP: &str = "\
 Exit status:
   0  success
-  1  the lock is held by another owner (acquire or release refused, --wait timed out)
+  1  the lock is held by another owner (acquire or release refused, --wait timed out),
+     or it changed hands too often while we looked; `run --conflict-exit-code N`: N
   2  usage error
   3  any other error (malformed lock file, unreachable path, I/O error)
-  `run` exits with COMMAND's status (128+N if a signal N killed it).
+  `run` exits with COMMAND's status (128+N if a signal N killed it), 127 if
+  COMMAND was not found, 126 if it could not be executed.
 
 A lock taken with `acquire` belongs to --pid, by default the process that ran
 `lockfile` (your shell or script): it stays held until released or until that
@@ -86,15 +88,17 @@ pub enum Cmd {
         /// The lock file.
         path: PathBuf,
         /// The pid to record.
+        #[arg(value_parser = parse_pid, allow_negative_numbers = true)]
         pid: u32,
         /// Unix time in seconds (fractions allowed); default: now.
         timestamp: Option<String>,
     },
     /// Run COMMAND while holding the lock; release it when COMMAND ends.
     ///
-    /// The lock is taken for `lockfile`'s own pid, before COMMAND starts: the
-    /// lock is held for as long as `lockfile` waits for COMMAND, and on Linux
-    /// COMMAND is sent SIGTERM if `lockfile` dies, so it never runs unlocked.
+    /// The lock is taken before COMMAND starts, and names both `lockfile` and
+    /// COMMAND: it is held while either runs. On Linux COMMAND is sent
+    /// SIGTERM if `lockfile` dies; a COMMAND that survives that (it changed
+    /// credentials, or ignores SIGTERM) keeps the lock held until it ends.
     /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to COMMAND.
     Run {
         /// Take over a lock whose owner is gone.
@@ -117,8 +121,9 @@ pub enum Cmd {
 /// `--pid`.
 #[derive(Debug, clap::Args)]
 pub struct PidArg {
-    /// The process the lock is for (default: the parent of `lockfile`).
-    #[arg(long, value_name = "PID")]
+    /// The process the lock is for (default: the parent of `lockfile`, the
+    /// shell or script that ran it).
+    #[arg(long, value_name = "PID", value_parser = parse_pid, allow_negative_numbers = true)]
     pub pid: Option<u32>,
 }
 
@@ -126,11 +131,21 @@ pub struct PidArg {
 #[derive(Debug, clap::Args)]
 pub struct WaitArg {
     /// Retry until the lock is free, for up to SECONDS (fractions allowed, or `forever`).
-    #[arg(long, value_name = "SECONDS", value_parser = parse_wait)]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_wait, allow_negative_numbers = true)]
     pub wait: Option<Wait>,
 }
 
 pub use lockfile_core::Wait;
+
+/// A pid as Linux has them: one range and one message, whatever is wrong.
+fn parse_pid(s: &str) -> Result<u32, String> {
+    let max = lockfile_core::format::MAX_PID;
+    s.parse::<u64>()
+        .ok()
+        .filter(|p| (1..=max).contains(p))
+        .and_then(|p| u32::try_from(p).ok())
+        .ok_or_else(|| format!("`{s}` is not a pid: a pid is a whole number from 1 to {max}"))
+}
 
 fn parse_wait(s: &str) -> Result<Wait, String> {
     if s == "forever" {
@@ -138,7 +153,9 @@ fn parse_wait(s: &str) -> Result<Wait, String> {
     }
     match s.parse::<f64>() {
         Ok(v) if (0.0..1e9).contains(&v) => Ok(Wait::For(Duration::from_secs_f64(v))),
-        _ => Err(format!("`{s}` is not a number of seconds or `forever`")),
+        _ => Err(format!(
+            "`{s}` is not a wait: give a number of seconds, 0 or more (fractions allowed), or `forever`"
+        )),
     }
 }
 
@@ -193,6 +210,9 @@ impl Failure {
                     (Verdict::Held, Cause::Running | Cause::RunningUnverified) => head,
                     (Verdict::Stale, _) if acquiring => {
                         format!("{head}; {} (use --replace-stale to take it over)", f.reason)
+                    }
+                    (Verdict::Stale, _) => {
+                        format!("{head}; {} (use --force to remove it)", f.reason)
                     }
                     _ => format!("{head}; {}", f.reason),
                 }

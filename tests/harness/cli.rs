@@ -449,3 +449,59 @@ fn status_into_a_closed_pipe_exits_0_like_other_tools() {
     expect_code(&out, 0);
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
+
+/// One range and one message for pids, and no advice that does not work
+/// (clap's "to pass `-1` as a value, use `-- -1`").
+#[test]
+fn bad_pids_and_waits_get_one_message_and_no_bad_advice() {
+    let dir = sandbox();
+    let lock = dir.path().join("a.lock");
+    for (args, needle) in [
+        (
+            vec!["acquire", "--pid", "-1", s(&lock)],
+            "a pid is a whole number from 1 to 2147483647",
+        ),
+        (
+            vec!["acquire", "--pid=-1", s(&lock)],
+            "a pid is a whole number from 1 to 2147483647",
+        ),
+        (
+            vec!["acquire", "--pid", "4294967295", s(&lock)],
+            "a pid is a whole number from 1 to 2147483647",
+        ),
+        (
+            vec!["acquire", "--pid", "2147483648", s(&lock)],
+            "a pid is a whole number from 1 to 2147483647",
+        ),
+        (
+            vec!["write", s(&lock), "-5"],
+            "a pid is a whole number from 1 to 2147483647",
+        ),
+        (vec!["acquire", "--wait", "-1", s(&lock)], "0 or more"),
+    ] {
+        let out = lockfile(&args);
+        expect_code(&out, 2);
+        expect_stderr(&out, needle);
+        assert!(!stderr(&out).contains("-- -"), "{args:?}: {}", stderr(&out));
+    }
+    assert!(!lock.exists());
+}
+
+#[test]
+fn releasing_another_owners_stale_lock_suggests_force() {
+    let dir = sandbox();
+    let lock = dir.path().join("s.lock");
+    expect_code(
+        &lockfile(&["write", s(&lock), &DEAD_PID.to_string(), "1700000000"]),
+        0,
+    );
+    let me = Sleeper::new();
+    let out = lockfile(&["release", "--pid", &me.pid_str(), s(&lock)]);
+    expect_code(&out, 1);
+    expect_stderr(&out, "use --force to remove it");
+    expect_code(
+        &lockfile(&["release", "--force", "--pid", &me.pid_str(), s(&lock)]),
+        0,
+    );
+    assert!(!lock.exists());
+}
