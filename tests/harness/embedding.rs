@@ -327,3 +327,29 @@ fn acquire_with_waits_with_backoff_until_the_holder_releases() {
     drop(guard);
     assert!(!path.exists(), "the guard released it");
 }
+
+/// The README's embedding program (host/examples/guard.rs) runs as shown.
+#[test]
+fn the_readme_embedding_example_runs() {
+    let exe = std::env::current_exe().expect("test binary path");
+    let examples = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir")
+        .join("examples");
+    let bin = examples.join("guard");
+    assert!(
+        bin.exists(),
+        "`{}` is missing: run `cargo test` without target filters (it builds examples)",
+        bin.display()
+    );
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let out = std::process::Command::new(&bin)
+        .arg(&lock)
+        .output()
+        .expect("run the example");
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("owned-by-self"), "{}", stdout(&out));
+    assert!(!lock.exists(), "released when the guard dropped");
+}
