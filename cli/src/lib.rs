@@ -78,8 +78,10 @@ pub enum Cmd {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        pid: PidArg,
+        /// Whose point of view `owned_by_self` takes (default: the parent of
+        /// `lockfile`, the shell or script that ran it).
+        #[arg(long, value_name = "PID", value_parser = parse_pid, allow_negative_numbers = true)]
+        pid: Option<u32>,
         /// The lock file.
         path: PathBuf,
     },
@@ -250,6 +252,15 @@ pub trait Backend {
     /// # Errors
     /// A [`Failure`] saying why.
     fn open(&self, path: &Path, pid: Option<u32>) -> Result<Self::Lock, Failure>;
+    /// Opens the lock at `path` only to look at it (`status`): as [`Backend::open`],
+    /// but a backend that cannot tell the caller's parent may still report
+    /// the lock's state.
+    ///
+    /// # Errors
+    /// A [`Failure`] saying why.
+    fn inspect(&self, path: &Path, pid: Option<u32>) -> Result<Self::Lock, Failure> {
+        self.open(path, pid)
+    }
     /// Plants a record.
     ///
     /// # Errors
@@ -314,7 +325,12 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
             backend.open(&path, check_pid(pid.pid)?)?.release(force)?;
         }
         Cmd::Status { json, pid, path } => {
-            let view = backend.open(&path, check_pid(pid.pid)?)?.status()?;
+            let mut view = backend.inspect(&path, check_pid(pid)?)?.status()?;
+            if pid.is_none() && view.verdict == Verdict::OwnedBySelf {
+                // "the current process" would read as `lockfile` itself.
+                view.reason
+                    .push_str(" (the default --pid: the parent of `lockfile`, the shell or script that ran it)");
+            }
             match print_status(&view, json) {
                 // Whoever reads our output stopped reading (`| head -0`): what
                 // they wanted is done, as ripgrep and coreutils see it.

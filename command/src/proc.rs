@@ -102,6 +102,13 @@ impl ProcSystem {
         })
     }
 
+    /// Acts for no process: for looking at a lock (`status`) where the
+    /// caller cannot be known. Pid 0 is no process, so nothing is ever
+    /// `owned-by-self`, and acquiring or releasing refuses.
+    pub fn spectator() -> Self {
+        ProcSystem::unchecked(0)
+    }
+
     /// Acts for `pid` without checking it runs: for planting a record.
     pub fn unchecked(pid: u32) -> Self {
         ProcSystem {

@@ -70,8 +70,16 @@ pub fn locate(path: &str, preopens: &[&str]) -> Result<Located, String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // A relative path resolves against a relative preopen only, and
+        // `wasmtime run --dir D::D` preopens absolute ones: say so.
+        let hint = if absolute {
+            ""
+        } else {
+            "; give the lock's absolute path (a relative path resolves only against a \
+             relative preopen such as `--dir .::.`)"
+        };
         return Err(format!(
-            "it is outside every directory this component may use (preopened: {list})"
+            "it is outside every directory this component may use (preopened: {list}){hint}"
         ));
     };
     let rest = &parts[len..];

@@ -30,6 +30,17 @@ fn wasmtime_run(dir: &Path, proc: bool, args: &[&str]) -> Output {
         .expect("run wasmtime")
 }
 
+/// `lockfile acquire --replace-stale --pid OWNER LOCK`.
+fn replace_stale_for(owner: &Sleeper, lock: &Path) -> Output {
+    lockfile(&[
+        "acquire",
+        "--replace-stale",
+        "--pid",
+        &owner.pid_str(),
+        s(lock),
+    ])
+}
+
 fn json(out: &Output) -> serde_json::Value {
     expect_code(out, 0);
     serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
@@ -107,13 +118,7 @@ fn run_survives_sigkill_of_lockfile(command: &[&str], comm: &str) {
         command.join(" ")
     );
     let other = Sleeper::new();
-    let out = lockfile(&[
-        "acquire",
-        "--replace-stale",
-        "--pid",
-        &other.pid_str(),
-        s(&lock),
-    ]);
+    let out = replace_stale_for(&other, &lock);
     expect_code(&out, 1);
     expect_stderr(&out, "the command it started, is running");
     let status = status_json(&lock, &[]);
@@ -121,16 +126,7 @@ fn run_survives_sigkill_of_lockfile(command: &[&str], comm: &str) {
     // Once COMMAND ends too, the lock is stale and recovered without force.
     sigkill(child);
     wait_until("COMMAND ends", || !running(child));
-    expect_code(
-        &lockfile(&[
-            "acquire",
-            "--replace-stale",
-            "--pid",
-            &other.pid_str(),
-            s(&lock),
-        ]),
-        0,
-    );
+    expect_code(&replace_stale_for(&other, &lock), 0);
 }
 
 #[test]
@@ -222,13 +218,7 @@ fn a_live_process_whose_main_thread_exited_keeps_its_lock() {
         "premise: another thread runs on"
     );
     let other = Sleeper::new();
-    let out = lockfile(&[
-        "acquire",
-        "--replace-stale",
-        "--pid",
-        &other.pid_str(),
-        s(&lock),
-    ]);
+    let out = replace_stale_for(&other, &lock);
     expect_code(&out, 1);
     expect_stderr(&out, &format!("held by pid {pid} (alive)"));
     assert_eq!(status_json(&lock, &[])["verdict"], "held");
@@ -254,16 +244,7 @@ fn a_live_process_whose_main_thread_exited_keeps_its_lock() {
     // When the whole process is gone, the lock is stale.
     owner.kill().expect("kill");
     owner.wait().expect("reap");
-    expect_code(
-        &lockfile(&[
-            "acquire",
-            "--replace-stale",
-            "--pid",
-            &other.pid_str(),
-            s(&lock),
-        ]),
-        0,
-    );
+    expect_code(&replace_stale_for(&other, &lock), 0);
 }
 
 /// A pid that no process on the host has, for a namespace to give out.
@@ -414,13 +395,7 @@ fn a_lock_from_a_pid_namespace_that_no_longer_exists_is_stale() {
     // While the namespace lives, its lock is foreign: never stale.
     let st = status_json(&lock, &[]);
     assert_eq!(st["verdict"], "foreign", "{st}");
-    let out = lockfile(&[
-        "acquire",
-        "--replace-stale",
-        "--pid",
-        &other.pid_str(),
-        s(&lock),
-    ]);
+    let out = replace_stale_for(&other, &lock);
     expect_code(&out, 1);
     fs::write(flags.path().join("go"), "").expect("go");
     container.wait().expect("the container ends");
@@ -435,16 +410,7 @@ fn a_lock_from_a_pid_namespace_that_no_longer_exists_is_stale() {
         &["status", "--json", "--pid", &other.pid_str(), s(&lock)],
     ));
     assert_eq!(wasi["verdict"], "stale", "{wasi}");
-    expect_code(
-        &lockfile(&[
-            "acquire",
-            "--replace-stale",
-            "--pid",
-            &other.pid_str(),
-            s(&lock),
-        ]),
-        0,
-    );
+    expect_code(&replace_stale_for(&other, &lock), 0);
     assert_eq!(status_json(&lock, &[])["pid"], other.pid());
 }
 
@@ -467,16 +433,7 @@ fn a_lock_from_our_host_and_a_previous_boot_is_stale_whatever_its_namespace() {
         "{st}"
     );
     let other = Sleeper::new();
-    expect_code(
-        &lockfile(&[
-            "acquire",
-            "--replace-stale",
-            "--pid",
-            &other.pid_str(),
-            s(&lock),
-        ]),
-        0,
-    );
+    expect_code(&replace_stale_for(&other, &lock), 0);
 }
 
 /// Names up to NAME_MAX (255 bytes) work for every operation, whatever the

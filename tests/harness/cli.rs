@@ -505,3 +505,27 @@ fn releasing_another_owners_stale_lock_suggests_force() {
     );
     assert!(!lock.exists());
 }
+
+/// `status` for the default `--pid` says who that is: the shell that ran
+/// `lockfile`, not `lockfile` itself.
+#[test]
+fn status_of_our_own_lock_names_the_default_pid() {
+    let dir = sandbox();
+    let lock = dir.path().join("o.lock");
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "\"$0\" acquire \"$1\" && \"$0\" status \"$1\" && \"$0\" release \"$1\"",
+            lockfile_bin(),
+            s(&lock),
+        ])
+        .output()
+        .expect("sh");
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("verdict:  owned-by-self"), "{text}");
+    assert!(
+        text.contains("the default --pid: the parent of `lockfile`"),
+        "{text}"
+    );
+}

@@ -216,6 +216,22 @@ fn without_proc_nothing_is_judged_stale_and_the_advice_is_given() {
     let out = run(&wt, dir.path(), false, &["acquire", s(&lock)]);
     expect_code(&out, 2);
     expect_stderr(&out, "--dir /proc::/proc");
+    // Looking needs no owner: `status` works without /proc and --pid.
+    let out = run(&wt, dir.path(), false, &["status", "--json", s(&lock)]);
+    expect_code(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["pid"], DEAD_PID);
+    assert_eq!(v["verdict"], "held", "liveness unknown: {v}");
+    assert_eq!(v["owned_by_self"], false);
+}
+
+#[test]
+fn a_relative_path_is_refused_with_advice_to_give_an_absolute_one() {
+    let wt = wasmtime();
+    let dir = sandbox();
+    let out = run(&wt, dir.path(), true, &["status", "x.lock"]);
+    expect_code(&out, 3);
+    expect_stderr(&out, "absolute path");
 }
 
 #[test]

@@ -4,27 +4,16 @@
 use std::sync::OnceLock;
 
 use lockfile_core::proc_view::ProcView;
-use lockfile_core::{Liveness, Machine, ProcessInfo};
-use rustix::io::Errno;
-use rustix::process::{test_kill_process, Pid};
+use lockfile_core::{Machine, ProcessInfo};
 
 fn proc() -> &'static ProcView {
     static PROC: OnceLock<ProcView> = OnceLock::new();
     PROC.get_or_init(|| ProcView::new(rustix::param::clock_ticks_per_second()))
 }
 
-/// What is known about `pid`.
+/// What is known about `pid`: `kill` says whether it runs, `/proc` the rest.
 pub fn query(pid: u32) -> ProcessInfo {
-    let liveness = match i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        None => Liveness::Dead,
-        Some(raw) => match test_kill_process(raw) {
-            // EPERM: the process exists but belongs to someone we may not signal.
-            Ok(()) | Err(Errno::PERM) => Liveness::Alive,
-            Err(Errno::SRCH) => Liveness::Dead,
-            Err(_) => Liveness::Unknown,
-        },
-    };
-    proc().info(pid, liveness)
+    proc().info(pid, super::signal_probe(pid))
 }
 
 /// Whether any process on this machine is in the PID namespace `inode`
@@ -50,6 +39,7 @@ pub fn machine() -> Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lockfile_core::Liveness;
 
     #[test]
     fn this_process_is_alive_with_a_start_time() {

@@ -23,6 +23,22 @@ pub use unknown::{machine, pid_namespace_alive, query};
 
 pub use lockfile_core::{Liveness, Machine, ProcessInfo};
 
+/// Whether `pid` runs, by `kill(pid, 0)`: EPERM means it exists (another
+/// user's process), ESRCH that it does not; pids beyond `pid_t` are dead.
+#[cfg(unix)]
+fn signal_probe(pid: u32) -> Liveness {
+    use rustix::io::Errno;
+    use rustix::process::{test_kill_process, Pid};
+    match i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        None => Liveness::Dead,
+        Some(raw) => match test_kill_process(raw) {
+            Ok(()) | Err(Errno::PERM) => Liveness::Alive,
+            Err(Errno::SRCH) => Liveness::Dead,
+            Err(_) => Liveness::Unknown,
+        },
+    }
+}
+
 /// The parent of the current process: the shell or script that ran us.
 pub fn parent_pid() -> Option<u32> {
     #[cfg(unix)]

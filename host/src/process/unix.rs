@@ -1,22 +1,12 @@
 //! Unix without `/proc`: `kill(pid, 0)` only, so no start times and no
 //! recycled-pid detection.
 
-use lockfile_core::{Liveness, Machine, ProcessInfo};
-use rustix::io::Errno;
-use rustix::process::{test_kill_process, Pid};
+use lockfile_core::{Machine, ProcessInfo};
 
 /// What is known about `pid`.
 pub fn query(pid: u32) -> ProcessInfo {
-    let liveness = match i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        None => Liveness::Dead,
-        Some(raw) => match test_kill_process(raw) {
-            Ok(()) | Err(Errno::PERM) => Liveness::Alive,
-            Err(Errno::SRCH) => Liveness::Dead,
-            Err(_) => Liveness::Unknown,
-        },
-    };
     ProcessInfo {
-        liveness,
+        liveness: super::signal_probe(pid),
         start_ticks: None,
         start_time: None,
     }
