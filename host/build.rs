@@ -1,10 +1,12 @@
 //! Builds the guest component and precompiles it for this host.
 //!
 //! The guest is built by a nested `cargo build --target wasm32-wasip2` with
-//! its own target directory under `OUT_DIR`: sharing the outer one deadlocks
-//! on cargo's build lock in `--release`. The component is then compiled to
-//! native code here, with the same wasmtime and engine settings the host
-//! uses, so no process pays for compiling it at start-up.
+//! its own target directory (sharing the outer one deadlocks on cargo's
+//! build lock in `--release`): `target/guest` in this workspace, shared by
+//! every build profile, or under `OUT_DIR` for a crate that depends on us.
+//! The component is then compiled to native code here, with the same
+//! wasmtime and engine settings the host uses, so no process pays for
+//! compiling it at start-up.
 
 use std::env;
 use std::fs;
@@ -30,7 +32,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .parent()
         .ok_or("host/ has no parent")?
         .to_path_buf();
-    let guest_target = out.join("guest-target");
+    // In this workspace's own target directory, every build of this crate
+    // (debug, release, check, test, doc) shares one guest build, and the
+    // components are copied beside the binaries for people and `wasmtime
+    // run`. A crate that depends on lockfile-host builds in its own target
+    // directory, and then this script writes only inside its OUT_DIR.
+    let own_target = root.join("target");
+    let in_own_target = out.starts_with(&own_target);
+    let guest_target = if in_own_target {
+        own_target.join("guest")
+    } else {
+        out.join("guest-target")
+    };
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -107,12 +120,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // Stable paths for people and for `wasmtime run`, beside the `lockfile`
     // binary: target/<profile>/lockfile.wasm and lockfile-command.wasm.
-    let profile_dir = out
-        .ancestors()
-        .nth(3)
-        .ok_or("OUT_DIR is not under target/<profile>/build")?;
-    fs::write(profile_dir.join("lockfile.wasm"), &bytes)?;
-    fs::write(profile_dir.join("lockfile-command.wasm"), &command)?;
+    if in_own_target {
+        let profile_dir = out
+            .ancestors()
+            .nth(3)
+            .ok_or("OUT_DIR is not under target/<profile>/build")?;
+        fs::write(profile_dir.join("lockfile.wasm"), &bytes)?;
+        fs::write(profile_dir.join("lockfile-command.wasm"), &command)?;
+    }
     Ok(())
 }
 
