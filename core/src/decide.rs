@@ -118,6 +118,9 @@ pub enum Cause {
     Recycled,
     /// The owner's pid runs a process that started after the lock was taken (`stale`).
     StartedAfter,
+    /// Our own process, but another holder in it (`held`): another plugin
+    /// of the same application (see [`with_holder`]).
+    OtherHolder,
     /// Our own pid, but an earlier process with it took the lock (`stale`).
     OurPidReused,
     /// Taken before this machine last booted (`stale`).
@@ -146,6 +149,7 @@ impl Cause {
             Cause::Dead => "dead",
             Cause::Recycled => "recycled",
             Cause::StartedAfter => "started-after",
+            Cause::OtherHolder => "other-holder",
             Cause::OurPidReused => "our-pid-reused",
             Cause::PreviousBoot => "previous-boot",
             Cause::NamespaceEnded => "namespace-ended",
@@ -195,6 +199,30 @@ fn judgement(cause: Cause, verdict: Verdict, reason: String) -> Judgement {
         cause,
         reason,
     }
+}
+
+/// Refines a judgement of `owned-by-self` by holder: within one process,
+/// a host may tell holders apart (an application gives each plugin its own
+/// tag). A lock is ours only if its holder tag is ours too; a lock of our
+/// process for another holder (or for the process as a whole, where we are
+/// a tagged holder, and the reverse) is `held`: our process runs, so it is
+/// never stale.
+pub fn with_holder(record: &Record, holder: Option<u64>, judged: Judgement) -> Judgement {
+    if judged.verdict != Verdict::OwnedBySelf || record.holder == holder {
+        return judged;
+    }
+    let whom = match record.holder {
+        Some(tag) => format!("holder {tag:016x}"),
+        None => "the process as a whole".into(),
+    };
+    judgement(
+        Cause::OtherHolder,
+        Verdict::Held,
+        format!(
+            "the lock is held by pid {}, this process, but for {whom}, not for this holder              (another plugin or handle of this process)",
+            record.pid
+        ),
+    )
 }
 
 /// Judges a recorded owner from the point of view of `me` on `machine`.

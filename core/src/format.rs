@@ -14,6 +14,9 @@
 //! nonce=9f2c4e1ab0d3c577
 //! ```
 //!
+//! (and, for a lock that a holder within its process took, such as one
+//! plugin of an application, `holder=00c0ffee00000042`.)
+//!
 //! A bare third token (labm8 2020 writes `PID TIMESTAMP HOSTNAME`) is read as
 //! the hostname. Unknown keys and other tokens are ignored, so later versions
 //! may add fields; a known key with a bad value makes the file malformed.
@@ -150,6 +153,10 @@ pub struct Record {
     pub companion: Option<u32>,
     /// The companion's start time in clock ticks since boot.
     pub companion_start_ticks: Option<u64>,
+    /// Which holder within the owner process took the lock, where its host
+    /// tells holders apart (each plugin of an application); `None` for a
+    /// process-wide lock, as labm8's.
+    pub holder: Option<u64>,
 }
 
 /// Why a lock file could not be read as a record.
@@ -243,6 +250,9 @@ pub fn parse(bytes: &[u8]) -> Result<Record, FormatError> {
                 );
             }
             "companion_start" => record.companion_start_ticks = Some(number()?),
+            "holder" => {
+                record.holder = Some(u64::from_str_radix(value, 16).map_err(|_| bad())?);
+            }
             "pidns" => record.pid_namespace = Some(number()?),
             "host" | "boot" | "nonce" => return Err(bad()),
             _ => {}
@@ -325,6 +335,9 @@ pub fn serialize(record: &Record) -> String {
             let _ = writeln!(out, "companion_start={ticks}");
         }
     }
+    if let Some(tag) = record.holder {
+        let _ = writeln!(out, "holder={tag:016x}");
+    }
     out
 }
 
@@ -351,6 +364,7 @@ mod tests {
             nonce: Some("9f2c4e1ab0d3c577".into()),
             companion: Some(4243),
             companion_start_ticks: Some(1_234_590),
+            holder: Some(0x00c0_ffee_0000_0042),
         }
     }
 

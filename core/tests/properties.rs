@@ -20,9 +20,21 @@ fn record() -> impl Strategy<Value = Record> {
         proptest::option::of(any::<u64>()),
         proptest::option::of(word()),
         proptest::option::of((1u32..=i32::MAX as u32, proptest::option::of(any::<u64>()))),
+        proptest::option::of(any::<u64>()),
     )
         .prop_map(
-            |(pid, s, micros, hostname, boot_id, start_ticks, pid_namespace, nonce, companion)| {
+            |(
+                pid,
+                s,
+                micros,
+                hostname,
+                boot_id,
+                start_ticks,
+                pid_namespace,
+                nonce,
+                companion,
+                holder,
+            )| {
                 Record {
                     pid,
                     timestamp: Timestamp::new(s, micros * 1000),
@@ -33,6 +45,7 @@ fn record() -> impl Strategy<Value = Record> {
                     nonce,
                     companion: companion.map(|(pid, _)| pid),
                     companion_start_ticks: companion.and_then(|(_, ticks)| ticks),
+                    holder,
                 }
             },
         )

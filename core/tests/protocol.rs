@@ -8,7 +8,7 @@ use std::fs;
 use lockfile_core::format::{self, Record};
 use lockfile_core::protocol::{Dir, Error, Lock, Spare, System};
 use lockfile_core::std_dir::StdDir;
-use lockfile_core::{Identity, Liveness, Machine, ProcessInfo, Timestamp, Verdict};
+use lockfile_core::{Cause, Identity, Liveness, Machine, ProcessInfo, Timestamp, Verdict};
 
 const ME: u32 = 100;
 const RUNNER: u32 = 101;
@@ -24,6 +24,8 @@ struct Sys {
     counter: Cell<u64>,
     /// Runs at a named checkpoint: lets a test act in the middle of an operation.
     hook: RefCell<Option<Hook>>,
+    /// The holder tag within ME (a plugin of an application), if any.
+    holder: Cell<Option<u64>>,
 }
 
 impl Sys {
@@ -36,6 +38,7 @@ impl Sys {
             }),
             counter: Cell::new(1),
             hook: RefCell::new(None),
+            holder: Cell::new(None),
         };
         sys.set(ME, Liveness::Alive, Some(7));
         sys.set(RUNNER, Liveness::Alive, Some(8));
@@ -102,6 +105,9 @@ impl System for Sys {
         let n = self.counter.get();
         self.counter.set(n + 1);
         n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn holder(&self) -> Option<u64> {
+        self.holder.get()
     }
     fn checkpoint(&self, name: &str) {
         let mut hook = self.hook.borrow_mut();
@@ -350,6 +356,55 @@ fn release_refuses_others_and_force_removes_anything_regular() {
     assert!(matches!(lock.release(false), Err(Error::Malformed { .. })));
     lock.release(true).expect("force");
     assert!(names(f.path()).is_empty());
+}
+
+#[test]
+fn holders_within_one_process_exclude_each_other() {
+    let f = Fixture::new();
+    f.sys.run_as_owner();
+    let lock = f.lock();
+    // Plugin A (tag 0xa) takes the lock: the record names ME and the tag.
+    f.sys.holder.set(Some(0xa));
+    lock.acquire(false, false).expect("A acquires");
+    let text = fs::read_to_string(f.path().join("x.lock")).expect("lock");
+    assert!(text.contains("holder=000000000000000a"), "{text}");
+    assert_eq!(lock.status().expect("status").verdict, Verdict::OwnedBySelf);
+    // Plugin B (tag 0xb) of the same process: held, not ours, not stale.
+    f.sys.holder.set(Some(0xb));
+    let status = lock.status().expect("status");
+    assert_eq!(
+        (status.verdict, status.cause),
+        (Verdict::Held, Cause::OtherHolder)
+    );
+    assert!(
+        status.reason.contains("holder 000000000000000a"),
+        "{}",
+        status.reason
+    );
+    match lock.acquire(true, false) {
+        Err(Error::UnableToAcquire(r)) => assert_eq!(r.cause, Cause::OtherHolder),
+        other => panic!("B must be refused, got {other:?}"),
+    }
+    assert!(matches!(
+        lock.release(false),
+        Err(Error::UnableToRelease(_))
+    ));
+    // The process as a whole (no tag) does not own a plugin's lock either.
+    f.sys.holder.set(None);
+    assert!(matches!(
+        lock.acquire(false, false),
+        Err(Error::UnableToAcquire(_))
+    ));
+    assert!(fs::read_to_string(f.path().join("x.lock"))
+        .expect("kept")
+        .contains("holder=000000000000000a"));
+    // A releases; then B takes it, and the process-wide handle is refused.
+    f.sys.holder.set(Some(0xa));
+    lock.release(false).expect("A releases");
+    f.sys.holder.set(Some(0xb));
+    lock.acquire(false, false).expect("B acquires");
+    f.sys.holder.set(None);
+    assert_eq!(lock.status().expect("status").cause, Cause::OtherHolder);
 }
 
 #[test]

@@ -9,7 +9,12 @@
 #![cfg(target_os = "wasi")]
 
 mod bindings {
-    wit_bindgen::generate!({ world: "library", path: "../wit" });
+    wit_bindgen::generate!({
+        world: "library",
+        path: "../wit",
+        // WASI's own types, from the `wasi` crate the rest of the guest uses.
+        with: { "wasi:clocks/wall-clock@0.2.4": wasi::clocks::wall_clock },
+    });
 
     use super::Component;
     export!(Component);
@@ -21,9 +26,9 @@ use std::cell::OnceCell;
 use bindings::exports::labm8::lockfile::lockfile::{
     self as wit, Guest, GuestLockFile, Owner, Refusal, Status,
 };
-use bindings::labm8::lockfile::process::Datetime;
 use lockfile_core::protocol::Spare;
 use lockfile_core::{protocol, Cause, Lock, Timestamp, Verdict};
+use wasi::clocks::wall_clock::Datetime;
 
 use crate::system::HostSystem;
 use lockfile_core::wasi_dir::{resolve, WasiDir};
@@ -184,6 +189,7 @@ fn to_cause(c: Cause) -> wit::Cause {
         Cause::Dead => wit::Cause::Dead,
         Cause::Recycled => wit::Cause::Recycled,
         Cause::StartedAfter => wit::Cause::StartedAfter,
+        Cause::OtherHolder => wit::Cause::OtherHolder,
         Cause::OurPidReused => wit::Cause::OurPidReused,
         Cause::PreviousBoot => wit::Cause::PreviousBoot,
         Cause::NamespaceEnded => wit::Cause::NamespaceEnded,

@@ -14,6 +14,7 @@ pub struct HostSystem {
     current: OnceCell<Identity>,
     runner: OnceCell<Identity>,
     companion: OnceCell<Option<Identity>>,
+    holder: OnceCell<Option<u64>>,
     machine: OnceCell<Machine>,
 }
 
@@ -37,6 +38,10 @@ impl System for HostSystem {
         *self
             .companion
             .get_or_init(|| host::companion().map(identity))
+    }
+
+    fn holder(&self) -> Option<u64> {
+        *self.holder.get_or_init(host::holder)
     }
 
     fn pid_namespace_alive(&self, inode: u64) -> Option<bool> {

@@ -134,6 +134,7 @@ pub(crate) fn cause(c: wit::Cause) -> Cause {
         wit::Cause::Dead => Cause::Dead,
         wit::Cause::Recycled => Cause::Recycled,
         wit::Cause::StartedAfter => Cause::StartedAfter,
+        wit::Cause::OtherHolder => Cause::OtherHolder,
         wit::Cause::OurPidReused => Cause::OurPidReused,
         wit::Cause::PreviousBoot => Cause::PreviousBoot,
         wit::Cause::NamespaceEnded => Cause::NamespaceEnded,

@@ -48,6 +48,7 @@ pub struct ProcessCtx {
     runner: Identity,
     companion: Option<Identity>,
     machine: Machine,
+    holder: Option<u64>,
 }
 
 /// This process, with its start time.
@@ -103,6 +104,19 @@ impl ProcessCtx {
         })
     }
 
+    /// Locks are taken by holder `tag` within the process: a lock of the
+    /// same process with another tag (or none) is `held`, not
+    /// `owned-by-self`. Applications give each plugin its own tag (see
+    /// [`crate::plugin`]); without one, the process as a whole owns its
+    /// locks, as in labm8.
+    #[must_use]
+    pub fn with_holder(self, tag: u64) -> Self {
+        Self {
+            holder: Some(tag),
+            ..self
+        }
+    }
+
     pub(crate) fn new(
         acting: Identity,
         runner: Identity,
@@ -114,6 +128,7 @@ impl ProcessCtx {
             runner,
             companion,
             machine,
+            holder: None,
         }
     }
 }
@@ -155,6 +170,10 @@ impl wit::Host for ProcessCtx {
 
     fn pid_namespace_alive(&mut self, inode: u64) -> Option<bool> {
         process::pid_namespace_alive(inode)
+    }
+
+    fn holder(&mut self) -> Option<u64> {
+        self.holder
     }
 
     fn query(&mut self, pid: u32) -> wit::ProcessInfo {

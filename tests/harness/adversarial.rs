@@ -531,7 +531,11 @@ mod third_party {
     use wasmtime::{Config, Engine, Store};
     use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-    wasmtime::component::bindgen!({ world: "library", path: "wit" });
+    wasmtime::component::bindgen!({
+        world: "library",
+        path: "wit",
+        with: { "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock },
+    });
 
     use exports::labm8::lockfile::lockfile as wit;
     use labm8::lockfile::process;
@@ -581,6 +585,9 @@ mod third_party {
         fn pid_namespace_alive(&mut self, _inode: u64) -> Option<bool> {
             None
         }
+        fn holder(&mut self) -> Option<u64> {
+            None
+        }
     }
 
     /// Runs `acquire(false, false)` on `path` in a host that says the lock
@@ -597,7 +604,7 @@ mod third_party {
                 .expect("load the precompiled component");
         let mut linker = Linker::<Host>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("link WASI");
-        Library::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h).expect("link process");
+        process::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h).expect("link process");
         let mut wasi = WasiCtxBuilder::new();
         wasi.preopened_dir(dir, dir, FsPerms::ReadWrite)
             .expect("preopen");
@@ -671,7 +678,7 @@ mod linked {
             .instantiate(&mut store, &component)
             .expect("instantiate");
         let iface = instance
-            .get_export_index(&mut store, None, "labm8:lockfile/lockfile@0.1.0")
+            .get_export_index(&mut store, None, "labm8:lockfile/lockfile@0.2.0")
             .expect("the lockfile interface");
         let func = |store: &mut Store<MyState>, name: &str| {
             let index = instance

@@ -24,7 +24,9 @@
 use std::borrow::Cow;
 use std::io;
 
-use crate::decide::{judge_with, Cause, Identity, Judgement, Machine, ProcessInfo, Verdict};
+use crate::decide::{
+    judge_with, with_holder, Cause, Identity, Judgement, Machine, ProcessInfo, Verdict,
+};
 use crate::format::{self, FormatError, Record, Timestamp};
 
 /// What is at a name in the lock's directory (never following symlinks).
@@ -89,6 +91,13 @@ pub trait System {
     /// this inode: `Some(false)` only when every process could be seen and
     /// none is in it; `None` when that cannot be told.
     fn pid_namespace_alive(&self, _inode: u64) -> Option<bool> {
+        None
+    }
+    /// Which holder within the current process takes locks, where the host
+    /// tells holders apart (an application gives each plugin a tag): a lock
+    /// is `owned-by-self` only with the same tag. `None`: the process as a
+    /// whole, labm8's rule.
+    fn holder(&self) -> Option<u64> {
         None
     }
     /// A named point in the protocol, where a test may pause. No effect on results.
@@ -411,13 +420,14 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn judge(&self, record: &Record) -> Judgement {
-        judge_with(
+        let judged = judge_with(
             record,
             &self.sys.current(),
             &self.sys.machine(),
             |pid| self.sys.query(pid),
             |ns| self.sys.pid_namespace_alive(ns),
-        )
+        );
+        with_holder(record, self.sys.holder(), judged)
     }
 
     fn my_record(&self) -> Record {
@@ -425,6 +435,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         Record {
             companion: companion.map(|c| c.pid),
             companion_start_ticks: companion.and_then(|c| c.start_ticks),
+            holder: self.sys.holder(),
             ..self.record_for(self.sys.current())
         }
     }
