@@ -6,7 +6,9 @@
 //! every build profile, or under `OUT_DIR` for a crate that depends on us.
 //! The component is then compiled to native code here, with the same
 //! wasmtime and engine settings the host uses, so no process pays for
-//! compiling it at start-up.
+//! compiling it at start-up. Two compositions follow (with wac-graph):
+//! `lockfile-wasi.wasm`, the library with the WASI-only process provider,
+//! and `lockfile-plugin-example.wasm`, the example plugin with that.
 
 use std::env;
 use std::fs;
@@ -55,6 +57,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "lockfile-guest",
         "--package",
         "lockfile-command",
+        "--package",
+        "lockfile-provider",
+        "--package",
+        "lockfile-plugin-example",
         "--target",
         "wasm32-wasip2",
         "--target-dir",
@@ -98,6 +104,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let wasm = built.join("lockfile_guest.wasm");
     rerun_on_inputs(&built.join("lockfile_guest.d"), &root)?;
     rerun_on_inputs(&built.join("lockfile-command.d"), &root)?;
+    rerun_on_inputs(&built.join("lockfile_provider.d"), &root)?;
+    rerun_on_inputs(&built.join("lockfile-plugin-example.d"), &root)?;
 
     let bytes = fs::read(&wasm)?;
     let mut config = engine_config::config(engine_config::Allocation::OnDemand);
@@ -118,6 +126,39 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let command = fs::read(built.join("lockfile-command.wasm"))?;
     fs::write(out.join("lockfile-command.wasm"), &command)?;
 
+    // The library with a `process` from WASI alone: a lock any component
+    // runtime can run. Then the example plugin, plugged into that.
+    let provider = fs::read(built.join("lockfile_provider.wasm"))?;
+    let wasi_only = plug(
+        ("labm8:lockfile-library", &bytes),
+        ("labm8:lockfile-provider", &provider),
+        PROCESS,
+    )
+    .map_err(|e| format!("cannot compose lockfile-wasi.wasm: {e}"))?;
+    fs::write(out.join("lockfile-wasi.wasm"), &wasi_only)?;
+    let plugin = fs::read(built.join("lockfile-plugin-example.wasm"))?;
+    let plugin_example = plug(
+        ("labm8:lockfile-plugin-example", &plugin),
+        ("labm8:lockfile-wasi", &wasi_only),
+        LOCKFILE,
+    )
+    .map_err(|e| format!("cannot compose lockfile-plugin-example.wasm: {e}"))?;
+    fs::write(out.join("lockfile-plugin-example.wasm"), &plugin_example)?;
+    // Precompiled too, for hosts without a compiler: the WASI-only lock, the
+    // example plugin as built (it imports the lock from its host), which the
+    // plugin API's tests and example application run, and composed (for the
+    // benchmark).
+    for (name, wasm) in [
+        ("lockfile-wasi.cwasm", &wasi_only),
+        ("lockfile-plugin-example.cwasm", &plugin),
+        ("lockfile-plugin-example-composed.cwasm", &plugin_example),
+    ] {
+        let cwasm = engine
+            .precompile_component(wasm)
+            .map_err(|e| format!("cannot precompile for `{name}`: {e}"))?;
+        fs::write(out.join(name), cwasm)?;
+    }
+
     // Stable paths for people and for `wasmtime run`, beside the `lockfile`
     // binary: target/<profile>/lockfile.wasm and lockfile-command.wasm.
     if in_own_target {
@@ -127,8 +168,50 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("OUT_DIR is not under target/<profile>/build")?;
         fs::write(profile_dir.join("lockfile.wasm"), &bytes)?;
         fs::write(profile_dir.join("lockfile-command.wasm"), &command)?;
+        fs::write(profile_dir.join("lockfile-wasi.wasm"), &wasi_only)?;
+        fs::write(
+            profile_dir.join("lockfile-plugin-example.wasm"),
+            &plugin_example,
+        )?;
     }
     Ok(())
+}
+
+/// The interface the library imports and the provider exports.
+const PROCESS: &str = "labm8:lockfile/process@0.2.0";
+/// The interface the library exports and plugins import.
+const LOCKFILE: &str = "labm8:lockfile/lockfile@0.2.0";
+
+/// Composes `socket`, whose import `interface` is satisfied by an instance
+/// of `plug`, into one component that exports what `socket` exports.
+/// Everything else either imports (WASI) stays an import of the result,
+/// shared by both.
+fn plug(
+    socket: (&str, &[u8]),
+    plug: (&str, &[u8]),
+    interface: &str,
+) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    use wac_graph::{types::Package, CompositionGraph, EncodeOptions};
+
+    let mut graph = CompositionGraph::new();
+    let package = |graph: &mut CompositionGraph, (name, bytes): (&str, &[u8])| {
+        Package::from_bytes(name, None, bytes.to_vec(), graph.types_mut())
+            .map_err(|e| format!("`{name}` is not a component: {e:#}"))
+    };
+    let plug = package(&mut graph, plug)?;
+    let socket = package(&mut graph, socket)?;
+    let socket_exports: Vec<String> = graph.types()[socket.ty()].exports.keys().cloned().collect();
+    let plug = graph.register_package(plug)?;
+    let socket = graph.register_package(socket)?;
+    let plug = graph.instantiate(plug);
+    let provided = graph.alias_instance_export(plug, interface)?;
+    let socket = graph.instantiate(socket);
+    graph.set_instantiation_argument(socket, interface, provided)?;
+    for name in socket_exports {
+        let export = graph.alias_instance_export(socket, &name)?;
+        graph.export(export, &name)?;
+    }
+    Ok(graph.encode(EncodeOptions::default())?)
 }
 
 /// Re-runs this script when any source file of the guest changes, as listed
@@ -139,6 +222,11 @@ fn rerun_on_inputs(dep_info: &Path, root: &Path) -> Result<(), Box<dyn std::erro
     println!("cargo:rerun-if-changed={}", root.join("core").display());
     println!("cargo:rerun-if-changed={}", root.join("cli").display());
     println!("cargo:rerun-if-changed={}", root.join("command").display());
+    println!("cargo:rerun-if-changed={}", root.join("provider").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("examples/plugin").display()
+    );
     println!(
         "cargo:rerun-if-changed={}",
         root.join("Cargo.lock").display()

@@ -5,6 +5,12 @@
 //!   natively over `std::fs`: the baseline the component is measured against.
 //! - `cycle/raw-o-excl`: create (O_EXCL) + write + close + unlink, the least
 //!   any lock file can do.
+//! - `cycle/plugin-composed`: the same cycle made by the example plugin
+//!   composed with `lockfile-wasi.wasm` (plugin -> library -> WASI-only
+//!   provider, one component), as `wasmtime run` runs it.
+//! - `cycle/plugin-hosted`: the example plugin as an application runs it,
+//!   the lock from `lockfile_host::plugin` (plugin -> host -> the lock's own
+//!   sandbox).
 //! - `open/instantiate`: a new sandbox for a lock, from the `InstancePre`.
 //! - `read/status` and `read/static-read`: inspecting a held lock.
 //! - `contention/8x500`: 8 processes x 500 cycles on one lock (wall time;
@@ -120,7 +126,114 @@ fn cycle(c: &mut Criterion) {
             fs::remove_file(&raw).expect("unlink");
         })
     });
+    let plugin_lock = dir.path().join("plugin.lock");
+    group.bench_function("plugin-composed", |b| {
+        b.iter_custom(|iters| plugin::composed(dir.path(), &plugin_lock, iters))
+    });
+    group.bench_function("plugin-hosted", |b| {
+        b.iter_custom(|iters| plugin::hosted(&runtime, dir.path(), &plugin_lock, iters))
+    });
     group.finish();
+}
+
+/// The example plugin, run with `--cycles N`: its `run` is timed (not its
+/// instantiation, which a long-lived plugin pays once).
+mod plugin {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use lockfile_host::plugin::{add_to_linker, PluginLocks};
+    use lockfile_host::Runtime;
+    use wasmtime::component::{Component, Linker, ResourceTable};
+    use wasmtime::{Engine, Store};
+    use wasmtime_wasi::p2::bindings::sync::Command;
+    use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+    pub struct State {
+        wasi: WasiCtx,
+        table: ResourceTable,
+        locks: Option<PluginLocks>,
+    }
+
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+
+    fn wasi(dir: &Path, lock: &Path, iters: u64) -> WasiCtx {
+        let dir = dir.to_str().expect("utf-8");
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stderr()
+            .args(&[
+                "plugin",
+                "--cycles",
+                &iters.to_string(),
+                lock.to_str().expect("utf-8"),
+            ])
+            .preopened_dir(dir, dir, FsPerms::ReadWrite)
+            .expect("preopen");
+        wasi.preopened_dir("/proc", "/proc", FsPerms::ReadOnly)
+            .expect("preopen /proc");
+        wasi.build()
+    }
+
+    fn run(store: &mut Store<State>, component: &Component, linker: &Linker<State>) -> Duration {
+        let command = Command::instantiate(&mut *store, component, linker).expect("instantiate");
+        let start = Instant::now();
+        let result = command.wasi_cli_run().call_run(&mut *store);
+        let elapsed = start.elapsed();
+        match result {
+            Ok(Ok(())) => {}
+            Err(e) if e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|x| x.0) == Some(0) => {}
+            other => panic!("the plugin failed: {other:?}"),
+        }
+        elapsed
+    }
+
+    fn load(engine: &Engine, path: &str) -> Component {
+        // SAFETY: produced by lockfile-host's build script with this same
+        // wasmtime; wasmtime refuses a mismatched artifact.
+        unsafe { Component::deserialize_file(engine, path) }.expect("load the plugin")
+    }
+
+    pub fn composed(dir: &Path, lock: &Path, iters: u64) -> Duration {
+        let engine = Engine::default();
+        let component = load(&engine, lockfile_host::PRECOMPILED_PLUGIN_EXAMPLE_COMPOSED);
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI");
+        let state = State {
+            wasi: wasi(dir, lock, iters),
+            table: ResourceTable::new(),
+            locks: None,
+        };
+        run(&mut Store::new(&engine, state), &component, &linker)
+    }
+
+    pub fn hosted(runtime: &Runtime, dir: &Path, lock: &Path, iters: u64) -> Duration {
+        let engine = Engine::default();
+        let component = load(&engine, lockfile_host::PRECOMPILED_PLUGIN_EXAMPLE);
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI");
+        add_to_linker(&mut linker, |s: &mut State| {
+            s.locks.as_mut().expect("the plugin's locks")
+        })
+        .expect("the lock");
+        let dir_str = dir.to_str().expect("utf-8");
+        let locks = PluginLocks::builder(runtime)
+            .dir(dir, dir_str)
+            .build()
+            .expect("locks");
+        let state = State {
+            wasi: wasi(dir, lock, iters),
+            table: ResourceTable::new(),
+            locks: Some(locks),
+        };
+        run(&mut Store::new(&engine, state), &component, &linker)
+    }
 }
 
 fn open(c: &mut Criterion) {

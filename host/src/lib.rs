@@ -32,6 +32,7 @@
 
 mod engine_config;
 mod error;
+pub mod plugin;
 pub mod process;
 pub mod process_ctx;
 mod runtime;
@@ -57,3 +58,29 @@ pub const PRECOMPILED_LIBRARY: &str = concat!(env!("OUT_DIR"), "/lockfile.cwasm"
 
 /// The command component for the stock `wasmtime run`, as built.
 pub const COMMAND_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile-command.wasm");
+
+/// The library composed with a `process` provider built from WASI alone (a
+/// preopened `/proc`): it exports `labm8:lockfile/lockfile` and imports
+/// nothing but WASI, so any component runtime can run it, and a plugin can
+/// be composed with it. It locks for the process running the runtime, or
+/// for `LOCKFILE_PID` from its WASI environment.
+pub const WASI_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile-wasi.wasm");
+
+/// The example plugin (`examples/plugin`) composed with [`WASI_COMPONENT`]:
+/// a WASI command that keeps a journal under a lock, for `wasmtime run`.
+pub const PLUGIN_EXAMPLE_COMPONENT: &str =
+    concat!(env!("OUT_DIR"), "/lockfile-plugin-example.wasm");
+
+/// [`WASI_COMPONENT`] precompiled for this host, as [`PRECOMPILED_LIBRARY`].
+pub const PRECOMPILED_WASI: &str = concat!(env!("OUT_DIR"), "/lockfile-wasi.cwasm");
+
+/// The example plugin as built, importing `labm8:lockfile/lockfile` from its
+/// host (not composed), precompiled as [`PRECOMPILED_LIBRARY`]: what an
+/// application that runs plugins with [`plugin::add_to_linker`] loads.
+pub const PRECOMPILED_PLUGIN_EXAMPLE: &str =
+    concat!(env!("OUT_DIR"), "/lockfile-plugin-example.cwasm");
+
+/// [`PLUGIN_EXAMPLE_COMPONENT`] (the example plugin composed with
+/// [`WASI_COMPONENT`]) precompiled as [`PRECOMPILED_LIBRARY`].
+pub const PRECOMPILED_PLUGIN_EXAMPLE_COMPOSED: &str =
+    concat!(env!("OUT_DIR"), "/lockfile-plugin-example-composed.cwasm");

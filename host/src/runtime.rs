@@ -16,7 +16,12 @@ use crate::process;
 use crate::process_ctx::{self, to_datetime, ProcessCtx};
 
 pub(crate) mod bindings {
-    wasmtime::component::bindgen!({ world: "library", path: "../wit" });
+    wasmtime::component::bindgen!({
+        world: "library",
+        path: "../wit",
+        // WASI's own `datetime`, as wasmtime-wasi defines it.
+        with: { "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock },
+    });
 }
 
 use bindings::exports::labm8::lockfile::lockfile as wit;
@@ -246,6 +251,40 @@ impl Runtime {
         call(&lib, &mut store, utf8(&full)?)
             .map_err(|e| Error::runtime("the component trapped", e))?
             .map_err(from_wit)
+    }
+
+    /// A sandbox for one plugin's locks: the directories it may lock in,
+    /// under the names it uses, and this process as the owner with the
+    /// plugin's holder tag.
+    pub(crate) fn plugin_sandbox(
+        &self,
+        dirs: &[(PathBuf, String)],
+        holder: u64,
+    ) -> Result<(Store<HostState>, Library), Error> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true);
+        for (host, guest) in dirs {
+            wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
+                .map_err(|e| Error::Unreachable {
+                    path: host.clone(),
+                    message: format!("cannot open the directory granted as `{guest}`: {e}"),
+                })?;
+        }
+        let process = ProcessCtx::new(self.runner, self.runner, None, self.machine.clone())
+            .with_holder(holder);
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+                process,
+            },
+        );
+        let lib = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::runtime("cannot instantiate the lockfile component", e))?;
+        Ok((store, lib))
     }
 
     fn store(

@@ -12,9 +12,14 @@ pub fn lockfile_bin() -> &'static str {
 
 /// The `contend` example (built by `cargo test` beside the test binaries).
 pub fn contend_bin() -> PathBuf {
+    example_bin("contend")
+}
+
+/// An example of lockfile-host, as `cargo test` builds it.
+pub fn example_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("examples").join("contend");
+    let bin = dir.join("examples").join(name);
     assert!(
         bin.exists(),
         "`{}` is missing: run `cargo test` without target filters (it builds examples)",

@@ -7,5 +7,6 @@ mod cli;
 mod common;
 mod embedding;
 mod identity;
+mod plugins;
 mod races;
 mod wasmtime_run;
