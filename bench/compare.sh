@@ -66,11 +66,17 @@ crit_us() { # median of a criterion group line, in microseconds
 comp=$(crit_us cycle/component)
 native=$(crit_us cycle/native-core)
 raw=$(crit_us cycle/raw-o-excl)
+composed=$(crit_us cycle/plugin-composed)
+hosted=$(crit_us cycle/plugin-hosted)
 echo "BENCH component_cycle $comp us"
 echo "BENCH native_core_cycle $native us"
 echo "BENCH raw_o_excl_cycle $raw us"
+echo "BENCH plugin_composed_cycle $composed us"
+echo "BENCH plugin_hosted_cycle $hosted us"
 ratio component_vs_native_core "$comp" "$native"
 ratio component_vs_raw_o_excl "$comp" "$raw"
+ratio plugin_composed_vs_component "$composed" "$comp"
+ratio plugin_hosted_vs_component "$hosted" "$comp"
 cool
 target/bench-venv/bin/python bench/peers.py "$work" | tee "$work/peers.txt"
 while read -r _ name value _; do
