@@ -16,6 +16,9 @@ target/bench-venv/bin/pip install -q --disable-pip-version-check labm8==0.1.2 fi
 
 rustup target add wasm32-wasip2 >&2
 cargo build --release --bin lockfile --examples >&2
+# This project's Python package, carrying the component just built.
+LOCKFILE_WASI_COMPONENT="$PWD/target/release/lockfile-wasi.wasm" \
+  target/bench-venv/bin/pip install -q --disable-pip-version-check --force-reinstall ./python >&2
 bin=target/release/lockfile
 work="$(mktemp -d)"
 sleep 3600 & holder=$!

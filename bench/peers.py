@@ -1,7 +1,9 @@
 """Acquire+release cycles of the Python lock files people use, in-process.
 
-Prints `BENCH <name> <median> us` for labm8 0.1.2's LockFile and filelock's
-FileLock and SoftFileLock, each on a fresh file in DIR (argv[1]).
+Prints `BENCH <name> <median> us` for labm8 0.1.2's LockFile, filelock's
+FileLock and SoftFileLock, and this project's Python package
+(labm8_lockfile: the component under PyPI's wasmtime), each on a fresh file
+in DIR (argv[1]).
 """
 import statistics
 import sys
@@ -41,6 +43,15 @@ def main(d):
         print(f"BENCH labm8_cycle {median_us(labm8_cycle):.1f} us")
     except Exception as e:  # labm8 is old; say why it is missing
         print(f"# labm8 unavailable: {e!r}")
+    from labm8_lockfile import LockFile
+
+    ours = LockFile(f"{d}/labm8_lockfile.lock")
+
+    def ours_cycle():
+        ours.acquire()
+        ours.release()
+
+    print(f"BENCH labm8_lockfile_cycle {median_us(ours_cycle):.1f} us")
     import filelock
 
     for name, cls in (("filelock", filelock.FileLock), ("softfilelock", filelock.SoftFileLock)):

@@ -37,13 +37,23 @@ pub fn resolve(path: &str) -> Result<(WasiDir, String), Error> {
         let names: Vec<&str> = preopens.iter().map(|(_, name)| name.as_str()).collect();
         let located = locate(path, &names).map_err(unreachable)?;
         let (root, root_name) = &preopens[located.preopen];
-        let fd = root
-            .open_at(
+        let open = |flags| {
+            root.open_at(
                 PathFlags::SYMLINK_FOLLOW,
                 &located.dir,
                 OpenFlags::DIRECTORY,
-                DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+                flags,
             )
+        };
+        // `mutate-directory` says we will create and remove entries; some
+        // hosts refuse the flag (jco's preview2-shim: "unsupported"), while
+        // wasmtime ignores it. The directory works the same without it, so
+        // where it is refused, open without.
+        let fd = open(DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY)
+            .or_else(|code| match code {
+                ErrorCode::NoEntry | ErrorCode::NotDirectory => Err(code),
+                _ => open(DescriptorFlags::READ).map_err(|_| code),
+            })
             .map_err(|code| {
                 let dir = match path.rsplit_once('/') {
                     Some(("", _)) => "/".to_owned(),

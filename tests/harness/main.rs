@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod embedding;
 mod identity;
+mod languages;
 mod plugins;
 mod races;
 mod wasmtime_run;

@@ -1,0 +1,46 @@
+// Transpiles lockfile-wasi.wasm (the lock with a `process` from WASI alone,
+// built by `cargo build` at the repository root) into dist/ with jco, for
+// custom instantiation: src/index.js gives each lock directory its own
+// instance, which sees only that directory (and /proc).
+//
+// The component: $LOCKFILE_WASI_COMPONENT, else the newest of
+// ../target/{debug,release}/lockfile-wasi.wasm.
+import { execFileSync } from "node:child_process";
+import { existsSync, rmSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(dirname(fileURLToPath(import.meta.url)));
+const candidates = process.env.LOCKFILE_WASI_COMPONENT
+  ? [process.env.LOCKFILE_WASI_COMPONENT]
+  : ["debug", "release"].map((p) => join(here, "..", "target", p, "lockfile-wasi.wasm"));
+const found = candidates
+  .filter((p) => existsSync(p))
+  .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+if (found.length === 0) {
+  console.error(
+    `labm8-lockfile: no lockfile-wasi.wasm at ${candidates.join(" or ")}: ` +
+      "run `cargo build` at the repository root first (or set LOCKFILE_WASI_COMPONENT)",
+  );
+  process.exit(1);
+}
+const dist = join(here, "dist");
+rmSync(dist, { recursive: true, force: true });
+const jco = join(here, "node_modules", ".bin", "jco");
+execFileSync(
+  jco,
+  [
+    "transpile",
+    found[0],
+    "--out-dir",
+    dist,
+    "--name",
+    "lockfile-wasi",
+    "--instantiation",
+    "sync",
+    "--no-typescript",
+    "--quiet",
+  ],
+  { stdio: "inherit" },
+);
+console.error(`labm8-lockfile: transpiled ${found[0]} into dist/`);

@@ -1,0 +1,46 @@
+"""Fixtures: the native CLI and processes to own locks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: labm8 0.1.2 predates Python 3.10, which moved these ABCs out of
+#: `collections`; this puts them back so that it imports (here and in the
+#: subprocesses the tests start).
+LABM8_SHIM = (
+    "import collections, collections.abc\n"
+    "for _n in ('Mapping', 'MutableMapping', 'Sequence', 'Iterable', 'Callable'):\n"
+    "    setattr(collections, _n, getattr(collections.abc, _n))\n"
+)
+exec(LABM8_SHIM)
+
+
+@pytest.fixture
+def lockfile_bin() -> str:
+    """The native `lockfile` CLI: $LOCKFILE_BIN, else target/debug/lockfile."""
+    path = os.environ.get("LOCKFILE_BIN", str(ROOT / "target" / "debug" / "lockfile"))
+    if not os.access(path, os.X_OK):
+        pytest.fail("the lockfile CLI is missing at {}: run `cargo build` first".format(path))
+    return path
+
+
+@pytest.fixture
+def sleeper():
+    """A live process other than this one."""
+    child = subprocess.Popen(["sleep", "600"])
+    yield child
+    child.kill()
+    child.wait()
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
