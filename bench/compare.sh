@@ -82,6 +82,10 @@ ratio plugin_composed_vs_component "$composed" "$comp"
 ratio plugin_hosted_vs_component "$hosted" "$comp"
 cool
 target/bench-venv/bin/python bench/peers.py "$work" | tee "$work/peers.txt"
+# The Node package, built from the same component.
+(cd node && npm ci --no-audit --no-fund --loglevel=error >&2 \
+  && LOCKFILE_WASI_COMPONENT="$PWD/../target/release/lockfile-wasi.wasm" npm run --silent build >&2)
+node bench/node-cycle.mjs "$work" | tee -a "$work/peers.txt"
 while read -r _ name value _; do
   ratio "${name%_cycle}_vs_component" "$value" "$comp"
 done < <(grep '^BENCH' "$work/peers.txt")
