@@ -5,6 +5,7 @@ mod adversarial;
 mod bad_input;
 mod cli;
 mod common;
+mod consumer;
 mod embedding;
 mod identity;
 mod languages;
