@@ -96,6 +96,11 @@ fn to_io(code: ErrorCode) -> io::Error {
         ErrorCode::Loop => "too many levels of symbolic links".to_owned(),
         code => code.message().to_owned(),
     };
+    if code == ErrorCode::Io {
+        // ESTALE, EIO, EFAULT, ... all arrive as `io`: mark it so that the
+        // protocol can tell "the file changed under us" (see changed_under_us).
+        return io::Error::new(kind, crate::protocol::HostIoError(text));
+    }
     io::Error::new(kind, text)
 }
 

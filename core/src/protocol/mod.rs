@@ -68,6 +68,49 @@ pub trait Dir {
     fn names(&self) -> io::Result<Vec<String>>;
 }
 
+/// How many times a read looks again at a lock that changed under it
+/// before it reports the error.
+const MAX_LOOKS: u32 = 16;
+
+/// Why one look at the lock failed.
+enum Looked {
+    /// The file changed between finding it and reading it: look again.
+    Changed(Error),
+    /// Anything else.
+    Failed(Error),
+}
+use Looked::{Changed, Failed};
+
+/// A host's I/O error without a more precise cause, as WASI reports
+/// `ESTALE` and the like (its `error-code.io`); see [`changed_under_us`].
+#[derive(Debug)]
+pub struct HostIoError(pub String);
+
+impl std::fmt::Display for HostIoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HostIoError {}
+
+/// Whether an error reading a lock file we just found means that the file
+/// changed under us rather than that reading is broken. On NFS another
+/// host's release unlinks the file we opened, and the next read fails with
+/// `ESTALE` (kernel clients) or `EIO`/`EFAULT` (userspace clients); WASI
+/// reports those as its generic `io` code. Such reads are retried (bounded):
+/// a persistent `EIO` is still reported after [`MAX_LOOKS`] looks.
+pub fn changed_under_us(e: &io::Error) -> bool {
+    const EIO: i32 = 5;
+    const EFAULT: i32 = 14;
+    const ESTALE: i32 = 116;
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::StaleNetworkFileHandle
+    ) || (cfg!(target_os = "linux") && matches!(e.raw_os_error(), Some(EIO | EFAULT | ESTALE)))
+        || e.get_ref().is_some_and(|inner| inner.is::<HostIoError>())
+}
+
 /// What the protocol needs from its surroundings besides the directory.
 pub trait System {
     /// The process the lock is taken for.
@@ -336,22 +379,34 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn load_name(&self, name: &str) -> Result<State, Error> {
-        let state = self.load_once(name)?;
-        if matches!(state, State::Present { record: Err(_), .. }) {
-            // A reader whose open raced a release and a re-acquire from the
-            // same spare may have read the record while it was rewritten:
-            // look again, and call the file malformed only if it still is.
-            return self.load_once(name);
+        let mut changed = 0;
+        loop {
+            match self.load_once(name) {
+                Ok(State::Present { record: Err(_), .. }) if changed == 0 => {
+                    // A reader whose open raced a release and a re-acquire from
+                    // the same spare may have read the record while it was
+                    // rewritten: look again, and call the file malformed only
+                    // if it still is.
+                    changed += 1;
+                }
+                Err(Changed(_)) if changed < MAX_LOOKS => changed += 1,
+                Err(Changed(e)) | Err(Failed(e)) => return Err(e),
+                Ok(state) => return Ok(state),
+            }
+            self.sys.checkpoint("look-again");
         }
-        Ok(state)
     }
 
-    fn load_once(&self, name: &str) -> Result<State, Error> {
+    fn load_once(&self, name: &str) -> Result<State, Looked> {
         let path = self.sibling(name);
-        let kind = self
-            .dir
-            .kind(name)
-            .map_err(|e| self.io_error(&path, "inspect", &e))?;
+        let kind = self.dir.kind(name).map_err(|e| {
+            let failed = self.io_error(&path, "inspect", &e);
+            if changed_under_us(&e) {
+                Changed(failed)
+            } else {
+                Failed(failed)
+            }
+        })?;
         match kind {
             None => Ok(State::Absent),
             Some(Kind::File(len)) if len > format::MAX_LEN as u64 => Ok(State::Present {
@@ -364,12 +419,15 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     Ok(State::Present { bytes, record })
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::Absent),
-                Err(e) => Err(self.io_error(&path, "read", &e)),
+                // Removed (and perhaps replaced) between our look and our
+                // read, as NFS reports it: look again.
+                Err(e) if changed_under_us(&e) => Err(Changed(self.io_error(&path, "read", &e))),
+                Err(e) => Err(Failed(self.io_error(&path, "read", &e))),
             },
-            Some(other) => Err(Error::NotAFile {
+            Some(other) => Err(Failed(Error::NotAFile {
                 path,
                 message: not_a_file(other),
-            }),
+            })),
         }
     }
 

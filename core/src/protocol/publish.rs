@@ -19,6 +19,11 @@ use crate::format::{self, Record};
 /// other link, so a published lock is never written to. A handle that never
 /// releases never keeps one, so one-shot uses (the CLI) leave nothing behind.
 /// The owner of the `Spare` removes the file with [`Spare::discard`] when done.
+///
+/// The spare is rewritten only when this handle itself removed the lock it
+/// last published (or its link failed): link counts, which the rewrite also
+/// checks, can be stale in an NFS client's attribute cache, and a spare still
+/// linked as the lock must never be written to.
 /// After a crash the file stays until a sweep, which runs after every
 /// takeover and whenever a handle starts keeping a spare, removes it like any
 /// temporary file of a dead (or recycled) process.
@@ -26,6 +31,9 @@ use crate::format::{self, Record};
 pub struct Spare {
     pub(super) name: RefCell<Option<String>>,
     pub(super) cycling: Cell<bool>,
+    /// Known not to be linked as the lock: set when this handle removes the
+    /// lock or fails to link the spare, cleared when it links it.
+    pub(super) free: Cell<bool>,
 }
 
 impl Spare {
@@ -74,11 +82,13 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             return self.publish(self.name, record.as_bytes(), None);
         };
         if let Some(name) = spare.name.take() {
-            // A spare kept for another lock name is not ours to publish here;
-            // one still linked as the lock (we hold it and acquire again) or
-            // no longer ours to write is refused by `rewrite`. Either way,
-            // drop its name, keep the file's other links, start a fresh spare.
-            if !self.is_temp_name(&name)
+            // A spare that may still be the lock (we hold it and acquire
+            // again, or another process removed the lock rather than us), one
+            // kept for another lock name, or one no longer ours to write is
+            // not rewritten: drop its name, keep the file's other links, start
+            // a fresh spare.
+            if !spare.free.replace(false)
+                || !self.is_temp_name(&name)
                 || !matches!(self.dir.rewrite(&name, record.as_bytes()), Ok(true))
             {
                 let _ = self.dir.remove(&name);
@@ -90,7 +100,9 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     linked => {
                         spare.name.replace(Some(name));
-                        return self.linked(self.name, linked);
+                        let result = self.linked(self.name, linked, record.as_bytes());
+                        spare.free.set(result.is_err());
+                        return result;
                     }
                 }
             }
@@ -117,9 +129,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         let temp = self.write_temp(bytes).map_err(Published::Failed)?;
         self.sys.checkpoint("before-publish");
         let linked = self.dir.link(&temp, name);
+        let result = self.linked(name, linked, bytes);
         match keep {
             Some(spare) => {
                 spare.name.replace(Some(temp));
+                spare.free.set(result.is_err());
                 // A handle starts keeping a file beside the lock: first clear
                 // away what dead processes' handles kept, which no takeover
                 // may ever sweep.
@@ -129,19 +143,40 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 let _ = self.dir.remove(&temp);
             }
         }
-        self.linked(name, linked)
+        result
     }
 
-    pub(super) fn linked(&self, name: &str, linked: io::Result<()>) -> Result<(), Published> {
-        match linked {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Published::Exists),
-            Err(e) => Err(Published::Failed(self.io_error(
-                &self.sibling(name),
-                "link the lock file into place",
-                &e,
-            ))),
+    /// What a `link` of our record `bytes` to `name` did. A link can report
+    /// failure although it succeeded: over NFS, a reply lost and the request
+    /// retransmitted finds the name taken, by us. So a failed link whose
+    /// name holds exactly our record (unique by its nonce) is a success.
+    pub(super) fn linked(
+        &self,
+        name: &str,
+        linked: io::Result<()>,
+        bytes: &[u8],
+    ) -> Result<(), Published> {
+        let Err(e) = linked else {
+            return Ok(());
+        };
+        if self.holds(name, bytes) {
+            return Ok(());
         }
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            return Err(Published::Exists);
+        }
+        Err(Published::Failed(self.io_error(
+            &self.sibling(name),
+            "link the lock file into place",
+            &e,
+        )))
+    }
+
+    /// Whether `name` holds exactly `bytes`.
+    fn holds(&self, name: &str, bytes: &[u8]) -> bool {
+        self.dir
+            .read(name, format::MAX_LEN + 1)
+            .is_ok_and(|now| now == bytes)
     }
 
     /// Puts `record` at the lock path whatever is there (a regular file).

@@ -73,6 +73,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             _ => {
                 if let Some(spare) = self.spare {
                     spare.cycling.set(true);
+                    spare.free.set(true);
                 }
                 Ok(())
             }
