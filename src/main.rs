@@ -7,10 +7,11 @@
 use std::mem::ManuallyDrop;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use lockfile_cli::{Backend, Failure, Lock, Refused, Wait, OTHER};
-use lockfile_host::{Allocation, Error, LockFile, Runtime, Status, Timestamp};
+use lockfile_host::{AcquireOptions, Allocation, Error, LockFile, Runtime, Status, Timestamp};
 
 #[cfg(unix)]
 mod gate;
@@ -58,13 +59,31 @@ fn failure(e: Error) -> Failure {
             refusal: *refusal,
         })),
         Error::Contended { .. } => Failure::Busy(e.to_string()),
+        Error::Lost { .. } => Failure::Lost(e.to_string()),
         other => Failure::Other(other.to_string()),
     }
 }
 
 impl Lock for NativeLock {
-    fn acquire(&mut self, replace_stale: bool, force: bool) -> Result<(), Failure> {
-        self.0.acquire(replace_stale, force).map_err(failure)
+    fn acquire(
+        &mut self,
+        replace_stale: bool,
+        force: bool,
+        lease: Option<Duration>,
+    ) -> Result<(), Failure> {
+        let Some(lease) = lease else {
+            return self.0.acquire(replace_stale, force).map_err(failure);
+        };
+        let options = match (replace_stale, force) {
+            (_, true) => AcquireOptions::default().force(),
+            (true, _) => AcquireOptions::default().replace_stale(),
+            _ => AcquireOptions::default(),
+        };
+        self.0.acquire_with(options.lease(lease)).map_err(failure)
+    }
+
+    fn refresh(&mut self) -> Result<(), Failure> {
+        self.0.refresh().map_err(failure)
     }
 
     fn release(&mut self, force: bool) -> Result<(), Failure> {
@@ -101,6 +120,7 @@ impl Backend for Native {
         path: &Path,
         replace_stale: bool,
         wait: Option<Wait>,
+        lease: Option<Duration>,
         command: &[String],
     ) -> Result<u8, Failure> {
         #[cfg(not(unix))]
@@ -108,7 +128,7 @@ impl Backend for Native {
             "`run` needs Unix (pipes, exec and signals)".into(),
         ));
         #[cfg(unix)]
-        self.run_gated(path, replace_stale, wait, command)
+        self.run_gated(path, replace_stale, wait, lease, command)
     }
 }
 
@@ -119,6 +139,7 @@ impl Native {
         path: &Path,
         replace_stale: bool,
         wait: Option<Wait>,
+        lease: Option<Duration>,
         command: &[String],
     ) -> Result<u8, Failure> {
         let other = |e: anyhow::Error| Failure::Other(format!("{e:#}"));
@@ -137,11 +158,14 @@ impl Native {
                 return Err(e);
             }
         };
-        if let Err(e) = lockfile_cli::acquire(&mut lock, replace_stale, false, wait) {
+        if let Err(e) = lockfile_cli::acquire(&mut lock, replace_stale, false, wait, lease) {
             gated.abandon();
             return Err(e);
         }
-        let result = gated.open_and_wait();
+        let (result, lost) = match lease {
+            None => (gated.open_and_wait(), false),
+            Some(lease) => self.with_refresher(path, gated.pid(), lease, || gated.open_and_wait()),
+        };
         let released = lock.release(false);
         let code = match result {
             Ok(code) => code,
@@ -155,12 +179,63 @@ impl Native {
             },
         };
         if let Err(e) = released {
-            eprintln!("lockfile: {}", e.message());
+            // A lock lost (its lease ran out) was said to be lost already.
+            if !lost {
+                eprintln!("lockfile: {}", e.message());
+            }
             if code == 0 {
                 return Ok(OTHER);
             }
         }
         Ok(code)
+    }
+
+    /// Runs `wait` while a thread renews the lease every third of it, from a
+    /// handle of its own (the same owner: this process and `companion`).
+    /// Returns what `wait` returned, and whether the lock was lost: then
+    /// the refreshing stops, and `lockfile` says so on stderr (COMMAND runs
+    /// on; tokens, not this process, can stop what it does downstream).
+    #[cfg(unix)]
+    fn with_refresher<T: Send>(
+        &self,
+        path: &Path,
+        companion: u32,
+        lease: Duration,
+        wait: impl FnOnce() -> T + Send,
+    ) -> (T, bool) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let runtime: &Runtime = &self.0;
+        std::thread::scope(|scope| {
+            let refresher = scope.spawn(move || {
+                let mut handle = match runtime.open_with_companion(path, companion) {
+                    Ok(handle) => handle,
+                    Err(e) => {
+                        eprintln!("lockfile: cannot renew the lease: {e}");
+                        return false;
+                    }
+                };
+                let every = (lease / 3).max(Duration::from_millis(1));
+                loop {
+                    match stopped.recv_timeout(every) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return false,
+                    }
+                    match handle.refresh() {
+                        Ok(()) => {}
+                        Err(e @ Error::Lost { .. }) => {
+                            eprintln!("lockfile: {e}; COMMAND runs on without it");
+                            return true;
+                        }
+                        // A passing failure (an NFS hiccup): try again next time.
+                        Err(e) => eprintln!("lockfile: cannot renew the lease (will retry): {e}"),
+                    }
+                }
+            });
+            let result = wait();
+            let _ = stop.send(());
+            let lost = refresher.join().unwrap_or(false);
+            (result, lost)
+        })
     }
 }
 

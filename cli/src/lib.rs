@@ -60,6 +60,20 @@ pub enum Cmd {
         pid: PidArg,
         #[command(flatten)]
         wait: WaitArg,
+        #[command(flatten)]
+        lease: LeaseArg,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// Renew the lease of the lock held by --pid (taken with --lease).
+    ///
+    /// Fails (exit 1), touching nothing, when the lock is gone, belongs to
+    /// another owner, or its lease already ran out: another host may have
+    /// taken it over by then, and whatever --pid does now it does without
+    /// the lock.
+    Refresh {
+        #[command(flatten)]
+        pid: PidArg,
         /// The lock file.
         path: PathBuf,
     },
@@ -108,6 +122,10 @@ pub enum Cmd {
         replace_stale: bool,
         #[command(flatten)]
         wait: WaitArg,
+        /// Take the lock with a lease of SECONDS and renew it every third of
+        /// that while COMMAND runs (see `acquire --lease`).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_lease)]
+        lease: Option<Duration>,
         /// Exit with N (not 1) when the lock is held or `--wait` times out,
         /// so that "busy" differs from COMMAND's own exit 1 (flock's -E).
         #[arg(long, value_name = "N", default_value_t = HELD)]
@@ -137,7 +155,27 @@ pub struct WaitArg {
     pub wait: Option<Wait>,
 }
 
+/// `--lease`.
+#[derive(Debug, clap::Args)]
+pub struct LeaseArg {
+    /// Record a lease of SECONDS (fractions allowed): another host (or PID
+    /// namespace), which cannot see whether --pid runs, may take the lock
+    /// over once it has not been renewed for that long (plus 2 s for clock
+    /// skew). Renew it with `lockfile refresh`, or use `run --lease`.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_lease)]
+    pub lease: Option<Duration>,
+}
+
 pub use lockfile_core::Wait;
+
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.001..1e9).contains(&v) => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!(
+            "`{s}` is not a lease: give a number of seconds, at least 0.001 (fractions allowed)"
+        )),
+    }
+}
 
 /// A pid as Linux has them: one range and one message, whatever is wrong.
 fn parse_pid(s: &str) -> Result<u32, String> {
@@ -180,6 +218,8 @@ pub enum Failure {
     Busy(String),
     /// Exit 2.
     Usage(String),
+    /// Exit 1: `refresh` found the lock no longer ours.
+    Lost(String),
     /// Exit 3.
     Other(String),
 }
@@ -188,7 +228,7 @@ impl Failure {
     /// The exit code.
     pub fn code(&self) -> u8 {
         match self {
-            Failure::Refused(_) | Failure::Busy(_) => HELD,
+            Failure::Refused(_) | Failure::Busy(_) | Failure::Lost(_) => HELD,
             Failure::Usage(_) => USAGE,
             Failure::Other(_) => OTHER,
         }
@@ -219,18 +259,30 @@ impl Failure {
                     _ => format!("{head}; {}", f.reason),
                 }
             }
-            Failure::Busy(m) | Failure::Usage(m) | Failure::Other(m) => m.clone(),
+            Failure::Busy(m) | Failure::Usage(m) | Failure::Lost(m) | Failure::Other(m) => {
+                m.clone()
+            }
         }
     }
 }
 
 /// One open lock.
 pub trait Lock {
-    /// Claims it.
+    /// Claims it, with a lease if `lease` is given.
     ///
     /// # Errors
     /// A [`Failure`] saying why.
-    fn acquire(&mut self, replace_stale: bool, force: bool) -> Result<(), Failure>;
+    fn acquire(
+        &mut self,
+        replace_stale: bool,
+        force: bool,
+        lease: Option<Duration>,
+    ) -> Result<(), Failure>;
+    /// Renews its lease.
+    ///
+    /// # Errors
+    /// [`Failure::Lost`] when it is no longer ours; another [`Failure`].
+    fn refresh(&mut self) -> Result<(), Failure>;
     /// Releases it.
     ///
     /// # Errors
@@ -275,6 +327,7 @@ pub trait Backend {
         path: &Path,
         replace_stale: bool,
         wait: Option<Wait>,
+        lease: Option<Duration>,
         command: &[String],
     ) -> Result<u8, Failure>;
 }
@@ -316,10 +369,14 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
             force,
             pid,
             wait,
+            lease,
             path,
         } => {
             let mut lock = backend.open(&path, check_pid(pid.pid)?)?;
-            acquire(&mut lock, replace_stale, force, wait.wait)?;
+            acquire(&mut lock, replace_stale, force, wait.wait, lease.lease)?;
+        }
+        Cmd::Refresh { pid, path } => {
+            backend.open(&path, check_pid(pid.pid)?)?.refresh()?;
         }
         Cmd::Release { force, pid, path } => {
             backend.open(&path, check_pid(pid.pid)?)?.release(force)?;
@@ -353,11 +410,12 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
         Cmd::Run {
             replace_stale,
             wait,
+            lease,
             conflict_exit_code,
             path,
             command,
         } => {
-            return match backend.run(&path, replace_stale, wait.wait, &command) {
+            return match backend.run(&path, replace_stale, wait.wait, lease, &command) {
                 Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => {
                     eprintln!("lockfile: {}", f.message());
                     Ok(conflict_exit_code)
@@ -397,13 +455,14 @@ pub fn acquire<L: Lock>(
     replace_stale: bool,
     force: bool,
     wait: Option<Wait>,
+    lease: Option<Duration>,
 ) -> Result<(), Failure> {
     let start = Instant::now();
     let wait = wait.unwrap_or_default();
     let mut backoff = Backoff::default();
     let mut told = false;
     loop {
-        let refusal = match lock.acquire(replace_stale, force) {
+        let refusal = match lock.acquire(replace_stale, force, lease) {
             Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => f,
             other => return other,
         };

@@ -1,6 +1,7 @@
 //! The command line over the core, with process facts from `/proc`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use lockfile_cli::{Backend, Failure, Refused, Wait};
 use lockfile_core::protocol::{self, Lock};
@@ -68,13 +69,27 @@ fn failure(e: protocol::Error) -> Failure {
              directory's owner or root may replace or remove it"
         )),
         protocol::Error::Contended { .. } => Failure::Busy(e.to_string()),
+        protocol::Error::Lost { .. } => Failure::Lost(e.to_string()),
         other => Failure::Other(other.to_string()),
     }
 }
 
 impl lockfile_cli::Lock for WasiLock {
-    fn acquire(&mut self, replace_stale: bool, force: bool) -> Result<(), Failure> {
-        self.lock().acquire(replace_stale, force).map_err(failure)
+    fn acquire(
+        &mut self,
+        replace_stale: bool,
+        force: bool,
+        lease: Option<Duration>,
+    ) -> Result<(), Failure> {
+        let lease_ms = lease.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.lock()
+            .with_lease(lease_ms)
+            .acquire(replace_stale, force)
+            .map_err(failure)
+    }
+
+    fn refresh(&mut self) -> Result<(), Failure> {
+        self.lock().refresh().map_err(failure)
     }
 
     fn release(&mut self, force: bool) -> Result<(), Failure> {
@@ -132,7 +147,14 @@ impl Backend for Wasi {
             .map_err(failure)
     }
 
-    fn run(&self, _: &Path, _: bool, _: Option<Wait>, _: &[String]) -> Result<u8, Failure> {
+    fn run(
+        &self,
+        _: &Path,
+        _: bool,
+        _: Option<Wait>,
+        _: Option<Duration>,
+        _: &[String],
+    ) -> Result<u8, Failure> {
         Err(Failure::Usage(
             "`run` needs to start COMMAND, which WASI cannot do; use the native `lockfile` binary"
                 .into(),

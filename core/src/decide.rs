@@ -118,6 +118,9 @@ pub enum Cause {
     Recycled,
     /// The owner's pid runs a process that started after the lock was taken (`stale`).
     StartedAfter,
+    /// Taken on another host or in another PID namespace with a lease, not
+    /// refreshed for longer than the lease plus the clock allowance (`stale`).
+    LeaseExpired,
     /// Our own process, but another holder in it (`held`): another plugin
     /// of the same application (see [`with_holder`]).
     OtherHolder,
@@ -149,6 +152,7 @@ impl Cause {
             Cause::Dead => "dead",
             Cause::Recycled => "recycled",
             Cause::StartedAfter => "started-after",
+            Cause::LeaseExpired => "lease-expired",
             Cause::OtherHolder => "other-holder",
             Cause::OurPidReused => "our-pid-reused",
             Cause::PreviousBoot => "previous-boot",
@@ -223,6 +227,65 @@ pub fn with_holder(record: &Record, holder: Option<u64>, judged: Judgement) -> J
             record.pid
         ),
     )
+}
+
+/// How much the clocks of the hosts sharing a lock (and of the file server,
+/// which stamps the lock file) may disagree: a lease counts as expired only
+/// this long after it ran out by the reader's clock.
+pub const LEASE_SKEW_MS: u64 = 2_000;
+
+/// Refines a `foreign` judgement by the lock's lease: a lock from another
+/// host or namespace whose file has not been modified (acquired or
+/// refreshed) for longer than its lease plus [`LEASE_SKEW_MS`], by `now`,
+/// is `stale`. Without a lease, or without the file's modification time,
+/// it stays foreign.
+pub fn with_lease(record: &Record, now: Timestamp, judged: Judgement) -> Judgement {
+    let (Some(lease), Some(modified)) = (record.lease_ms, record.modified) else {
+        return judged;
+    };
+    if judged.verdict != Verdict::Foreign {
+        return judged;
+    }
+    let age_ms = millis_since(now, modified);
+    let limit = i128::from(lease) + i128::from(LEASE_SKEW_MS);
+    // "taken on host X, not on this host Y": what "never judged stale"
+    // said about it no longer holds with a lease.
+    let place = judged.reason.split("; ").next().unwrap_or_default();
+    if age_ms > limit {
+        judgement(
+            Cause::LeaseExpired,
+            Verdict::Stale,
+            format!(
+                "{place}, with a lease of {} that ran out: the lock was last renewed {} ago",
+                human_ms(i128::from(lease)),
+                human_ms(age_ms)
+            ),
+        )
+    } else {
+        Judgement {
+            reason: format!(
+                "{place}, with a lease of {} that runs out in {} unless renewed",
+                human_ms(i128::from(lease)),
+                human_ms((i128::from(lease) - age_ms).max(0))
+            ),
+            ..judged
+        }
+    }
+}
+
+/// Milliseconds from `earlier` to `later`, negative when `later` is earlier.
+pub fn millis_since(later: Timestamp, earlier: Timestamp) -> i128 {
+    let a = i128::from(later.seconds) * 1000 + i128::from(later.nanos / 1_000_000);
+    let b = i128::from(earlier.seconds) * 1000 + i128::from(earlier.nanos / 1_000_000);
+    a - b
+}
+
+fn human_ms(ms: i128) -> String {
+    if ms < 10_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        human_duration(ms / 1000)
+    }
 }
 
 /// Judges a recorded owner from the point of view of `me` on `machine`.

@@ -157,6 +157,14 @@ pub struct Record {
     /// tells holders apart (each plugin of an application); `None` for a
     /// process-wide lock, as labm8's.
     pub holder: Option<u64>,
+    /// The lease, in milliseconds: a lock from another host or PID
+    /// namespace is stale once its file has not been modified (acquired or
+    /// refreshed) for this long, plus an allowance for clock skew.
+    pub lease_ms: Option<u64>,
+    /// Not in the file: when the file system last modified the file this
+    /// record was read from (its clock: on NFS, the server's). Readers fill
+    /// it in for leased records; `None` where unknown.
+    pub modified: Option<Timestamp>,
 }
 
 /// Why a lock file could not be read as a record.
@@ -250,6 +258,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, FormatError> {
                 );
             }
             "companion_start" => record.companion_start_ticks = Some(number()?),
+            "lease_ms" => record.lease_ms = Some(number()?),
             "holder" => {
                 record.holder = Some(u64::from_str_radix(value, 16).map_err(|_| bad())?);
             }
@@ -338,6 +347,9 @@ pub fn serialize(record: &Record) -> String {
     if let Some(tag) = record.holder {
         let _ = writeln!(out, "holder={tag:016x}");
     }
+    if let Some(ms) = record.lease_ms {
+        let _ = writeln!(out, "lease_ms={ms}");
+    }
     out
 }
 
@@ -365,6 +377,8 @@ mod tests {
             companion: Some(4243),
             companion_start_ticks: Some(1_234_590),
             holder: Some(0x00c0_ffee_0000_0042),
+            lease_ms: Some(30_000),
+            modified: None,
         }
     }
 

@@ -47,6 +47,9 @@ pub struct AcquireOptions {
     pub mode: Mode,
     /// How long to keep trying.
     pub wait: Wait,
+    /// The lease to record: another host may take the lock once it has not
+    /// been refreshed for this long (see `refresh`). `None`: no lease.
+    pub lease: Option<Duration>,
 }
 
 impl AcquireOptions {
@@ -66,6 +69,21 @@ impl AcquireOptions {
             mode: Mode::Force,
             ..self
         }
+    }
+
+    /// Record a lease of `lease` (keep it with `refresh`).
+    #[must_use]
+    pub fn lease(self, lease: Duration) -> Self {
+        Self {
+            lease: Some(lease),
+            ..self
+        }
+    }
+
+    /// The lease in whole milliseconds (at least 1), as the record keeps it.
+    pub fn lease_ms(&self) -> Option<u64> {
+        self.lease
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
     }
 
     /// Retry for up to `limit` while the lock is held.

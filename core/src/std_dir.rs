@@ -7,7 +7,30 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::format::Timestamp;
 use crate::protocol::{Dir, Kind};
+
+/// Reads the whole (small) file: one read, since a short read of a regular
+/// file is its end, so no second call to see EOF.
+fn read_all(file: &mut fs::File, limit: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0; limit];
+    let mut filled = 0;
+    while filled < limit {
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled < limit {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
+}
 
 /// Linux/macOS/BSD value of `O_NOFOLLOW`, so a symlink swapped in after the
 /// `lstat` is refused instead of followed.
@@ -34,6 +57,15 @@ impl StdDir {
 
     fn at(&self, name: &str) -> PathBuf {
         self.root.join(name)
+    }
+
+    /// Opens `name` for reading, never through a symlink, never blocking
+    /// on a FIFO.
+    fn open_read(&self, name: &str) -> io::Result<fs::File> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+            .open(self.at(name))
     }
 
     /// The directory's path.
@@ -67,29 +99,25 @@ impl Dir for StdDir {
     }
 
     fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(O_NOFOLLOW | O_NONBLOCK)
-            .open(self.at(name))?;
-        // One read for the whole (small) file: a short read of a regular
-        // file is its end, so no second call to see EOF.
-        let mut bytes = vec![0; limit];
-        let mut filled = 0;
-        while filled < limit {
-            match file.read(&mut bytes[filled..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    filled += n;
-                    if filled < limit {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        bytes.truncate(filled);
-        Ok(bytes)
+        read_all(&mut self.open_read(name)?, limit)
+    }
+
+    fn read_modified(&self, name: &str, limit: usize) -> io::Result<(Vec<u8>, Option<Timestamp>)> {
+        let mut file = self.open_read(name)?;
+        let bytes = read_all(&mut file, limit)?;
+        let modified = file.metadata()?.modified().ok().and_then(|t| {
+            let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+            Some(Timestamp::new(d.as_secs(), d.subsec_nanos()))
+        });
+        Ok((bytes, modified))
+    }
+
+    fn touch(&self, name: &str) -> io::Result<()> {
+        // std sets an explicit time, this machine's (not UTIME_NOW, which
+        // lets an NFS server use its own); the component, which locks
+        // through WASI, asks for "now" and gets the server's.
+        self.open_read(name)?
+            .set_modified(std::time::SystemTime::now())
     }
 
     fn create(&self, name: &str, data: &[u8]) -> io::Result<()> {

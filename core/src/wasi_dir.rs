@@ -8,7 +8,7 @@ use crate::paths::locate;
 use crate::protocol::{Dir, Error, Kind};
 use wasi::filesystem::preopens::get_directories;
 use wasi::filesystem::types::{
-    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, NewTimestamp, OpenFlags, PathFlags,
 };
 
 thread_local! {
@@ -104,6 +104,22 @@ fn to_io(code: ErrorCode) -> io::Error {
     io::Error::new(kind, text)
 }
 
+/// Reads the whole (small) file: a short read of a regular file is its end,
+/// so no extra call to see EOF.
+fn read_all(file: &Descriptor, limit: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        let want = (limit - bytes.len()) as u64;
+        let (chunk, eof) = file.read(want, bytes.len() as u64).map_err(to_io)?;
+        let short = (chunk.len() as u64) < want;
+        bytes.extend_from_slice(&chunk);
+        if eof || short {
+            break;
+        }
+    }
+    Ok(bytes)
+}
+
 impl WasiDir {
     /// Opens `name` in the directory, never through a symlink.
     fn open(&self, name: &str, open: OpenFlags, flags: DescriptorFlags) -> io::Result<Descriptor> {
@@ -147,19 +163,34 @@ impl Dir for WasiDir {
 
     fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>> {
         let file = self.open(name, OpenFlags::empty(), DescriptorFlags::READ)?;
-        let mut bytes = Vec::new();
-        while bytes.len() < limit {
-            let want = (limit - bytes.len()) as u64;
-            let (chunk, eof) = file.read(want, bytes.len() as u64).map_err(to_io)?;
-            // A short read of a regular file is its end: stop without the
-            // extra call that would report EOF.
-            let short = (chunk.len() as u64) < want;
-            bytes.extend_from_slice(&chunk);
-            if eof || short {
-                break;
-            }
-        }
-        Ok(bytes)
+        read_all(&file, limit)
+    }
+
+    fn read_modified(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> io::Result<(Vec<u8>, Option<crate::format::Timestamp>)> {
+        let file = self.open(name, OpenFlags::empty(), DescriptorFlags::READ)?;
+        let bytes = read_all(&file, limit)?;
+        let modified = file
+            .stat()
+            .map_err(to_io)?
+            .data_modification_timestamp
+            .map(|t| crate::format::Timestamp::new(t.seconds, t.nanoseconds));
+        Ok((bytes, modified))
+    }
+
+    fn touch(&self, name: &str) -> io::Result<()> {
+        // "Now" as the file system's clock says: on NFS the server sets it.
+        self.fd
+            .set_times_at(
+                PathFlags::empty(),
+                name,
+                NewTimestamp::NoChange,
+                NewTimestamp::Now,
+            )
+            .map_err(to_io)
     }
 
     fn create(&self, name: &str, data: &[u8]) -> io::Result<()> {

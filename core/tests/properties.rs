@@ -46,6 +46,8 @@ fn record() -> impl Strategy<Value = Record> {
                     companion: companion.map(|(pid, _)| pid),
                     companion_start_ticks: companion.and_then(|(_, ticks)| ticks),
                     holder,
+                    lease_ms: holder.map(|h| h % 1_000_000),
+                    modified: None,
                 }
             },
         )

@@ -65,6 +65,15 @@ impl LockFile {
         &self,
         f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
     ) -> Result<T, wit::Error> {
+        self.with_lease(None, f)
+    }
+
+    /// As [`LockFile::with`], taking locks with a lease of `lease_ms`.
+    fn with_lease<T>(
+        &self,
+        lease_ms: Option<u64>,
+        f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
+    ) -> Result<T, wit::Error> {
         if self.dir.get().is_none() {
             let resolved = resolve(&self.path).map_err(to_wit_error)?;
             let _ = self.dir.set(resolved);
@@ -75,8 +84,10 @@ impl LockFile {
                 message: "the directory could not be opened".into(),
             }));
         };
-        f(&Lock::new(dir, name, &self.path, &self.sys).with_spare(&self.spare))
-            .map_err(to_wit_error)
+        f(&Lock::new(dir, name, &self.path, &self.sys)
+            .with_spare(&self.spare)
+            .with_lease(lease_ms))
+        .map_err(to_wit_error)
     }
 
     fn once<T>(
@@ -103,6 +114,19 @@ impl GuestLockFile for LockFile {
 
     fn acquire(&self, replace_stale: bool, force: bool) -> Result<(), wit::Error> {
         self.with(|lock| lock.acquire(replace_stale, force))
+    }
+
+    fn acquire_with(
+        &self,
+        replace_stale: bool,
+        force: bool,
+        lease_ms: Option<u64>,
+    ) -> Result<(), wit::Error> {
+        self.with_lease(lease_ms, |lock| lock.acquire(replace_stale, force))
+    }
+
+    fn refresh(&self) -> Result<(), wit::Error> {
+        self.with(|lock| lock.refresh())
     }
 
     fn release(&self, force: bool) -> Result<(), wit::Error> {
@@ -189,6 +213,7 @@ fn to_cause(c: Cause) -> wit::Cause {
         Cause::Dead => wit::Cause::Dead,
         Cause::Recycled => wit::Cause::Recycled,
         Cause::StartedAfter => wit::Cause::StartedAfter,
+        Cause::LeaseExpired => wit::Cause::LeaseExpired,
         Cause::OtherHolder => wit::Cause::OtherHolder,
         Cause::OurPidReused => wit::Cause::OurPidReused,
         Cause::PreviousBoot => wit::Cause::PreviousBoot,
@@ -231,6 +256,7 @@ fn to_wit_error(e: protocol::Error) -> wit::Error {
         E::Denied { path, message } => wit::Error::Denied(failure(path, message)),
         E::InvalidIdentity { path, message } => wit::Error::InvalidIdentity(failure(path, message)),
         E::Contended { path, message } => wit::Error::Contended(failure(path, message)),
+        E::Lost { path, message } => wit::Error::Lost(failure(path, message)),
         E::Io { path, message } => wit::Error::Io(failure(path, message)),
     }
 }

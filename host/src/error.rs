@@ -69,6 +69,16 @@ pub enum Error {
         /// Which limit, and what to do.
         message: String,
     },
+    /// [`crate::LockFile::refresh`] found the lock no longer ours (gone,
+    /// taken over after its lease ran out, or its lease already ran out):
+    /// whatever the holder does now, it does without the lock.
+    #[error("lost the lock `{}`: {message}", path.display())]
+    Lost {
+        /// The lock's path.
+        path: PathBuf,
+        /// What happened to it.
+        message: String,
+    },
     /// Any other I/O error: disk full, read-only file system.
     #[error("`{}`: {message}", path.display())]
     Io {
@@ -134,6 +144,7 @@ pub(crate) fn cause(c: wit::Cause) -> Cause {
         wit::Cause::Dead => Cause::Dead,
         wit::Cause::Recycled => Cause::Recycled,
         wit::Cause::StartedAfter => Cause::StartedAfter,
+        wit::Cause::LeaseExpired => Cause::LeaseExpired,
         wit::Cause::OtherHolder => Cause::OtherHolder,
         wit::Cause::OurPidReused => Cause::OurPidReused,
         wit::Cause::PreviousBoot => Cause::PreviousBoot,
@@ -199,6 +210,10 @@ pub(crate) fn from_wit(e: wit::Error) -> Error {
             message: f.message,
         },
         wit::Error::Contended(f) => Error::Contended {
+            path: f.path.into(),
+            message: f.message,
+        },
+        wit::Error::Lost(f) => Error::Lost {
             path: f.path.into(),
             message: f.message,
         },

@@ -304,6 +304,39 @@ impl pw::HostLockFile for PluginLocks {
         result
     }
 
+    fn acquire_with(
+        &mut self,
+        handle: Resource<PluginLock>,
+        replace_stale: bool,
+        force: bool,
+        lease_ms: Option<u64>,
+    ) -> Result<(), pw::Error> {
+        let result = self.with(&handle, |lib, store, lock| {
+            lib.labm8_lockfile_lockfile().lock_file().call_acquire_with(
+                store,
+                lock,
+                replace_stale,
+                force,
+                lease_ms,
+            )
+        });
+        if result.is_ok() {
+            if let Some(slot) = self.slot(&handle) {
+                let path = slot.path.clone();
+                self.held.insert(path);
+            }
+        }
+        result
+    }
+
+    fn refresh(&mut self, handle: Resource<PluginLock>) -> Result<(), pw::Error> {
+        self.with(&handle, |lib, store, lock| {
+            lib.labm8_lockfile_lockfile()
+                .lock_file()
+                .call_refresh(store, lock)
+        })
+    }
+
     fn release(&mut self, handle: Resource<PluginLock>, force: bool) -> Result<(), pw::Error> {
         let result = self.with(&handle, |lib, store, lock| {
             lib.labm8_lockfile_lockfile()
@@ -431,7 +464,8 @@ same_enum!(verdict: lib::Verdict => pw::Verdict {
 same_enum!(cause: lib::Cause => pw::Cause {
     NoLockFile, Unparsable, Ours, Running, RunningUnverified, UnknownLiveness,
     CompanionRunning, CompanionUnknown, BeingReplaced, Dead, Recycled, StartedAfter,
-    OtherHolder, OurPidReused, PreviousBoot, NamespaceEnded, OtherHost, OtherNamespace,
+    LeaseExpired, OtherHolder, OurPidReused, PreviousBoot, NamespaceEnded, OtherHost,
+    OtherNamespace,
 });
 
 fn owner(o: lib::Owner) -> pw::Owner {
@@ -476,6 +510,7 @@ fn error(e: lib::Error) -> pw::Error {
         lib::Error::Denied(x) => pw::Error::Denied(f(x)),
         lib::Error::InvalidIdentity(x) => pw::Error::InvalidIdentity(f(x)),
         lib::Error::Contended(x) => pw::Error::Contended(f(x)),
+        lib::Error::Lost(x) => pw::Error::Lost(f(x)),
         lib::Error::Io(x) => pw::Error::Io(f(x)),
     }
 }

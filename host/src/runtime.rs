@@ -425,10 +425,11 @@ impl LockFile {
     /// [`Error::Contended`] once the wait is over.
     pub fn acquire_with(&mut self, options: AcquireOptions) -> Result<(), Error> {
         let (replace_stale, force) = options.mode.flags();
+        let lease_ms = options.lease_ms();
         let start = Instant::now();
         let mut backoff = Backoff::default();
         loop {
-            match self.acquire(replace_stale, force) {
+            match call!(self, call_acquire_with, replace_stale, force, lease_ms) {
                 Err(e @ (Error::UnableToAcquire(_) | Error::Contended { .. })) => {
                     match options.wait.pause(start.elapsed(), &mut backoff) {
                         Some(pause) => std::thread::sleep(pause),
@@ -458,6 +459,18 @@ impl LockFile {
     pub fn lock_with(&mut self, options: AcquireOptions) -> Result<LockGuard<'_>, Error> {
         self.acquire_with(options)?;
         Ok(LockGuard { lock: self })
+    }
+
+    /// Renews the lease of the lock this process holds (taken with
+    /// [`AcquireOptions::lease`]): sets its file's modification time to now.
+    /// Call it well within the lease (a third of it, say); `lockfile run
+    /// --lease` does.
+    ///
+    /// # Errors
+    /// [`Error::Lost`] when the lock is gone, not ours, or its lease already
+    /// ran out; [`Error::Malformed`], [`Error::Io`].
+    pub fn refresh(&mut self) -> Result<(), Error> {
+        call!(self, call_refresh)
     }
 
     /// Releases the lock: no-op when unheld; with `force` whoever holds it.

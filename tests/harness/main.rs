@@ -9,6 +9,8 @@ mod consumer;
 mod embedding;
 mod identity;
 mod languages;
+mod leases;
+mod nfs;
 mod plugins;
 mod races;
 mod wasmtime_run;

@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use std::io;
 
 use crate::decide::{
-    judge_with, with_holder, Cause, Identity, Judgement, Machine, ProcessInfo, Verdict,
+    judge_with, with_holder, with_lease, Cause, Identity, Judgement, Machine, ProcessInfo, Verdict,
 };
 use crate::format::{self, FormatError, Record, Timestamp};
 
@@ -49,6 +49,17 @@ pub trait Dir {
     fn kind(&self, name: &str) -> io::Result<Option<Kind>>;
     /// Up to `limit` bytes of the regular file `name`.
     fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>>;
+    /// As [`Dir::read`], and when the file system last modified that same
+    /// file (its clock), where it can tell. Asked only for leased locks.
+    fn read_modified(&self, name: &str, limit: usize) -> io::Result<(Vec<u8>, Option<Timestamp>)> {
+        Ok((self.read(name, limit)?, None))
+    }
+    /// Sets the modification time of the regular file `name` to now, by the
+    /// file system's clock where it can (WASI's `now`: on NFS the server
+    /// sets it). Refreshes a lease.
+    fn touch(&self, _name: &str) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// Creates `name` exclusively with `data`; removes it again if writing fails.
     fn create(&self, name: &str, data: &[u8]) -> io::Result<()>;
     /// Overwrites the existing regular file `name` with exactly `data`, but
@@ -99,7 +110,7 @@ impl std::error::Error for HostIoError {}
 /// host's release unlinks the file we opened, and the next read fails with
 /// `ESTALE` (kernel clients) or `EIO`/`EFAULT` (userspace clients); WASI
 /// reports those as its generic `io` code. Such reads are retried (bounded):
-/// a persistent `EIO` is still reported after [`MAX_LOOKS`] looks.
+/// a persistent `EIO` is still reported after 16 looks.
 pub fn changed_under_us(e: &io::Error) -> bool {
     const EIO: i32 = 5;
     const EFAULT: i32 = 14;
@@ -276,6 +287,16 @@ pub enum Error {
         /// Which limit, and what to do.
         message: String,
     },
+    /// A lease could not be refreshed: the lock is no longer ours (gone,
+    /// taken over after our lease ran out, or never ours). Whatever we do
+    /// under it now, we do without the lock.
+    #[error("lost the lock `{path}`: {message}")]
+    Lost {
+        /// The lock's path.
+        path: String,
+        /// What happened to it.
+        message: String,
+    },
     /// Another I/O error.
     #[error("`{path}`: {message}")]
     Io {
@@ -287,6 +308,9 @@ pub enum Error {
 }
 
 /// What is at the lock path.
+// Returned once per read and consumed at once: a box would cost an
+// allocation per read to save stack space nobody holds on to.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
     /// Nothing.
@@ -325,6 +349,7 @@ mod acquire;
 mod claim;
 mod names;
 mod publish;
+mod refresh;
 mod release;
 mod sweep;
 
@@ -344,6 +369,8 @@ pub struct Lock<'a, D, S> {
     path: &'a str,
     sys: &'a S,
     spare: Option<&'a Spare>,
+    /// The lease the locks we take record, in milliseconds.
+    lease_ms: Option<u64>,
 }
 
 impl<'a, D: Dir, S: System> Lock<'a, D, S> {
@@ -357,7 +384,17 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             path,
             sys,
             spare: None,
+            lease_ms: None,
         }
+    }
+
+    /// The same lock, taking locks with a lease of `lease_ms` (see
+    /// [`Lock::refresh`]): another host may take a leased lock once it has
+    /// not been refreshed for that long. `None`: no lease (the default).
+    #[must_use]
+    pub fn with_lease(mut self, lease_ms: Option<u64>) -> Self {
+        self.lease_ms = lease_ms;
+        self
     }
 
     /// The same lock, publishing from `spare` once it cycles (see [`Spare`]).
@@ -415,7 +452,12 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             }),
             Some(Kind::File(_)) => match self.dir.read(name, format::MAX_LEN + 1) {
                 Ok(bytes) => {
-                    let record = format::parse(&bytes);
+                    let mut record = format::parse(&bytes);
+                    if let Ok(leased) = record.as_mut().map_err(|_| ()) {
+                        if leased.lease_ms.is_some() {
+                            leased.modified = self.modified(name, &path, &bytes)?;
+                        }
+                    }
                     Ok(State::Present { bytes, record })
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::Absent),
@@ -428,6 +470,21 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 path,
                 message: not_a_file(other),
             })),
+        }
+    }
+
+    /// When the file holding `bytes` at `name` was last modified: read
+    /// again with its time, from the same open file. Different bytes mean
+    /// it changed meanwhile: look again.
+    fn modified(&self, name: &str, path: &str, bytes: &[u8]) -> Result<Option<Timestamp>, Looked> {
+        match self.dir.read_modified(name, format::MAX_LEN + 1) {
+            Ok((again, modified)) if again == bytes => Ok(modified),
+            Ok(_) => Err(Changed(Error::Io {
+                path: path.to_owned(),
+                message: "the lock kept changing while it was read".into(),
+            })),
+            Err(e) if changed_under_us(&e) => Err(Changed(self.io_error(path, "read", &e))),
+            Err(e) => Err(Failed(self.io_error(path, "read", &e))),
         }
     }
 
@@ -485,7 +542,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             |pid| self.sys.query(pid),
             |ns| self.sys.pid_namespace_alive(ns),
         );
-        with_holder(record, self.sys.holder(), judged)
+        with_lease(
+            record,
+            self.sys.now(),
+            with_holder(record, self.sys.holder(), judged),
+        )
     }
 
     fn my_record(&self) -> Record {
@@ -494,6 +555,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             companion: companion.map(|c| c.pid),
             companion_start_ticks: companion.and_then(|c| c.start_ticks),
             holder: self.sys.holder(),
+            lease_ms: self.lease_ms,
             ..self.record_for(self.sys.current())
         }
     }

@@ -130,6 +130,7 @@ mod plugin {
             | Error::Denied(f)
             | Error::InvalidIdentity(f)
             | Error::Contended(f)
+            | Error::Lost(f)
             | Error::Io(f) => format!("{}: {}", f.path, f.message),
         }
     }

@@ -1,0 +1,208 @@
+//! Leases: a lock from another host is foreign, never judged by its pid;
+//! with a lease it becomes stale once not renewed for the lease plus 2 s.
+//! "Another host" here is another UTS namespace with its own hostname
+//! (`unshare -u`, root), on the same files; tests/harness/nfs.rs does the
+//! same across a real NFS mount.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// The lease the tests use, and how long after taking (or last renewing) a
+/// lock it is surely stale: lease + 2 s skew allowance + margin.
+const LEASE: &str = "1";
+const EXPIRED: Duration = Duration::from_millis(3_600);
+
+/// Runs `script` in a shell on host `elsewhere` (its own UTS namespace),
+/// with `$L` the lockfile binary and `$P` the lock's path.
+fn elsewhere(lock: &Path, script: &str) -> Output {
+    require_root("`unshare -u` makes another host");
+    Command::new("unshare")
+        .args(["-u", "sh", "-c"])
+        .arg(format!("hostname elsewhere && {script}"))
+        .env("L", lockfile_bin())
+        .env("P", lock)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare")
+}
+
+/// The lock's status as host `elsewhere` sees it.
+fn status_elsewhere(lock: &Path) -> serde_json::Value {
+    let out = elsewhere(lock, r#""$L" status --json --pid 1 "$P""#);
+    expect_code(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Host `elsewhere` takes the lock over for a process of its own.
+fn takeover_elsewhere(lock: &Path) -> Output {
+    elsewhere(
+        lock,
+        // The owner must not hold our output pipes open for a minute.
+        r#"sleep 60 </dev/null >/dev/null 2>&1 & "$L" acquire --replace-stale --pid $! "$P""#,
+    )
+}
+
+fn run_leased(lock: &Path, seconds: &str) -> Child {
+    Command::new(lockfile_bin())
+        .args(["run", "--lease", LEASE, s(lock), "--", "sleep", seconds])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lockfile run")
+}
+
+/// The command `lockfile run` started, as its lock records it.
+fn companion(lock: &Path) -> Option<u64> {
+    std::fs::read_to_string(lock)
+        .expect("lock")
+        .lines()
+        .find_map(|l| l.strip_prefix("companion="))
+        .and_then(|v| v.parse().ok())
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+#[test]
+fn a_leased_lock_is_foreign_elsewhere_until_its_lease_runs_out() {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let owner = Sleeper::new();
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--lease",
+            LEASE,
+            "--pid",
+            &owner.pid_str(),
+            s(&lock),
+        ]),
+        0,
+    );
+    let text = std::fs::read_to_string(&lock).expect("lock");
+    assert!(text.contains("lease_ms=1000"), "{text}");
+    let st = status_elsewhere(&lock);
+    assert_eq!(st["verdict"], "foreign", "{st}");
+    expect_code(&takeover_elsewhere(&lock), 1);
+    // Renewed, it stays foreign past its first lease.
+    sleep(Duration::from_millis(700));
+    expect_code(
+        &lockfile(&["refresh", "--pid", &owner.pid_str(), s(&lock)]),
+        0,
+    );
+    sleep(Duration::from_millis(700));
+    assert_eq!(status_elsewhere(&lock)["verdict"], "foreign");
+    // Not renewed: stale elsewhere (never on its own host, where the owner runs).
+    sleep(EXPIRED);
+    let st = status_elsewhere(&lock);
+    assert_eq!(st["verdict"], "stale", "{st}");
+    assert_eq!(st["cause"], "lease-expired", "{st}");
+    let out = lockfile(&["status", "--json", "--pid", "1", s(&lock)]);
+    let here: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(here["verdict"], "held", "{here}");
+    // A late refresh does not revive it; the other host takes it over.
+    let out = lockfile(&["refresh", "--pid", &owner.pid_str(), s(&lock)]);
+    expect_code(&out, 1);
+    expect_stderr(&out, "lost the lock");
+    expect_code(&takeover_elsewhere(&lock), 0);
+    let st = status_json(&lock, &["--pid", "1"]);
+    assert_eq!(st["hostname"], "elsewhere", "{st}");
+    let out = lockfile(&["refresh", "--pid", &owner.pid_str(), s(&lock)]);
+    expect_code(&out, 1);
+    expect_stderr(&out, "now belongs to pid");
+}
+
+#[test]
+fn run_with_a_lease_keeps_the_lock_for_many_lease_periods() {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let run = run_leased(&lock, "6");
+    wait_for_file(&lock);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(5_000) {
+        let st = status_elsewhere(&lock);
+        assert_eq!(
+            st["verdict"],
+            "foreign",
+            "after {:?}: {st}",
+            start.elapsed()
+        );
+        sleep(Duration::from_millis(400));
+    }
+    expect_code(&takeover_elsewhere(&lock), 1);
+    let out = run.wait_with_output_checked();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!lock.exists());
+}
+
+#[test]
+fn a_paused_holder_loses_its_lease_and_is_told_so() {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let run = run_leased(&lock, "60");
+    wait_for_file(&lock);
+    let command = companion(&lock);
+    signal(run.id(), "-STOP");
+    sleep(EXPIRED);
+    let st = status_elsewhere(&lock);
+    assert_eq!(st["verdict"], "stale", "{st}");
+    expect_code(&takeover_elsewhere(&lock), 0);
+    signal(run.id(), "-CONT");
+    // Its next renewal finds the lock gone to the other host.
+    sleep(Duration::from_millis(1_500));
+    match command {
+        Some(pid) => signal(u32::try_from(pid).expect("pid"), "-TERM"),
+        None => signal(run.id(), "-TERM"),
+    }
+    let out = run.wait_with_output_checked();
+    let err = stderr(&out);
+    assert!(err.contains("lost the lock"), "{err}");
+    // The other host's lock is left alone.
+    assert_eq!(status_json(&lock, &["--pid", "1"])["hostname"], "elsewhere");
+}
+
+#[test]
+fn a_crashed_holders_leased_lock_is_taken_over_after_expiry() {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let mut run = run_leased(&lock, "60");
+    wait_for_file(&lock);
+    let command = companion(&lock);
+    let killed = Instant::now();
+    signal(run.id(), "-KILL");
+    if let Some(pid) = command {
+        signal(u32::try_from(pid).expect("pid"), "-KILL");
+    }
+    let _ = run.wait();
+    // Elsewhere it stays foreign (nobody there can see the holder died)...
+    expect_code(&takeover_elsewhere(&lock), 1);
+    // ... until the lease and the skew allowance have passed.
+    sleep(EXPIRED.saturating_sub(killed.elapsed()));
+    expect_code(&takeover_elsewhere(&lock), 0);
+}
+
+trait WaitChecked {
+    fn wait_with_output_checked(self) -> Output;
+}
+
+impl WaitChecked for Child {
+    /// Waits, bounded: a hung `lockfile run` fails the test instead of hanging it.
+    fn wait_with_output_checked(mut self) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.try_wait().expect("try_wait").is_none() {
+            assert!(Instant::now() < deadline, "lockfile run did not finish");
+            sleep(Duration::from_millis(50));
+        }
+        self.wait_with_output().expect("output")
+    }
+}
