@@ -14,8 +14,8 @@ use lockfile_core::{Cause, Identity, Liveness, Machine, ProcessInfo, Timestamp, 
 const ME: u32 = 100;
 const RUNNER: u32 = 101;
 
-/// A checkpoint name and what to do there.
-type Hook = (String, Box<dyn FnMut()>);
+/// Checkpoint names and what to do at the first of them reached.
+type Hook = (Vec<String>, Box<dyn FnMut()>);
 
 struct Sys {
     table: RefCell<HashMap<u32, ProcessInfo>>,
@@ -67,7 +67,12 @@ impl Sys {
     }
 
     fn on(&self, checkpoint: &str, f: impl FnMut() + 'static) {
-        *self.hook.borrow_mut() = Some((checkpoint.to_owned(), Box::new(f)));
+        self.on_any(&[checkpoint], f);
+    }
+
+    fn on_any(&self, checkpoints: &[&str], f: impl FnMut() + 'static) {
+        let names = checkpoints.iter().map(|c| (*c).to_owned()).collect();
+        *self.hook.borrow_mut() = Some((names, Box::new(f)));
     }
 }
 
@@ -113,7 +118,7 @@ impl System for Sys {
     fn checkpoint(&self, name: &str) {
         let mut hook = self.hook.borrow_mut();
         if let Some((at, f)) = hook.as_mut() {
-            if at == name {
+            if at.iter().any(|a| a == name) {
                 f();
             }
         }
@@ -999,4 +1004,41 @@ fn refresh_renews_only_our_own_unexpired_lease() {
         .modified()
         .expect("mtime");
     assert_eq!(before, after);
+}
+
+#[test]
+fn a_leased_owner_paused_before_its_unlink_never_removes_a_takeovers_lock() {
+    let f = Fixture::new();
+    f.sys.run_as_owner();
+    let lock = f.lock().with_lease(Some(1_000));
+    lock.acquire(false, false).expect("acquire");
+    // Paused after judging its lock its own, the owner's lease ran out and
+    // another host took the lock over (a rename of its record over ours).
+    let takeover = format::serialize(&Record {
+        pid: 900,
+        timestamp: Timestamp::new(1_800_000_100, 0),
+        hostname: Some("there".into()),
+        nonce: Some("takeover".into()),
+        lease_ms: Some(1_000),
+        ..Record::default()
+    });
+    let dir = f.path().to_path_buf();
+    let planted = takeover.clone();
+    let once = Cell::new(false);
+    f.sys.on_any(&["before-remove", "after-judge"], move || {
+        if !once.replace(true) {
+            fs::write(dir.join("x.lock.new"), &planted).expect("write");
+            fs::rename(dir.join("x.lock.new"), dir.join("x.lock")).expect("takeover");
+        }
+    });
+    let released = lock.release(false);
+    f.sys.off();
+    assert_eq!(
+        fs::read_to_string(f.path().join("x.lock")).expect("the takeover's lock survives"),
+        takeover
+    );
+    assert!(
+        matches!(released, Err(Error::UnableToRelease(_))),
+        "{released:?}"
+    );
 }

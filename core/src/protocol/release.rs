@@ -29,9 +29,13 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     self.path, &record, judgement,
                 ))));
             }
-            if self.runs_in_owner() {
+            if self.runs_in_owner() && record.lease_ms.is_none() {
                 // Nobody replaces a live owner's lock without `force`, and the
                 // owner is alive for as long as this code runs: remove it.
+                // Not so with a lease: another host takes the lock once the
+                // lease runs out, and an owner paused between its look and
+                // its unlink would remove that host's lock. A leased lock is
+                // released under a claim, as for another process.
                 self.sys.checkpoint("before-remove");
                 return self.remove_lock();
             }
