@@ -126,11 +126,15 @@ impl Gated {
         let _ = self.child.wait();
     }
 
-    /// Lets COMMAND start, runs it to its end and returns its exit code
-    /// (128+N for signal N).
-    pub fn open_and_wait(mut self) -> anyhow::Result<u8> {
+    /// Lets COMMAND start (with `LOCKFILE_TOKEN` set to `token`, if any),
+    /// runs it to its end and returns its exit code (128+N for signal N).
+    pub fn open_and_wait(mut self, token: Option<u64>) -> anyhow::Result<u8> {
         let forwarder = crate::forward_signals(self.child.id())?;
-        let opened = self.go.write_all(b"g");
+        let go = match token {
+            Some(token) => format!("g{token}"),
+            None => "g".to_owned(),
+        };
+        let opened = self.go.write_all(go.as_bytes());
         drop(self.go);
         let mut failed = String::new();
         let _ = self.status.read_to_string(&mut failed);
@@ -189,13 +193,22 @@ pub fn main(args: &[OsString]) -> ExitCode {
     if fcntl_setfd(&status, FdFlags::CLOEXEC).is_err() {
         return ExitCode::from(OTHER);
     }
-    let mut byte = [0u8];
-    if !matches!(go.read(&mut byte), Ok(1)) {
+    // `g`, then the fencing token if any, then the pipe closes.
+    let mut message = Vec::new();
+    if go.read_to_end(&mut message).is_err() || message.first() != Some(&b'g') {
         // `lockfile` gave up (the lock is held elsewhere) or died.
         return ExitCode::from(OTHER);
     }
     drop(go);
-    let error = Command::new(program).args(rest).exec();
+    let mut command = Command::new(program);
+    command.args(rest);
+    if let Some(token) = std::str::from_utf8(&message[1..])
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        command.env("LOCKFILE_TOKEN", token);
+    }
+    let error = command.exec();
     let code: u8 = if error.kind() == std::io::ErrorKind::NotFound {
         127
     } else {

@@ -70,16 +70,27 @@ impl Lock for NativeLock {
         replace_stale: bool,
         force: bool,
         lease: Option<Duration>,
+        token: bool,
     ) -> Result<(), Failure> {
-        let Some(lease) = lease else {
+        if lease.is_none() && !token {
             return self.0.acquire(replace_stale, force).map_err(failure);
-        };
-        let options = match (replace_stale, force) {
+        }
+        let mut options = match (replace_stale, force) {
             (_, true) => AcquireOptions::default().force(),
             (true, _) => AcquireOptions::default().replace_stale(),
             _ => AcquireOptions::default(),
         };
-        self.0.acquire_with(options.lease(lease)).map_err(failure)
+        if let Some(lease) = lease {
+            options = options.lease(lease);
+        }
+        if token {
+            options = options.token();
+        }
+        self.0.acquire_with(options).map_err(failure)
+    }
+
+    fn token(&mut self) -> Result<Option<u64>, Failure> {
+        self.0.token().map_err(failure)
     }
 
     fn refresh(&mut self) -> Result<(), Failure> {
@@ -121,6 +132,7 @@ impl Backend for Native {
         replace_stale: bool,
         wait: Option<Wait>,
         lease: Option<Duration>,
+        token: bool,
         command: &[String],
     ) -> Result<u8, Failure> {
         #[cfg(not(unix))]
@@ -128,7 +140,7 @@ impl Backend for Native {
             "`run` needs Unix (pipes, exec and signals)".into(),
         ));
         #[cfg(unix)]
-        self.run_gated(path, replace_stale, wait, lease, command)
+        self.run_gated(path, replace_stale, wait, lease, token, command)
     }
 }
 
@@ -140,6 +152,7 @@ impl Native {
         replace_stale: bool,
         wait: Option<Wait>,
         lease: Option<Duration>,
+        token: bool,
         command: &[String],
     ) -> Result<u8, Failure> {
         let other = |e: anyhow::Error| Failure::Other(format!("{e:#}"));
@@ -158,13 +171,21 @@ impl Native {
                 return Err(e);
             }
         };
-        if let Err(e) = lockfile_cli::acquire(&mut lock, replace_stale, false, wait, lease) {
-            gated.abandon();
-            return Err(e);
-        }
+        // A fencing token, if asked for, goes to COMMAND as LOCKFILE_TOKEN.
+        let token = lockfile_cli::acquire(&mut lock, replace_stale, false, wait, lease, token)
+            .and_then(|()| if token { lock.token() } else { Ok(None) });
+        let token = match token {
+            Ok(token) => token,
+            Err(e) => {
+                gated.abandon();
+                return Err(e);
+            }
+        };
         let (result, lost) = match lease {
-            None => (gated.open_and_wait(), false),
-            Some(lease) => self.with_refresher(path, gated.pid(), lease, || gated.open_and_wait()),
+            None => (gated.open_and_wait(token), false),
+            Some(lease) => {
+                self.with_refresher(path, gated.pid(), lease, || gated.open_and_wait(token))
+            }
         };
         let released = lock.release(false);
         let code = match result {

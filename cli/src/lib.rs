@@ -62,6 +62,11 @@ pub enum Cmd {
         wait: WaitArg,
         #[command(flatten)]
         lease: LeaseArg,
+        /// Issue a fencing token (one more than every earlier acquisition's of
+        /// this lock) and print it on stdout: pass it to the storage you write
+        /// to, which refuses tokens lower than one it has seen.
+        #[arg(long)]
+        print_token: bool,
         /// The lock file.
         path: PathBuf,
     },
@@ -123,9 +128,13 @@ pub enum Cmd {
         #[command(flatten)]
         wait: WaitArg,
         /// Take the lock with a lease of SECONDS and renew it every third of
-        /// that while COMMAND runs (see `acquire --lease`).
+        /// that while COMMAND runs (see `acquire --lease`); implies --token.
         #[arg(long, value_name = "SECONDS", value_parser = parse_lease)]
         lease: Option<Duration>,
+        /// Issue a fencing token and pass it to COMMAND as LOCKFILE_TOKEN
+        /// (see `acquire --print-token`).
+        #[arg(long)]
+        token: bool,
         /// Exit with N (not 1) when the lock is held or `--wait` times out,
         /// so that "busy" differs from COMMAND's own exit 1 (flock's -E).
         #[arg(long, value_name = "N", default_value_t = HELD)]
@@ -160,8 +169,8 @@ pub struct WaitArg {
 pub struct LeaseArg {
     /// Record a lease of SECONDS (fractions allowed): another host (or PID
     /// namespace), which cannot see whether --pid runs, may take the lock
-    /// over once it has not been renewed for that long (plus 2 s for clock
-    /// skew). Renew it with `lockfile refresh`, or use `run --lease`.
+    /// over once it has not been renewed for that long (plus 3 s for clock
+    /// skew and coarse timestamps). Renew it with `lockfile refresh`, or use `run --lease`.
     #[arg(long, value_name = "SECONDS", value_parser = parse_lease)]
     pub lease: Option<Duration>,
 }
@@ -277,7 +286,13 @@ pub trait Lock {
         replace_stale: bool,
         force: bool,
         lease: Option<Duration>,
+        token: bool,
     ) -> Result<(), Failure>;
+    /// The fencing token of its current acquisition, if it issued one.
+    ///
+    /// # Errors
+    /// A [`Failure`] saying why.
+    fn token(&mut self) -> Result<Option<u64>, Failure>;
     /// Renews its lease.
     ///
     /// # Errors
@@ -328,6 +343,7 @@ pub trait Backend {
         replace_stale: bool,
         wait: Option<Wait>,
         lease: Option<Duration>,
+        token: bool,
         command: &[String],
     ) -> Result<u8, Failure>;
 }
@@ -370,10 +386,24 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
             pid,
             wait,
             lease,
+            print_token,
             path,
         } => {
             let mut lock = backend.open(&path, check_pid(pid.pid)?)?;
-            acquire(&mut lock, replace_stale, force, wait.wait, lease.lease)?;
+            acquire(
+                &mut lock,
+                replace_stale,
+                force,
+                wait.wait,
+                lease.lease,
+                print_token,
+            )?;
+            if print_token {
+                let token = lock.token()?.ok_or_else(|| {
+                    Failure::Other("the lock was taken but carries no token".into())
+                })?;
+                println!("{token}");
+            }
         }
         Cmd::Refresh { pid, path } => {
             backend.open(&path, check_pid(pid.pid)?)?.refresh()?;
@@ -411,17 +441,19 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
             replace_stale,
             wait,
             lease,
+            token,
             conflict_exit_code,
             path,
             command,
         } => {
-            return match backend.run(&path, replace_stale, wait.wait, lease, &command) {
+            let token = token || lease.is_some();
+            return match backend.run(&path, replace_stale, wait.wait, lease, token, &command) {
                 Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => {
                     eprintln!("lockfile: {}", f.message());
                     Ok(conflict_exit_code)
                 }
                 other => other,
-            }
+            };
         }
     }
     Ok(0)
@@ -456,13 +488,14 @@ pub fn acquire<L: Lock>(
     force: bool,
     wait: Option<Wait>,
     lease: Option<Duration>,
+    token: bool,
 ) -> Result<(), Failure> {
     let start = Instant::now();
     let wait = wait.unwrap_or_default();
     let mut backoff = Backoff::default();
     let mut told = false;
     loop {
-        let refusal = match lock.acquire(replace_stale, force, lease) {
+        let refusal = match lock.acquire(replace_stale, force, lease, token) {
             Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => f,
             other => return other,
         };
@@ -488,6 +521,7 @@ fn print_status(s: &Status, json: bool) -> std::io::Result<()> {
             "path": s.path,
             "locked": locked,
             "pid": s.owner.as_ref().map(|o| o.pid),
+            "token": s.owner.as_ref().and_then(|o| o.token),
             "timestamp": s.owner.as_ref().map(|o| o.date.as_f64()),
             "acquired": s.owner.as_ref().and_then(|o| rfc3339(o.date)),
             "hostname": s.owner.as_ref().and_then(|o| o.hostname.clone()),

@@ -80,12 +80,18 @@ impl lockfile_cli::Lock for WasiLock {
         replace_stale: bool,
         force: bool,
         lease: Option<Duration>,
+        token: bool,
     ) -> Result<(), Failure> {
         let lease_ms = lease.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
         self.lock()
             .with_lease(lease_ms)
+            .with_tokens(token)
             .acquire(replace_stale, force)
             .map_err(failure)
+    }
+
+    fn token(&mut self) -> Result<Option<u64>, Failure> {
+        self.lock().token().map_err(failure)
     }
 
     fn refresh(&mut self) -> Result<(), Failure> {
@@ -153,6 +159,7 @@ impl Backend for Wasi {
         _: bool,
         _: Option<Wait>,
         _: Option<Duration>,
+        _: bool,
         _: &[String],
     ) -> Result<u8, Failure> {
         Err(Failure::Usage(

@@ -234,10 +234,15 @@ pub fn with_holder(record: &Record, holder: Option<u64>, judged: Judgement) -> J
 /// this long after it ran out by the reader's clock.
 pub const LEASE_SKEW_MS: u64 = 2_000;
 
+/// How much older than the renewal itself a file's modification time may
+/// read: NFS clients and servers with whole-second timestamps (fuse-nfs
+/// sets them so) truncate it by up to a second.
+pub const MTIME_GRANULARITY_MS: u64 = 1_000;
+
 /// Refines a `foreign` judgement by the lock's lease: a lock from another
 /// host or namespace whose file has not been modified (acquired or
-/// refreshed) for longer than its lease plus [`LEASE_SKEW_MS`], by `now`,
-/// is `stale`. Without a lease, or without the file's modification time,
+/// refreshed) for longer than its lease plus [`LEASE_SKEW_MS`] and
+/// [`MTIME_GRANULARITY_MS`], by `now`, is `stale`. Without a lease, or without the file's modification time,
 /// it stays foreign.
 pub fn with_lease(record: &Record, now: Timestamp, judged: Judgement) -> Judgement {
     let (Some(lease), Some(modified)) = (record.lease_ms, record.modified) else {
@@ -247,7 +252,7 @@ pub fn with_lease(record: &Record, now: Timestamp, judged: Judgement) -> Judgeme
         return judged;
     }
     let age_ms = millis_since(now, modified);
-    let limit = i128::from(lease) + i128::from(LEASE_SKEW_MS);
+    let limit = i128::from(lease) + i128::from(LEASE_SKEW_MS) + i128::from(MTIME_GRANULARITY_MS);
     // "taken on host X, not on this host Y": what "never judged stale"
     // said about it no longer holds with a lease.
     let place = judged.reason.split("; ").next().unwrap_or_default();

@@ -161,6 +161,9 @@ pub struct Record {
     /// namespace is stale once its file has not been modified (acquired or
     /// refreshed) for this long, plus an allowance for clock skew.
     pub lease_ms: Option<u64>,
+    /// The fencing token: one more than the token of every earlier
+    /// acquisition of this lock name that issued one (see `protocol::token`).
+    pub token: Option<u64>,
     /// Not in the file: when the file system last modified the file this
     /// record was read from (its clock: on NFS, the server's). Readers fill
     /// it in for leased records; `None` where unknown.
@@ -259,6 +262,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, FormatError> {
             }
             "companion_start" => record.companion_start_ticks = Some(number()?),
             "lease_ms" => record.lease_ms = Some(number()?),
+            "token" => record.token = Some(number()?),
             "holder" => {
                 record.holder = Some(u64::from_str_radix(value, 16).map_err(|_| bad())?);
             }
@@ -350,6 +354,9 @@ pub fn serialize(record: &Record) -> String {
     if let Some(ms) = record.lease_ms {
         let _ = writeln!(out, "lease_ms={ms}");
     }
+    if let Some(token) = record.token {
+        let _ = writeln!(out, "token={token}");
+    }
     out
 }
 
@@ -378,6 +385,7 @@ mod tests {
             companion_start_ticks: Some(1_234_590),
             holder: Some(0x00c0_ffee_0000_0042),
             lease_ms: Some(30_000),
+            token: Some(17),
             modified: None,
         }
     }

@@ -50,6 +50,8 @@ pub struct AcquireOptions {
     /// The lease to record: another host may take the lock once it has not
     /// been refreshed for this long (see `refresh`). `None`: no lease.
     pub lease: Option<Duration>,
+    /// Issue a fencing token with the acquisition (see `token`).
+    pub token: bool,
 }
 
 impl AcquireOptions {
@@ -76,6 +78,16 @@ impl AcquireOptions {
     pub fn lease(self, lease: Duration) -> Self {
         Self {
             lease: Some(lease),
+            ..self
+        }
+    }
+
+    /// Issue a fencing token: one more than every earlier acquisition's of
+    /// this lock name, for the storage the holder writes to to check.
+    #[must_use]
+    pub fn token(self) -> Self {
+        Self {
+            token: true,
             ..self
         }
     }

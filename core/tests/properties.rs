@@ -47,6 +47,7 @@ fn record() -> impl Strategy<Value = Record> {
                     companion_start_ticks: companion.and_then(|(_, ticks)| ticks),
                     holder,
                     lease_ms: holder.map(|h| h % 1_000_000),
+                    token: holder.map(|h| h >> 3),
                     modified: None,
                 }
             },

@@ -903,7 +903,7 @@ fn a_foreign_lock_is_stale_once_its_lease_ran_out_by_more_than_the_skew() {
     let f = Fixture::new();
     let lock = f.lock();
     // Within the lease, and within the lease plus the skew allowance: foreign.
-    for age in [0, 9_000, 11_900] {
+    for age in [0, 9_000, 12_900] {
         plant_leased(&f, 10_000, age);
         let status = lock.status().expect("status");
         assert_eq!(
@@ -919,7 +919,7 @@ fn a_foreign_lock_is_stale_once_its_lease_ran_out_by_more_than_the_skew() {
         ));
     }
     // Past it: stale, and replace_stale takes it over.
-    plant_leased(&f, 10_000, 12_500);
+    plant_leased(&f, 10_000, 13_500);
     let status = lock.status().expect("status");
     assert_eq!(
         (status.verdict, status.cause),
@@ -984,8 +984,9 @@ fn refresh_renews_only_our_own_unexpired_lease() {
         )
         .unwrap_or_default();
     assert!(age.as_secs() < 60, "touched: {age:?}");
-    // A lease that already ran out is not revived.
-    set_age(&f, 10_500);
+    // A lease that already ran out (beyond the 1 s timestamp granularity)
+    // is not revived.
+    set_age(&f, 11_500);
     match lock.refresh() {
         Err(Error::Lost { message, .. }) => assert!(message.contains("ran out"), "{message}"),
         other => panic!("expected a lost lease, got {other:?}"),
@@ -1041,4 +1042,92 @@ fn a_leased_owner_paused_before_its_unlink_never_removes_a_takeovers_lock() {
         matches!(released, Err(Error::UnableToRelease(_))),
         "{released:?}"
     );
+}
+
+fn token_of(dir: &std::path::Path) -> Option<u64> {
+    format::parse(&fs::read(dir.join("x.lock")).expect("lock"))
+        .expect("parses")
+        .token
+}
+
+#[test]
+fn tokens_grow_by_one_across_releases_takeovers_and_force() {
+    let f = Fixture::new();
+    f.sys.run_as_owner();
+    let spare = Spare::default();
+    let lock = f.lock().with_spare(&spare).with_tokens(true);
+    for expected in 1..=3 {
+        lock.acquire(false, false).expect("acquire");
+        assert_eq!(token_of(f.path()), Some(expected));
+        assert_eq!(lock.token().expect("token"), Some(expected));
+        // Acquiring again while holding issues nothing new.
+        lock.acquire(false, false).expect("again");
+        assert_eq!(token_of(f.path()), Some(expected));
+        lock.release(false).expect("release");
+    }
+    assert_eq!(
+        fs::read_to_string(f.path().join(".x.lock.token")).expect("token file"),
+        "3\n"
+    );
+    // A holder that crashed after publishing token 9 but before recording
+    // it: the takeover continues from the record, not from the file.
+    f.sys.set(700, Liveness::Dead, None);
+    let crashed = format::serialize(&Record {
+        token: Some(9),
+        ..format::parse(record(700, Some(1), "crashed").as_bytes()).expect("record")
+    });
+    fs::write(f.path().join("x.lock"), crashed).expect("plant");
+    lock.acquire(true, false).expect("takeover");
+    assert_eq!(token_of(f.path()), Some(10));
+    // Force continues from the replaced record too.
+    f.sys.set(800, Liveness::Alive, Some(3));
+    let live = format::serialize(&Record {
+        token: Some(20),
+        ..format::parse(record(800, Some(3), "live").as_bytes()).expect("record")
+    });
+    fs::write(f.path().join("x.lock"), live).expect("plant");
+    lock.acquire(false, true).expect("force");
+    assert_eq!(token_of(f.path()), Some(21));
+    lock.release(false).expect("release");
+    spare.discard(&f.dir);
+    // Without tokens asked for, none is issued or recorded.
+    let plain = f.lock();
+    plain.acquire(false, false).expect("acquire");
+    assert_eq!(token_of(f.path()), None);
+}
+
+#[test]
+fn a_token_read_before_another_acquisition_is_reissued() {
+    let f = Fixture::new();
+    f.sys.run_as_owner();
+    let lock = f.lock().with_tokens(true);
+    // Between our reading the floor (0, so token 1) and our publish, another
+    // process acquired with token 1 and released.
+    let dir = f.path().to_path_buf();
+    let once = Cell::new(false);
+    f.sys.on("before-publish", move || {
+        if !once.replace(true) {
+            fs::write(dir.join(".x.lock.token"), "1\n").expect("token file");
+        }
+    });
+    lock.acquire(false, false).expect("acquire");
+    f.sys.off();
+    assert_eq!(token_of(f.path()), Some(2));
+    assert_eq!(
+        fs::read_to_string(f.path().join(".x.lock.token")).expect("token file"),
+        "2\n"
+    );
+    assert_eq!(names(f.path()), [".x.lock.token", "x.lock"]);
+}
+
+#[test]
+fn a_garbage_token_file_is_an_error_and_nothing_is_written() {
+    let f = Fixture::new();
+    f.sys.run_as_owner();
+    fs::write(f.path().join(".x.lock.token"), "garbage").expect("plant");
+    match f.lock().with_tokens(true).acquire(false, false) {
+        Err(Error::Malformed { path, .. }) => assert!(path.ends_with(".x.lock.token"), "{path}"),
+        other => panic!("expected a malformed token file, got {other:?}"),
+    }
+    assert_eq!(names(f.path()), [".x.lock.token"]);
 }

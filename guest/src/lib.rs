@@ -65,13 +65,15 @@ impl LockFile {
         &self,
         f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
     ) -> Result<T, wit::Error> {
-        self.with_lease(None, f)
+        self.with_options(None, false, f)
     }
 
-    /// As [`LockFile::with`], taking locks with a lease of `lease_ms`.
-    fn with_lease<T>(
+    /// As [`LockFile::with`], taking locks with a lease of `lease_ms`, and
+    /// issuing fencing tokens with `tokens`.
+    fn with_options<T>(
         &self,
         lease_ms: Option<u64>,
+        tokens: bool,
         f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
     ) -> Result<T, wit::Error> {
         if self.dir.get().is_none() {
@@ -86,7 +88,8 @@ impl LockFile {
         };
         f(&Lock::new(dir, name, &self.path, &self.sys)
             .with_spare(&self.spare)
-            .with_lease(lease_ms))
+            .with_lease(lease_ms)
+            .with_tokens(tokens))
         .map_err(to_wit_error)
     }
 
@@ -121,8 +124,13 @@ impl GuestLockFile for LockFile {
         replace_stale: bool,
         force: bool,
         lease_ms: Option<u64>,
+        token: bool,
     ) -> Result<(), wit::Error> {
-        self.with_lease(lease_ms, |lock| lock.acquire(replace_stale, force))
+        self.with_options(lease_ms, token, |lock| lock.acquire(replace_stale, force))
+    }
+
+    fn token(&self) -> Result<Option<u64>, wit::Error> {
+        self.with(|lock| lock.token())
     }
 
     fn refresh(&self) -> Result<(), wit::Error> {
@@ -196,6 +204,7 @@ fn to_owner(o: &lockfile_core::Owner) -> Owner {
         pid: o.pid,
         date: to_datetime(o.date),
         hostname: o.hostname.clone(),
+        token: o.token,
     }
 }
 

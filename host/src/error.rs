@@ -159,6 +159,7 @@ pub(crate) fn owner(o: wit::Owner) -> Owner {
         pid: o.pid,
         date: Timestamp::new(o.date.seconds, o.date.nanoseconds),
         hostname: o.hostname,
+        token: o.token,
     }
 }
 

@@ -310,6 +310,7 @@ impl pw::HostLockFile for PluginLocks {
         replace_stale: bool,
         force: bool,
         lease_ms: Option<u64>,
+        token: bool,
     ) -> Result<(), pw::Error> {
         let result = self.with(&handle, |lib, store, lock| {
             lib.labm8_lockfile_lockfile().lock_file().call_acquire_with(
@@ -318,6 +319,7 @@ impl pw::HostLockFile for PluginLocks {
                 replace_stale,
                 force,
                 lease_ms,
+                token,
             )
         });
         if result.is_ok() {
@@ -327,6 +329,14 @@ impl pw::HostLockFile for PluginLocks {
             }
         }
         result
+    }
+
+    fn token(&mut self, handle: Resource<PluginLock>) -> Result<Option<u64>, pw::Error> {
+        self.with(&handle, |lib, store, lock| {
+            lib.labm8_lockfile_lockfile()
+                .lock_file()
+                .call_token(store, lock)
+        })
     }
 
     fn refresh(&mut self, handle: Resource<PluginLock>) -> Result<(), pw::Error> {
@@ -473,6 +483,7 @@ fn owner(o: lib::Owner) -> pw::Owner {
         pid: o.pid,
         date: o.date,
         hostname: o.hostname,
+        token: o.token,
     }
 }
 

@@ -429,7 +429,14 @@ impl LockFile {
         let start = Instant::now();
         let mut backoff = Backoff::default();
         loop {
-            match call!(self, call_acquire_with, replace_stale, force, lease_ms) {
+            match call!(
+                self,
+                call_acquire_with,
+                replace_stale,
+                force,
+                lease_ms,
+                options.token
+            ) {
                 Err(e @ (Error::UnableToAcquire(_) | Error::Contended { .. })) => {
                     match options.wait.pause(start.elapsed(), &mut backoff) {
                         Some(pause) => std::thread::sleep(pause),
@@ -459,6 +466,15 @@ impl LockFile {
     pub fn lock_with(&mut self, options: AcquireOptions) -> Result<LockGuard<'_>, Error> {
         self.acquire_with(options)?;
         Ok(LockGuard { lock: self })
+    }
+
+    /// The fencing token of the lock's current acquisition (taken with
+    /// [`AcquireOptions::token`]); `None` when unlocked or taken without one.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`], [`Error::NotAFile`], [`Error::Io`].
+    pub fn token(&mut self) -> Result<Option<u64>, Error> {
+        call!(self, call_token)
     }
 
     /// Renews the lease of the lock this process holds (taken with

@@ -1,5 +1,5 @@
 //! Leases: a lock from another host is foreign, never judged by its pid;
-//! with a lease it becomes stale once not renewed for the lease plus 2 s.
+//! with a lease it becomes stale once not renewed for the lease plus 3 s.
 //! "Another host" here is another UTS namespace with its own hostname
 //! (`unshare -u`, root), on the same files; tests/harness/nfs.rs does the
 //! same across a real NFS mount.
@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// The lease the tests use, and how long after taking (or last renewing) a
-/// lock it is surely stale: lease + 2 s skew allowance + margin.
+/// lock it is surely stale: lease + 2 s skew allowance + 1 s timestamp granularity + margin.
 const LEASE: &str = "1";
-const EXPIRED: Duration = Duration::from_millis(3_600);
+const EXPIRED: Duration = Duration::from_millis(4_600);
 
 /// Runs `script` in a shell on host `elsewhere` (its own UTS namespace),
 /// with `$L` the lockfile binary and `$P` the lock's path.
@@ -205,4 +205,67 @@ impl WaitChecked for Child {
         }
         self.wait_with_output().expect("output")
     }
+}
+
+fn token(out: &Output) -> u64 {
+    expect_code(out, 0);
+    stdout(out).trim().parse().expect("a token on stdout")
+}
+
+#[test]
+fn fencing_tokens_grow_across_releases_takeovers_and_hosts() {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
+    let first = token(&lockfile(&[
+        "acquire",
+        "--print-token",
+        "--pid",
+        &pid,
+        s(&lock),
+    ]));
+    assert_eq!(first, 1);
+    assert_eq!(status_json(&lock, &["--pid", &pid])["token"], 1);
+    expect_code(&lockfile(&["release", "--pid", &pid, s(&lock)]), 0);
+    // Another host, then `run`, which hands COMMAND its token.
+    let out = elsewhere(
+        &lock,
+        r#"sleep 60 </dev/null >/dev/null 2>&1 & "$L" acquire --print-token --pid $! "$P" && "$L" release --force "$P""#,
+    );
+    assert_eq!(token(&out), 2);
+    let out = lockfile(&[
+        "run",
+        "--token",
+        s(&lock),
+        "--",
+        "sh",
+        "-c",
+        "echo $LOCKFILE_TOKEN",
+    ]);
+    assert_eq!(token(&out), 3);
+    // A leased holder that stops renewing: the host that takes over gets a
+    // higher token, so storage that saw it refuses the old holder's writes.
+    let held = token(&lockfile(&[
+        "acquire",
+        "--lease",
+        LEASE,
+        "--print-token",
+        "--pid",
+        &pid,
+        s(&lock),
+    ]));
+    assert_eq!(held, 4);
+    sleep(EXPIRED);
+    let out = elsewhere(
+        &lock,
+        r#"sleep 60 </dev/null >/dev/null 2>&1 & "$L" acquire --replace-stale --print-token --pid $! "$P""#,
+    );
+    assert_eq!(token(&out), 5);
+    assert!(
+        lockfile(&["release", "--pid", &pid, s(&lock)])
+            .status
+            .code()
+            == Some(1)
+    );
 }

@@ -50,7 +50,8 @@
 //! Root, `/dev/fuse`, and the Debian packages `nfs-ganesha nfs-ganesha-vfs
 //! rpcbind systemd iproute2` (plus `util-linux`, `mount`, `bash`, `hostname`,
 //! always present). fuse-nfs is built once from its source tarball
-//! (`$FUSE_NFS_SRC`, default `/work/shared/tools/fuse-nfs-src.tar.gz`) into
+//! (`$FUSE_NFS_SRC`, default `../shared/tools/fuse-nfs-src.tar.gz` beside the
+//! project, else `/work/shared/tools/fuse-nfs-src.tar.gz`) into
 //! `target/nfs-tools/fuse-nfs`, which needs `libnfs-dev libfuse-dev autoconf
 //! automake libtool pkg-config make gcc`; `$FUSE_NFS` names a prebuilt binary
 //! instead. When anything is missing the rig fails the test (it never skips)
@@ -63,8 +64,19 @@
 //! - ganesha's `Bind_Addr = 127.0.0.1` fails in a namespace with only `lo`
 //!   (its resolver wants a configured IPv4 address); the namespace confines it
 //!   instead.
+//! - rpcbind must answer before ganesha starts: when ganesha's own
+//!   registration is what starts the socket-activated rpcbind, about one start
+//!   in 13 failed with "Cannot register NFS V3 on TCP".
 //! - NFSv4 through fuse-nfs showed files owned by nobody and failed writes:
 //!   the server speaks NFSv3 only, and NFSv3 mounts by the export's real path.
+//! - `nsenter --wd=DIR` opens DIR before it enters the mount namespace, so the
+//!   rig names the mount point through `/proc/PID1/root`.
+//! - ganesha's VFS backend exports by file handle: the rig directory (under
+//!   `$TMPDIR`) must be on a filesystem that has them (ext4, xfs, btrfs,
+//!   tmpfs), not overlayfs. The export lives on that real filesystem rather
+//!   than a tmpfs because disk filesystems reuse inode numbers, as real
+//!   servers do.
+//! - ganesha logs CRIT lines about D-Bus and Kerberos at startup: harmless.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -211,6 +223,121 @@ fn two_hosts_contend_over_nfs_without_a_failed_run_or_a_lost_update() {
     assert_eq!(counter, total, "lost updates mean two holders at once");
 }
 
+/// How long after its last renewal a 1 s lease is surely expired: the
+/// lease, the 2 s skew allowance, the 1 s timestamp granularity, and a margin.
+const EXPIRED: Duration = Duration::from_millis(4_600);
+
+/// Host `alpha` takes a leased lock with `lockfile run --lease 1` and
+/// crashes: `beta` sees it foreign (it cannot see alpha's processes) until
+/// the lease runs out, then takes it over. While alpha renews, the lock
+/// stays alpha's for many lease periods.
+#[test]
+fn a_crashed_hosts_leased_lock_is_taken_over_once_the_lease_runs_out() {
+    let rig = Rig::start();
+    let (alpha, beta) = (rig.host("alpha"), rig.host("beta"));
+    let lock = rig.export_path().join("job.lock");
+    let _run = alpha.spawn(&format!(
+        "exec '{}' run --lease 1 '{}' -- sleep 120",
+        lockfile_bin(),
+        alpha.path("job.lock").display()
+    ));
+    wait_for_file(&lock);
+    let owner = beta.spawn("exec sleep 120");
+    let takeover = |host: &Host| {
+        host.lockfile(&[
+            "acquire",
+            "--replace-stale",
+            "--print-token",
+            "--pid",
+            &owner.pid().to_string(),
+            s(&host.path("job.lock")),
+        ])
+    };
+    // Renewed every third of a second: alpha's for several lease periods.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(4_000) {
+        let out = beta.lockfile(&["status", "--json", "--pid", "1", s(&beta.path("job.lock"))]);
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(
+            st["verdict"],
+            "foreign",
+            "after {:?}: {st}",
+            start.elapsed()
+        );
+        assert_eq!(st["hostname"], "alpha", "{st}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    expect_code(&takeover(beta), 1);
+    alpha.crash();
+    let crashed = Instant::now();
+    expect_code(&takeover(beta), 1);
+    std::thread::sleep(EXPIRED.saturating_sub(crashed.elapsed()));
+    let out = takeover(beta);
+    expect_code(&out, 0);
+    // The run issued token 1 (a lease implies a token); the takeover's is next.
+    assert_eq!(stdout(&out).trim(), "2");
+    let st: serde_json::Value = serde_json::from_slice(
+        &beta
+            .lockfile(&["status", "--json", "--pid", "1", s(&beta.path("job.lock"))])
+            .stdout,
+    )
+    .expect("json");
+    assert_eq!(st["hostname"], "beta", "{st}");
+}
+
+/// Fencing tokens, issued alternately on two hosts through one export,
+/// grow by one each time.
+#[test]
+fn fencing_tokens_grow_by_one_across_hosts() {
+    let rig = Rig::start();
+    let hosts = [rig.host("alpha"), rig.host("beta")];
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        let host = hosts[i % 2];
+        let out = host
+            .command(lockfile_bin())
+            .args(["run", "--token", s(&host.path("job.lock")), "--"])
+            .args(["sh", "-c", "echo $LOCKFILE_TOKEN"])
+            .output()
+            .expect("run");
+        expect_code(&out, 0);
+        tokens.push(stdout(&out).trim().parse::<u64>().expect("a token"));
+    }
+    assert_eq!(tokens, (1..=8).collect::<Vec<_>>());
+}
+
+/// Library handles that cycle (and so publish from a spare file) on both
+/// hosts at once: the spare is reused only after its own handle unlinked the
+/// lock, never on a link count, so no update is lost over NFS either.
+#[test]
+fn cycling_handles_on_two_hosts_lose_no_update() {
+    let rig = Rig::start();
+    let hosts = [rig.host("alpha"), rig.host("beta")];
+    const CYCLES: u32 = 150;
+    let outs: Vec<Output> = std::thread::scope(|scope| {
+        let workers: Vec<_> = hosts
+            .iter()
+            .map(|&host| {
+                scope.spawn(move || {
+                    host.command(contend_bin())
+                        .args(["cycles", s(host.mount_path()), &CYCLES.to_string()])
+                        .output()
+                        .expect("contend")
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    for out in &outs {
+        assert!(out.status.success(), "{}: {}", out.status, stderr(out));
+    }
+    let counter = fs::read_to_string(rig.export_path().join("counter")).expect("counter");
+    assert_eq!(counter.trim(), (2 * CYCLES).to_string(), "lost updates");
+}
+
 /// A running rig: an NFS server and its hosts, all torn down on drop.
 #[derive(Debug)]
 pub struct Rig {
@@ -242,6 +369,14 @@ impl Rig {
             .expect("rig dir");
         let export = dir.path().join("export");
         fs::create_dir(&export).expect("export dir");
+        // OVERLAYFS_SUPER_MAGIC
+        let on_overlayfs = rustix::fs::statfs(&export).is_ok_and(|s| s.f_type == 0x794c_7630);
+        assert!(
+            !on_overlayfs,
+            "the NFS rig cannot export `{}`: it is on overlayfs, which has no file handles \
+             for ganesha; set TMPDIR to a directory on ext4, xfs, btrfs or tmpfs",
+            export.display()
+        );
         let config = dir.path().join("ganesha.conf");
         let template = fs::read_to_string(rig_file("ganesha.conf.in")).expect("ganesha template");
         fs::write(
@@ -669,11 +804,9 @@ struct Tools {
     fuse_nfs: PathBuf,
 }
 
-/// The Debian packages the rig needs, for the message that says what is
-/// missing.
-const RIG_PACKAGES: &str = "nfs-ganesha nfs-ganesha-vfs rpcbind systemd iproute2";
-const FUSE_NFS_BUILD_PACKAGES: &str =
-    "libnfs-dev libfuse-dev autoconf automake libtool pkg-config make gcc";
+/// Something the rig needs and lacks, and the Debian packages that provide
+/// it (none when no package does).
+type Missing = (String, Vec<&'static str>);
 
 impl Tools {
     #[track_caller]
@@ -686,21 +819,27 @@ impl Tools {
     }
 
     fn find() -> Result<Tools, String> {
-        let mut missing: Vec<String> = Vec::new();
+        let mut missing: Vec<Missing> = Vec::new();
         if !is_root() {
-            missing
-                .push("root: run the tests as root (the rig makes namespaces and mounts)".into());
+            missing.push((
+                "root: run the tests as root (the rig makes namespaces and mounts)".into(),
+                vec![],
+            ));
         }
         if !Path::new("/dev/fuse").exists() {
-            missing.push(
+            missing.push((
                 "/dev/fuse: load the fuse module (`modprobe fuse`), or give the container \
                  the device (`--device /dev/fuse`)"
                     .into(),
-            );
+                vec![],
+            ));
         }
-        let mut tool = |name: &str, package: &str| {
+        let mut tool = |name: &str, package: &'static str| {
             which(name).unwrap_or_else(|| {
-                missing.push(format!("`{name}` (Debian package `{package}`)"));
+                missing.push((
+                    format!("`{name}` (Debian package `{package}`)"),
+                    vec![package],
+                ));
                 PathBuf::new()
             })
         };
@@ -715,22 +854,37 @@ impl Tools {
         let rpcinfo = tool("rpcinfo", "rpcbind");
         let ganesha = tool("ganesha.nfsd", "nfs-ganesha");
         let ganesha_plugins = ganesha_plugins_dir().unwrap_or_else(|| {
-            missing.push(
+            missing.push((
                 "ganesha's VFS backend, `/usr/lib/*/ganesha/libfsalvfs.so` (Debian package \
                  `nfs-ganesha-vfs`)"
                     .into(),
-            );
+                vec!["nfs-ganesha-vfs"],
+            ));
             PathBuf::new()
         });
         let fuse_nfs = fuse_nfs()
             .map_err(|why| missing.push(why))
             .unwrap_or_default();
         if !missing.is_empty() {
+            let what: Vec<&str> = missing.iter().map(|(what, _)| what.as_str()).collect();
+            let mut packages: Vec<&str> = Vec::new();
+            for package in missing.iter().flat_map(|(_, p)| p) {
+                if !packages.contains(package) {
+                    packages.push(package);
+                }
+            }
+            let install = if packages.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\ninstall them with `apt-get install -y --no-install-recommends {}`",
+                    packages.join(" ")
+                )
+            };
             return Err(format!(
-                "the NFS rig cannot start; missing:\n  - {}\nOn Debian: `apt-get install -y \
-                 --no-install-recommends {RIG_PACKAGES} {FUSE_NFS_BUILD_PACKAGES}` (the last \
-                 eight build fuse-nfs, once); see the top of tests/harness/nfs.rs",
-                missing.join("\n  - ")
+                "the NFS rig cannot start; missing:\n  - {}{install}\n(the rig and what it \
+                 needs are described at the top of tests/harness/nfs.rs)",
+                what.join("\n  - ")
             ));
         }
         Ok(Tools {
@@ -770,43 +924,50 @@ fn ganesha_plugins_dir() -> Option<PathBuf> {
 /// The fuse-nfs binary: `$FUSE_NFS`, else `target/nfs-tools/fuse-nfs`,
 /// built there from `$FUSE_NFS_SRC` the first time (under a file lock, as
 /// several test binaries may want it at once).
-fn fuse_nfs() -> Result<PathBuf, String> {
+fn fuse_nfs() -> Result<PathBuf, Missing> {
     if let Some(bin) = std::env::var_os("FUSE_NFS") {
         let bin = PathBuf::from(bin);
         return if bin.is_file() {
             Ok(bin)
         } else {
-            Err(format!("`$FUSE_NFS` ({}) is not a file", bin.display()))
+            Err(alone(format!(
+                "fuse-nfs: `$FUSE_NFS` (`{}`) is not a file",
+                bin.display()
+            )))
         };
     }
-    let exe = std::env::current_exe().map_err(|e| format!("test binary path: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| alone(format!("test binary path: {e}")))?;
     // target/debug/deps/harness-HASH
     let target = exe
         .ancestors()
         .nth(3)
-        .ok_or("no target directory above the test binary")?;
+        .ok_or_else(|| alone("no target directory above the test binary".into()))?;
     let tools = target.join("nfs-tools");
     let bin = tools.join("fuse-nfs");
     if bin.is_file() {
         return Ok(bin);
     }
-    fs::create_dir_all(&tools).map_err(|e| format!("create `{}`: {e}", tools.display()))?;
-    let lock = fs::File::create(tools.join(".build.lock")).map_err(|e| e.to_string())?;
+    fs::create_dir_all(&tools).map_err(|e| alone(format!("create `{}`: {e}", tools.display())))?;
+    let lock = fs::File::create(tools.join(".build.lock")).map_err(|e| alone(e.to_string()))?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| format!("lock `{}`: {e}", tools.display()))?;
+        .map_err(|e| alone(format!("lock `{}`: {e}", tools.display())))?;
     if bin.is_file() {
         return Ok(bin);
     }
 
+    // `../shared/tools` beside the project (where this machine's image keeps
+    // it), else the image's absolute path.
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/fuse-nfs-src.tar.gz");
     let src = std::env::var_os("FUSE_NFS_SRC")
         .map(PathBuf::from)
+        .or_else(|| beside.is_file().then_some(beside))
         .unwrap_or_else(|| "/work/shared/tools/fuse-nfs-src.tar.gz".into());
     if !src.is_file() {
-        return Err(format!(
+        return Err(alone(format!(
             "the fuse-nfs source tarball `{}` (github.com/sahlberg/fuse-nfs; set \
              `$FUSE_NFS_SRC` to it, or `$FUSE_NFS` to a built fuse-nfs)",
             src.display()
-        ));
+        )));
     }
     let mut missing: Vec<String> = [
         "autoconf",
@@ -833,42 +994,63 @@ fn fuse_nfs() -> Result<PathBuf, String> {
         }
     }
     if !missing.is_empty() {
-        return Err(format!(
-            "what builds fuse-nfs: {} (Debian packages `{FUSE_NFS_BUILD_PACKAGES}`)",
-            missing.join(", ")
+        return Err((
+            format!(
+                "what builds fuse-nfs (once): {} (Debian packages `{}`)",
+                missing.join(", "),
+                FUSE_NFS_BUILD_PACKAGES.join(" ")
+            ),
+            FUSE_NFS_BUILD_PACKAGES.to_vec(),
         ));
     }
 
     let build = tools.join(format!("build-{}", std::process::id()));
     let _ = fs::remove_dir_all(&build);
-    fs::create_dir_all(&build).map_err(|e| e.to_string())?;
+    fs::create_dir_all(&build).map_err(|e| alone(e.to_string()))?;
     let log = tools.join("build.log");
-    let log_file = fs::File::create(&log).map_err(|e| e.to_string())?;
+    let log_file = fs::File::create(&log).map_err(|e| alone(e.to_string()))?;
     let status = Command::new("sh")
         .arg("-c")
         .arg(r#"set -ex; tar xzf "$1"; cd fuse-nfs; ./setup.sh; ./configure; make"#)
         .args(["sh", s(&src)])
         .current_dir(&build)
         .stdin(Stdio::null())
-        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stdout(log_file.try_clone().map_err(|e| alone(e.to_string()))?)
         .stderr(log_file)
         .status()
-        .map_err(|e| format!("run the fuse-nfs build: {e}"))?;
+        .map_err(|e| alone(format!("run the fuse-nfs build: {e}")))?;
     let built = build.join("fuse-nfs/fuse/fuse-nfs");
     if !status.success() || !built.is_file() {
         let text = fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!(
+        return Err(alone(format!(
             "a fuse-nfs build that works: building `{}` failed ({status}, log in `{}`):\n{}",
             src.display(),
             log.display(),
             tail.join("\n")
-        ));
+        )));
     }
     let tmp = tools.join("fuse-nfs.tmp");
-    fs::copy(&built, &tmp).map_err(|e| e.to_string())?;
-    fs::rename(&tmp, &bin).map_err(|e| e.to_string())?;
+    fs::copy(&built, &tmp).map_err(|e| alone(e.to_string()))?;
+    fs::rename(&tmp, &bin).map_err(|e| alone(e.to_string()))?;
     let _ = fs::remove_dir_all(&build);
     Ok(bin)
+}
+
+/// Debian packages that build fuse-nfs (which links libnfs and libfuse 2).
+const FUSE_NFS_BUILD_PACKAGES: [&str; 8] = [
+    "libnfs-dev",
+    "libfuse-dev",
+    "autoconf",
+    "automake",
+    "libtool",
+    "pkg-config",
+    "make",
+    "gcc",
+];
+
+/// A lack that no package fills.
+fn alone(what: String) -> Missing {
+    (what, vec![])
 }

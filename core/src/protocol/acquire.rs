@@ -17,28 +17,37 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         // makes the link fail, and is then looked at below. So does any other
         // failure: a lock held by someone else is reported as held even where
         // we could not have written one, and a real failure recurs below.
-        if !force && self.publish_lock().is_ok() {
-            return Ok(());
+        if !force {
+            self.issue_token(None)?;
+            if self.publish_lock().is_ok() {
+                return self.confirm_token();
+            }
         }
         for _ in 0..MAX_ATTEMPTS {
             let (bytes, record) = match self.load()? {
-                State::Absent => match self.publish_lock() {
-                    Ok(()) => return Ok(()),
-                    Err(Published::Exists) => continue,
-                    Err(Published::Failed(e)) => return Err(e),
-                },
+                State::Absent => {
+                    self.issue_token(None)?;
+                    match self.publish_lock() {
+                        Ok(()) => return self.confirm_token(),
+                        Err(Published::Exists) => continue,
+                        Err(Published::Failed(e)) => return Err(e),
+                    }
+                }
                 State::Present { bytes, record } => (bytes, record),
             };
             if force {
-                return self.replace(&self.my_record());
+                self.issue_token(record.as_ref().ok())?;
+                self.replace(&self.my_record())?;
+                return self.confirm_token();
             }
             let record = record.map_err(|e| self.malformed(e))?;
             let judgement = self.judge(&record);
             match judgement.verdict {
                 Verdict::OwnedBySelf => return Ok(()),
                 Verdict::Stale if replace_stale => {
+                    self.issue_token(Some(&record))?;
                     if self.take_over(bytes)? {
-                        return Ok(());
+                        return self.confirm_token();
                     }
                 }
                 _ => {

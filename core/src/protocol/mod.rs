@@ -168,6 +168,8 @@ pub struct Owner {
     pub date: Timestamp,
     /// The host it was written on, if recorded.
     pub hostname: Option<String>,
+    /// The fencing token its acquisition issued, if it issued one.
+    pub token: Option<u64>,
 }
 
 impl From<&Record> for Owner {
@@ -176,6 +178,7 @@ impl From<&Record> for Owner {
             pid: r.pid,
             date: r.timestamp,
             hostname: r.hostname.clone(),
+            token: r.token,
         }
     }
 }
@@ -352,6 +355,7 @@ mod publish;
 mod refresh;
 mod release;
 mod sweep;
+mod token;
 
 use names::{stem, CLAIM_OVERHEAD, TEMP_OVERHEAD};
 pub use publish::Spare;
@@ -371,6 +375,10 @@ pub struct Lock<'a, D, S> {
     spare: Option<&'a Spare>,
     /// The lease the locks we take record, in milliseconds.
     lease_ms: Option<u64>,
+    /// Whether acquisitions issue fencing tokens (see `token.rs`).
+    tokens: bool,
+    /// The token the record being published carries.
+    issued: std::cell::Cell<Option<u64>>,
 }
 
 impl<'a, D: Dir, S: System> Lock<'a, D, S> {
@@ -385,7 +393,17 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             sys,
             spare: None,
             lease_ms: None,
+            tokens: false,
+            issued: std::cell::Cell::new(None),
         }
+    }
+
+    /// The same lock, issuing a fencing token with every acquisition (see
+    /// [`Lock::token`]).
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: bool) -> Self {
+        self.tokens = tokens;
+        self
     }
 
     /// The same lock, taking locks with a lease of `lease_ms` (see
@@ -556,6 +574,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             companion_start_ticks: companion.and_then(|c| c.start_ticks),
             holder: self.sys.holder(),
             lease_ms: self.lease_ms,
+            token: self.issued.get().filter(|_| self.tokens),
             ..self.record_for(self.sys.current())
         }
     }

@@ -1,6 +1,6 @@
 //! Refresh: renew a leased lock's lease, only while it is still ours.
 use super::{Dir, Error, Lock, State, System};
-use crate::decide::{millis_since, Verdict};
+use crate::decide::{millis_since, Verdict, MTIME_GRANULARITY_MS};
 
 impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// Renews the lease of the lock this process holds: sets its file's
@@ -34,7 +34,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             return Ok(());
         };
         if let Some(modified) = record.modified {
-            let age = millis_since(self.sys.now(), modified);
+            // The file's time may read up to a second old; readers allow for
+            // that and for 2 s of clock skew on top, so refusing only past
+            // the lease plus the granularity still leaves the skew between a
+            // refused refresh and the earliest takeover.
+            let age = millis_since(self.sys.now(), modified) - i128::from(MTIME_GRANULARITY_MS);
             if age > i128::from(lease) {
                 return Err(lost(format!(
                     "its lease of {lease} ms ran out {} ms ago, so another host may have \
