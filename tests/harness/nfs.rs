@@ -163,10 +163,21 @@ fn rig_smoke() {
 /// holders at once), is a bug in the protocol over NFS.
 #[test]
 fn two_hosts_contend_over_nfs_without_a_failed_run_or_a_lost_update() {
+    contend(&Rig::start(), 100);
+}
+
+/// The same with the clients' caches on: lookups and attributes (link
+/// counts too) may be stale.
+#[test]
+fn two_hosts_contend_with_client_caching_on() {
+    contend(&Rig::start_caching(), 50);
+}
+
+/// 2 hosts x 2 workers x `runs` locked increments of one counter.
+fn contend(rig: &Rig, runs: usize) {
     const WORKERS_PER_HOST: usize = 2;
-    const RUNS: usize = 100;
+    let runs_per_worker = runs;
     const INCREMENT: &str = r#"read n < "$1"; echo $((n+1)) > "$1""#;
-    let rig = Rig::start();
     let hosts = [rig.host("alpha"), rig.host("beta")];
     fs::write(rig.export_path().join("counter"), "0\n").expect("counter");
 
@@ -179,7 +190,7 @@ fn two_hosts_contend_over_nfs_without_a_failed_run_or_a_lost_update() {
                 scope.spawn(move || {
                     let (lock, counter) = (host.path("counter.lock"), host.path("counter"));
                     let mut failures = Vec::new();
-                    for run in 0..RUNS {
+                    for run in 0..runs_per_worker {
                         let out = host
                             .command(lockfile_bin())
                             .args(["run", "--wait", "forever", s(&lock), "--"])
@@ -205,7 +216,7 @@ fn two_hosts_contend_over_nfs_without_a_failed_run_or_a_lost_update() {
             .collect()
     });
     let elapsed = started.elapsed();
-    let total = hosts.len() * WORKERS_PER_HOST * RUNS;
+    let total = hosts.len() * WORKERS_PER_HOST * runs_per_worker;
     let text = fs::read_to_string(rig.export_path().join("counter")).expect("counter");
     eprintln!(
         "{total} runs in {elapsed:?}: {} failed, counter {:?}",
@@ -311,7 +322,17 @@ fn fencing_tokens_grow_by_one_across_hosts() {
 /// lock, never on a link count, so no update is lost over NFS either.
 #[test]
 fn cycling_handles_on_two_hosts_lose_no_update() {
-    let rig = Rig::start();
+    cycle(&Rig::start());
+}
+
+/// The same with the clients' caches on: a cached link count of the spare
+/// may be stale, which the spare rule does not rely on.
+#[test]
+fn cycling_handles_with_client_caching_on_lose_no_update() {
+    cycle(&Rig::start_caching());
+}
+
+fn cycle(rig: &Rig) {
     let hosts = [rig.host("alpha"), rig.host("beta")];
     const CYCLES: u32 = 150;
     let outs: Vec<Output> = std::thread::scope(|scope| {
@@ -347,7 +368,14 @@ pub struct Rig {
     dir: tempfile::TempDir,
     export: PathBuf,
     startup: Duration,
+    /// fuse-nfs options for the hosts' mounts.
+    mount_options: &'static str,
 }
+
+/// No client caching: every call reaches the server.
+const UNCACHED: &str = "-d -E 0 -T 0 -q";
+/// fuse-nfs's (and FUSE's) default entry and attribute caching.
+const CACHED: &str = "-q";
 
 impl Rig {
     /// A server and two hosts, `alpha` and `beta`. Panics (the test fails,
@@ -358,9 +386,22 @@ impl Rig {
         Rig::with_hosts(&["alpha", "beta"])
     }
 
+    /// As [`Rig::start`], with the clients' entry and attribute caches on
+    /// (fuse-nfs's defaults): lookups and attributes, link counts included,
+    /// may be stale.
+    #[track_caller]
+    pub fn start_caching() -> Rig {
+        Rig::with_options(&["alpha", "beta"], CACHED)
+    }
+
     /// A server and one host per name.
     #[track_caller]
     pub fn with_hosts(names: &[&str]) -> Rig {
+        Rig::with_options(names, UNCACHED)
+    }
+
+    #[track_caller]
+    fn with_options(names: &[&str], mount_options: &'static str) -> Rig {
         let tools = Tools::get();
         let started = Instant::now();
         let dir = tempfile::Builder::new()
@@ -407,6 +448,7 @@ impl Rig {
             dir,
             export,
             startup: Duration::ZERO,
+            mount_options,
         };
         for name in names {
             rig.add_host(name);
@@ -442,7 +484,8 @@ impl Rig {
             .arg(rig_file("host.sh"))
             .args([name, s(&boot_id_file), &url, s(&mount)])
             .env("PATH", SYSTEM_PATH)
-            .env("RIG_FUSE_NFS", &tools.fuse_nfs);
+            .env("RIG_FUSE_NFS", &tools.fuse_nfs)
+            .env("RIG_FUSE_NFS_OPTS", self.mount_options);
         let ns = Namespace::start(
             name,
             cmd,

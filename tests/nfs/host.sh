@@ -17,8 +17,10 @@ mnt=$4
 hostname "$name"
 mount --bind "$boot_id" /proc/sys/kernel/random/boot_id
 # -d direct I/O, -E 0 -T 0 no entry or attribute caching, -q real inode
-# numbers. fuse-nfs returns once the mount is up and stays in the background.
-"$RIG_FUSE_NFS" -n "$url" -m "$mnt" -d -E 0 -T 0 -q
+# numbers; RIG_FUSE_NFS_OPTS replaces them (the caching variant: -q only).
+# fuse-nfs returns once the mount is up and stays in the background.
+# shellcheck disable=SC2086 # options, split on purpose
+"$RIG_FUSE_NFS" -n "$url" -m "$mnt" ${RIG_FUSE_NFS_OPTS:--d -E 0 -T 0 -q}
 echo ready
 
 # Bash, unlike a bare `sleep`, reaps the orphans reparented to PID 1, so a
