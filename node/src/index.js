@@ -152,6 +152,13 @@ function place(path) {
 
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
+// Handles still open at exit are closed, so that no spare file stays beside a lock.
+const open = new Set();
+process.on("exit", () => {
+  for (const ref of open) ref.deref()?.close();
+});
+const symbolDispose = Symbol.dispose ?? Symbol.for("dispose");
+
 /** A lock file at a path: labm8's `LockFile(path)`. */
 export class LockFile {
   #handle;
@@ -162,6 +169,27 @@ export class LockFile {
     /** The lock's absolute path. */
     this.path = full;
     this.#handle = new exports.LockFile(full);
+    this.#ref = new WeakRef(this);
+    open.add(this.#ref);
+  }
+
+  #ref;
+
+  /**
+   * Lets the component clean up after this handle (a handle that acquires
+   * and releases repeatedly keeps a spare file beside the lock). Does not
+   * release the lock (labm8's rule). Handles still open at exit are closed.
+   */
+  close() {
+    const handle = this.#handle;
+    this.#handle = null;
+    open.delete(this.#ref);
+    handle?.[symbolDispose]?.();
+  }
+
+  get #h() {
+    if (!this.#handle) throw new LockFileError("closed", this.path, "this LockFile was closed");
+    return this.#handle;
   }
 
   /**
@@ -175,7 +203,7 @@ export class LockFile {
     let pause = 2;
     for (;;) {
       try {
-        call(() => this.#handle.acquire(replaceStale, force));
+        call(() => this.#h.acquire(replaceStale, force));
         return this;
       } catch (e) {
         const busy = e instanceof UnableToAcquireLockError || e.kind === "contended";
@@ -188,33 +216,33 @@ export class LockFile {
 
   /** Releases the lock: a no-op when unheld; with `force`, whoever holds it. */
   release({ force = false } = {}) {
-    call(() => this.#handle.release(force));
+    call(() => this.#h.release(force));
   }
 
   /** The recorded owner's pid; null when unlocked. */
   get pid() {
-    return call(() => this.#handle.pid()) ?? null;
+    return call(() => this.#h.pid()) ?? null;
   }
 
   /** When the lock was acquired, as a Date; null when unlocked. */
   get date() {
-    const date = call(() => this.#handle.date());
+    const date = call(() => this.#h.date());
     return date ? toDate(date) : null;
   }
 
   /** Whether a lock file exists. */
   get isLocked() {
-    return call(() => this.#handle.isLocked());
+    return call(() => this.#h.isLocked());
   }
 
   /** Whether this process holds the lock. */
   get ownedBySelf() {
-    return call(() => this.#handle.ownedBySelf());
+    return call(() => this.#h.ownedBySelf());
   }
 
   /** `{ path, owner, verdict, cause, reason }`; a malformed file is the `malformed` verdict. */
   status() {
-    const s = call(() => this.#handle.status());
+    const s = call(() => this.#h.status());
     return { path: s.path, owner: toOwner(s.owner) ?? null, verdict: s.verdict, cause: s.cause, reason: s.reason };
   }
 

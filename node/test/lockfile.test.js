@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -154,4 +154,21 @@ test("the component's directory opens without mutate-directory under the shim", 
   const us = Number(process.hrtime.bigint() - start) / n / 1000;
   t.diagnostic(`cycle: ${us.toFixed(1)} us`);
   assert.equal(existsSync(join(dir, "x.lock")), false);
+});
+
+test("no file is left beside the lock when the process ends", (t) => {
+  const dir = sandbox(t);
+  const path = join(dir, "x.lock");
+  const script = `
+    import { LockFile } from ${JSON.stringify(join(root, "node", "src", "index.js"))};
+    const lock = new LockFile(${JSON.stringify(path)});
+    for (let i = 0; i < 5; i++) { lock.acquire(); lock.release(); }
+  `;
+  const out = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+  assert.equal(out.status, 0, out.stderr);
+  assert.deepEqual(readdirSync(dir), []);
+  // A closed handle says so.
+  const lock = new LockFile(path);
+  lock.close();
+  assert.throws(() => lock.acquire(), (e) => e instanceof LockFileError && e.kind === "closed");
 });

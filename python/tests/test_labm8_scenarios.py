@@ -157,3 +157,17 @@ def test_bad_input_gets_a_clear_error_and_loses_nothing(tmp_path):
     assert failed.value.kind == "unreachable"
     with pytest.raises(ValueError):
         LockFile.write(str(tmp_path / "w.lock"), 1, -5.0)
+
+
+def test_no_file_is_left_beside_the_lock_when_the_process_ends(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "from labm8_lockfile import LockFile\n"
+        "lock = LockFile({!r})\n"
+        "for _ in range(5):\n"
+        "    lock.acquire(); lock.release()\n"
+    ).format(str(tmp_path / "LOCK"))
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert sorted(os.listdir(tmp_path)) == []

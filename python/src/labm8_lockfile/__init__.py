@@ -16,9 +16,11 @@ recycled pid, a previous boot, another host are told apart, and two
 processes racing for a lock never both get it.
 """
 
+import atexit
 import datetime
 import os
 import threading
+import weakref
 from ctypes import byref, pointer
 from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional, Tuple
@@ -251,6 +253,16 @@ class _Sandbox:
 
 _lock = threading.Lock()
 _runtime: Optional[_Runtime] = None
+_open: "weakref.WeakSet[LockFile]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for lock in list(_open):
+        try:
+            lock.close()
+        except Exception:  # noqa: BLE001 - the interpreter is going away
+            pass
 _sandboxes: Dict[str, _Sandbox] = {}
 
 
@@ -308,6 +320,7 @@ class LockFile:
             with box.mutex:
                 self._handle = box.new(box.store, full)
             self._box = box
+            _open.add(self)
         with box.mutex:
             return _check(self, getattr(box, name)(box.store, self._handle, *args))
 
@@ -383,6 +396,23 @@ class LockFile:
             LockFileError: anything else.
         """
         self._call("release", bool(force))
+
+    def close(self) -> None:
+        """Lets the component clean up after this handle: a handle that
+        acquires and releases repeatedly keeps a spare file beside the lock,
+        removed here. Does not release the lock (labm8's rule). Called when
+        the object is collected, and for every open handle at exit."""
+        box, handle = self._box, self._handle
+        self._box, self._handle = None, None
+        if box is not None and handle is not None:
+            with box.mutex:
+                handle.drop(box.store)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing to report to at collection
+            pass
 
     def __repr__(self) -> str:
         return self.path
