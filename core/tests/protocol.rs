@@ -1131,3 +1131,20 @@ fn a_garbage_token_file_is_an_error_and_nothing_is_written() {
     }
     assert_eq!(names(f.path()), [".x.lock.token"]);
 }
+
+#[test]
+fn a_fifo_as_the_token_file_is_an_error_that_never_blocks() {
+    let f = Fixture::new();
+    f.sys.run_as_owner();
+    let fifo = f.path().join(".x.lock.token");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    match f.lock().with_tokens(true).acquire(false, false) {
+        Err(Error::NotAFile { path, .. }) => assert!(path.ends_with(".x.lock.token"), "{path}"),
+        other => panic!("expected not-a-file, got {other:?}"),
+    }
+    assert!(!f.path().join("x.lock").exists());
+}

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 
 use super::names::temp_owner;
-use super::{Dir, Error, Lock, System};
+use super::{Dir, Error, Kind, Lock, System};
 use crate::format::{self, Record};
 
 /// A lock handle's retained temporary file: the inode its next lock is
@@ -172,11 +172,15 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         )))
     }
 
-    /// Whether `name` holds exactly `bytes`.
+    /// Whether `name` holds exactly `bytes`. Only a regular file of that
+    /// length is opened: whatever else is in the way (a FIFO, which WASI
+    /// would open blocking) is looked at by the caller as it always was.
     fn holds(&self, name: &str, bytes: &[u8]) -> bool {
-        self.dir
-            .read(name, format::MAX_LEN + 1)
-            .is_ok_and(|now| now == bytes)
+        matches!(self.dir.kind(name), Ok(Some(Kind::File(len))) if len == bytes.len() as u64)
+            && self
+                .dir
+                .read(name, format::MAX_LEN + 1)
+                .is_ok_and(|now| now == bytes)
     }
 
     /// Puts `record` at the lock path whatever is there (a regular file).

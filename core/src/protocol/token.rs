@@ -13,7 +13,7 @@
 //! its token: it then re-issues under a claim on its own record (so that a
 //! takeover in between is never overwritten), or reports the lock lost.
 use super::claim::Purpose;
-use super::{Dir, Error, Lock, State, System};
+use super::{Dir, Error, Kind, Lock, State, System};
 use crate::format::Record;
 
 impl<'a, D: Dir, S: System> Lock<'a, D, S> {
@@ -36,6 +36,18 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// a read that finds it changed under us (NFS `ESTALE`, `EIO`) looks again.
     fn token_floor(&self) -> Result<u64, Error> {
         let name = self.token_name();
+        // Never open anything but a regular file (WASI opens a FIFO blocking).
+        match self.dir.kind(&name) {
+            Ok(None) => return Ok(0),
+            Ok(Some(Kind::File(_))) => {}
+            Ok(Some(other)) => {
+                return Err(Error::NotAFile {
+                    path: self.sibling(&name),
+                    message: super::not_a_file(other),
+                })
+            }
+            Err(e) => return Err(self.io_error(&self.sibling(&name), "inspect", &e)),
+        }
         let mut looks = 0;
         let bytes = loop {
             match self.dir.read(&name, 64) {
