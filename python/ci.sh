@@ -23,5 +23,10 @@ fi
 # just produced.
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "./python[test]" >&2
+# labm8 0.1.2 for the interop tests: its lockfile needs only these; its
+# declared numpy, pandas, scipy and matplotlib (400 MB) it never imports
+# there (tests/conftest.py skips the import-time check for them).
+"${pip[@]}" humanize==4.17.0 Send2Trash==2.2.0 six==1.17.0 >&2
+"${pip[@]}" --no-deps labm8==0.1.2 >&2
 "${pip[@]}" --force-reinstall --no-deps ./python >&2
 exec "$venv/bin/python" -m pytest -q python/tests "$@"

@@ -1148,3 +1148,48 @@ fn a_fifo_as_the_token_file_is_an_error_that_never_blocks() {
     }
     assert!(!f.path().join("x.lock").exists());
 }
+
+#[test]
+fn a_leased_claim_abandoned_by_a_crashed_host_is_stepped_over_once_it_expires() {
+    let f = Fixture::new();
+    f.sys.run_as_owner();
+    // A stale lock of a dead local process...
+    f.sys.set(700, Liveness::Dead, None);
+    let stale = record(700, Some(1), "stale");
+    fs::write(f.path().join("x.lock"), &stale).expect("plant");
+    // ... that a breaker on host `there` claimed, with a lease, and crashed.
+    let claim = f.path().join(format!(
+        ".x.lock.break.{:016x}",
+        format::fingerprint(stale.as_bytes())
+    ));
+    let claimer = format::serialize(&Record {
+        pid: 900,
+        timestamp: Timestamp::new(1_799_999_000, 0),
+        hostname: Some("there".into()),
+        nonce: Some("claim".into()),
+        lease_ms: Some(1_000),
+        ..Record::default()
+    });
+    fs::write(&claim, claimer).expect("plant claim");
+    let now = f.sys.now();
+    let at = |seconds_ago: u64| {
+        std::time::UNIX_EPOCH + std::time::Duration::new(now.seconds - seconds_ago, 0)
+    };
+    fs::File::open(&claim)
+        .expect("claim")
+        .set_modified(at(0))
+        .expect("mtime");
+    let lock = f.lock().with_lease(Some(1_000));
+    // While the claim's lease runs, the takeover waits on it...
+    assert!(matches!(
+        lock.acquire(true, false),
+        Err(Error::UnableToAcquire(_))
+    ));
+    // ... and once it has run out, steps over it.
+    fs::File::open(&claim)
+        .expect("claim")
+        .set_modified(at(60))
+        .expect("mtime");
+    lock.acquire(true, false).expect("takeover");
+    assert_eq!(owner(f.path()), ME);
+}

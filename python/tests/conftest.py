@@ -11,11 +11,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: labm8 0.1.2 predates Python 3.10, which moved these ABCs out of
 #: `collections`; this puts them back so that it imports (here and in the
-#: subprocesses the tests start).
+#: subprocesses the tests start). It also asks `pkg_resources` at import for
+#: its own version, which checks that numpy, pandas, scipy and matplotlib are
+#: installed, none of which `labm8.lockfile` uses: python/ci.sh installs it
+#: without them, and this answers that question without the check.
 LABM8_SHIM = (
-    "import collections, collections.abc\n"
+    "import collections, collections.abc, sys, types\n"
     "for _n in ('Mapping', 'MutableMapping', 'Sequence', 'Iterable', 'Callable'):\n"
     "    setattr(collections, _n, getattr(collections.abc, _n))\n"
+    "_pr = types.ModuleType('pkg_resources')\n"
+    "_pr.require = lambda name: [types.SimpleNamespace(version='0.1.2')]\n"
+    "sys.modules['pkg_resources'] = _pr\n"
 )
 exec(LABM8_SHIM)
 

@@ -285,6 +285,7 @@ fn host_process_with_pid(pid: u32) -> Sleeper {
 #[test]
 fn a_proc_of_another_pid_namespace_is_not_used_to_judge() {
     require_root("unshare -p and ns_last_pid need root");
+    let _namespaces = creating_namespaces();
     let wasmtime = wasmtime_cli();
     let dir = sandbox();
     let lock = dir.path().join("x.lock");
@@ -387,6 +388,8 @@ while [ ! -e "$F/go" ]; do sleep 0.01; done
 #[test]
 fn a_lock_from_a_pid_namespace_that_no_longer_exists_is_stale() {
     require_root("unshare -p needs root");
+    // Its own namespace's number must not be reused by another test's.
+    let _quiet = no_new_namespaces();
     let dir = sandbox();
     let flags = sandbox();
     let lock = dir.path().join("x.lock");
@@ -399,18 +402,41 @@ fn a_lock_from_a_pid_namespace_that_no_longer_exists_is_stale() {
     expect_code(&out, 1);
     fs::write(flags.path().join("go"), "").expect("go");
     container.wait().expect("the container ends");
-    // Same host, same boot, and no process in that namespace any more.
-    let st = status_json(&lock, &[]);
+    // Same host, same boot, and no process in that namespace any more. The
+    // host says so only when it can read every process's namespace; a
+    // process exiting right then (other tests run beside this one) makes it
+    // unsure for a moment, and unsure is foreign: look until it is sure.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let st = loop {
+        let st = status_json(&lock, &[]);
+        if st["verdict"] == "stale" || std::time::Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert_eq!(st["verdict"], "stale", "{st}");
     let reason = st["reason"].as_str().expect("reason");
     assert!(reason.contains("no longer exists"), "{reason}");
-    let wasi = json(&wasmtime_run(
-        dir.path(),
-        true,
-        &["status", "--json", "--pid", &other.pid_str(), s(&lock)],
-    ));
+    let wasi = loop {
+        let wasi = json(&wasmtime_run(
+            dir.path(),
+            true,
+            &["status", "--json", "--pid", &other.pid_str(), s(&lock)],
+        ));
+        if wasi["verdict"] == "stale" || std::time::Instant::now() > deadline {
+            break wasi;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert_eq!(wasi["verdict"], "stale", "{wasi}");
-    expect_code(&replace_stale_for(&other, &lock), 0);
+    let out = loop {
+        let out = replace_stale_for(&other, &lock);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    expect_code(&out, 0);
     assert_eq!(status_json(&lock, &[])["pid"], other.pid());
 }
 

@@ -244,3 +244,20 @@ pub fn output_retrying(cmd: &mut Command) -> Output {
     }
     panic!("the binary stayed busy");
 }
+
+/// Namespace inode numbers come from one allocator for every kind of
+/// namespace and are reused as soon as a namespace ends. A test that needs an
+/// ended namespace's number to stay unused holds this exclusively
+/// ([`no_new_namespaces`]); every test that creates namespaces holds it
+/// shared ([`creating_namespaces`]), once, for as long as its namespaces live.
+static NAMESPACES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held while a test creates namespaces (see [`NAMESPACES`]).
+pub fn creating_namespaces() -> std::sync::RwLockReadGuard<'static, ()> {
+    NAMESPACES.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held while a test relies on an ended namespace's number not coming back.
+pub fn no_new_namespaces() -> std::sync::RwLockWriteGuard<'static, ()> {
+    NAMESPACES.write().unwrap_or_else(|e| e.into_inner())
+}

@@ -75,6 +75,7 @@ fn signal(pid: u32, sig: &str) {
 
 #[test]
 fn a_leased_lock_is_foreign_elsewhere_until_its_lease_runs_out() {
+    let _namespaces = creating_namespaces();
     let dir = sandbox();
     let lock = dir.path().join("job.lock");
     let owner = Sleeper::new();
@@ -124,6 +125,7 @@ fn a_leased_lock_is_foreign_elsewhere_until_its_lease_runs_out() {
 
 #[test]
 fn run_with_a_lease_keeps_the_lock_for_many_lease_periods() {
+    let _namespaces = creating_namespaces();
     let dir = sandbox();
     let lock = dir.path().join("job.lock");
     let run = run_leased(&lock, "6");
@@ -147,6 +149,7 @@ fn run_with_a_lease_keeps_the_lock_for_many_lease_periods() {
 
 #[test]
 fn a_paused_holder_loses_its_lease_and_is_told_so() {
+    let _namespaces = creating_namespaces();
     let dir = sandbox();
     let lock = dir.path().join("job.lock");
     let run = run_leased(&lock, "60");
@@ -173,6 +176,7 @@ fn a_paused_holder_loses_its_lease_and_is_told_so() {
 
 #[test]
 fn a_crashed_holders_leased_lock_is_taken_over_after_expiry() {
+    let _namespaces = creating_namespaces();
     let dir = sandbox();
     let lock = dir.path().join("job.lock");
     let mut run = run_leased(&lock, "60");
@@ -214,6 +218,7 @@ fn token(out: &Output) -> u64 {
 
 #[test]
 fn fencing_tokens_grow_across_releases_takeovers_and_hosts() {
+    let _namespaces = creating_namespaces();
     let dir = sandbox();
     let lock = dir.path().join("job.lock");
     let owner = Sleeper::new();

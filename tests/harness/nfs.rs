@@ -370,12 +370,16 @@ pub struct Rig {
     startup: Duration,
     /// fuse-nfs options for the hosts' mounts.
     mount_options: &'static str,
+    /// Namespaces are being made (see `common::NAMESPACES`).
+    _namespaces: std::sync::RwLockReadGuard<'static, ()>,
 }
 
 /// No client caching: every call reaches the server.
 const UNCACHED: &str = "-d -E 0 -T 0 -q";
-/// fuse-nfs's (and FUSE's) default entry and attribute caching.
-const CACHED: &str = "-q";
+/// fuse-nfs's (and FUSE's) default entry and attribute caching; file data
+/// still uncached (`-d`), since no lock can make a stale page cache
+/// consistent.
+const CACHED: &str = "-d -q";
 
 impl Rig {
     /// A server and two hosts, `alpha` and `beta`. Panics (the test fails,
@@ -402,6 +406,7 @@ impl Rig {
 
     #[track_caller]
     fn with_options(names: &[&str], mount_options: &'static str) -> Rig {
+        let namespaces = creating_namespaces();
         let tools = Tools::get();
         let started = Instant::now();
         let dir = tempfile::Builder::new()
@@ -449,6 +454,7 @@ impl Rig {
             export,
             startup: Duration::ZERO,
             mount_options,
+            _namespaces: namespaces,
         };
         for name in names {
             rig.add_host(name);

@@ -4,7 +4,7 @@
 use super::publish::Published;
 use super::{Dir, Error, Lock, Refusal, State, System, MAX_CHAIN};
 use crate::decide::{Cause, Judgement, Verdict};
-use crate::format;
+use crate::format::{self, Record};
 
 /// What a claim is for: it decides which refusal a live rival's claim gives.
 #[derive(Clone, Copy)]
@@ -63,7 +63,12 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         }
         // chain[0] is the lock; chain[i + 1] an abandoned claim on chain[i].
         let mut chain: Vec<(String, Vec<u8>)> = vec![(self.name.to_owned(), target)];
-        let mut claim_record = self.record_for(self.sys.runner());
+        // With the lock's lease: a claim abandoned by a crashed host is
+        // foreign, and only its lease lets another host step over it.
+        let mut claim_record = Record {
+            lease_ms: self.lease_ms,
+            ..self.record_for(self.sys.runner())
+        };
         let name = loop {
             let Some((_, target)) = chain.last() else {
                 return Ok(None);
