@@ -82,9 +82,8 @@ impl lockfile_cli::Lock for WasiLock {
         lease: Option<Duration>,
         token: bool,
     ) -> Result<(), Failure> {
-        let lease_ms = lease.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
         self.lock()
-            .with_lease(lease_ms)
+            .with_lease(lease.map(lockfile_core::options::lease_millis))
             .with_tokens(token)
             .acquire(replace_stale, force)
             .map_err(failure)

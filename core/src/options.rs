@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+/// A lease in whole milliseconds (at least 1), as a lock record keeps it.
+pub fn lease_millis(lease: Duration) -> u64 {
+    u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// What to do about a lock that another owner holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -92,10 +97,9 @@ impl AcquireOptions {
         }
     }
 
-    /// The lease in whole milliseconds (at least 1), as the record keeps it.
+    /// The lease in whole milliseconds, as the record keeps it.
     pub fn lease_ms(&self) -> Option<u64> {
-        self.lease
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
+        self.lease.map(lease_millis)
     }
 
     /// Retry for up to `limit` while the lock is held.

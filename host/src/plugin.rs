@@ -287,21 +287,8 @@ impl pw::HostLockFile for PluginLocks {
         replace_stale: bool,
         force: bool,
     ) -> Result<(), pw::Error> {
-        let result = self.with(&handle, |lib, store, lock| {
-            lib.labm8_lockfile_lockfile().lock_file().call_acquire(
-                store,
-                lock,
-                replace_stale,
-                force,
-            )
-        });
-        if result.is_ok() {
-            if let Some(slot) = self.slot(&handle) {
-                let path = slot.path.clone();
-                self.held.insert(path);
-            }
-        }
-        result
+        // The library's `acquire` is `acquire-with` without lease or token.
+        self.acquire_with(handle, replace_stale, force, None, false)
     }
 
     fn acquire_with(
