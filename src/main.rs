@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lockfile_cli::{Backend, Failure, Lock, Refused, Wait, OTHER};
-use lockfile_host::{AcquireOptions, Allocation, Error, LockFile, Runtime, Status, Timestamp};
+use lockfile_host::{AcquireOptions, Error, LockFile, Runtime, Status, Timestamp};
 
 #[cfg(unix)]
 mod gate;
@@ -26,9 +26,9 @@ fn main() -> ExitCode {
     }
     ExitCode::from(lockfile_cli::main(
         || {
-            // One lock per process: no pool to reserve. The test pause hook
-            // is read here, by the binary, never by the library.
-            Runtime::with_allocation(Allocation::OnDemand)
+            // The test pause hook is read here, by the binary, never by the
+            // library.
+            Runtime::for_command()
                 .map(|r| match std::env::var(lockfile_host::PAUSE_VAR) {
                     Ok(spec) => r.with_test_pauses(&spec),
                     Err(_) => r,

@@ -113,6 +113,15 @@ impl Runtime {
         })
     }
 
+    /// Loads the component for a one-shot command like `lockfile`: the
+    /// fastest start, for a process that opens a lock or two and exits.
+    ///
+    /// # Errors
+    /// [`Error::Runtime`] if wasmtime cannot load or link the component.
+    pub fn for_command() -> Result<Self, Error> {
+        Self::with_allocation(Allocation::OnDemand)
+    }
+
     /// For test harnesses: every sandbox of this runtime gets
     /// `LOCKFILE_TEST_PAUSE=spec` in its WASI environment, and the
     /// directories of the files it names preopened, so the component pauses
