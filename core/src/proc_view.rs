@@ -64,6 +64,21 @@ impl ProcView {
         }
     }
 
+    /// Takes the boot time (seconds since the epoch, as `btime` in
+    /// `/proc/stat`) from the caller, who may know it more cheaply: the
+    /// kernel builds all of `/proc/stat`, every CPU's and interrupt's
+    /// counters, to answer that one line. `None` keeps reading it.
+    #[must_use]
+    pub fn with_boot_time(self, btime: Option<u64>) -> Self {
+        match btime {
+            Some(b) => ProcView {
+                btime: OnceLock::from(Some(b)),
+                ..self
+            },
+            None => self,
+        }
+    }
+
     /// What `/proc` is.
     pub fn view(&self) -> View {
         self.view

@@ -338,6 +338,38 @@ fn sweep_removes_inert_claims_and_dead_temps_only() {
 }
 
 #[test]
+fn a_release_for_another_process_sweeps_only_after_stepping_over_an_abandoned_claim() {
+    let f = Fixture::new();
+    // ME's lock, released by RUNNER on ME's behalf (the CLI's `release`).
+    let mine = record(ME, Some(7), "mine");
+    let dead_temp = ".x.lock.4194303.00000000000000bb.tmp";
+    fs::write(f.path().join(dead_temp), record(4_194_303, Some(1), "t")).expect("plant");
+
+    // No sign of a crash: the directory is not listed, the leftover stays
+    // (a sweep costs a system call per entry under WASI).
+    fs::write(f.path().join("x.lock"), &mine).expect("plant");
+    f.lock().release(false).expect("release for ME");
+    assert_eq!(names(f.path()), vec![dead_temp.to_owned()]);
+
+    // A releaser died holding its claim on ME's lock: the next release
+    // steps over that claim, removes it, and sweeps what the crash left.
+    fs::write(f.path().join("x.lock"), &mine).expect("plant");
+    let abandoned = format!(
+        ".x.lock.break.{:016x}",
+        format::fingerprint(mine.as_bytes())
+    );
+    fs::write(f.path().join(&abandoned), record(4_194_303, Some(1), "c")).expect("claim");
+    f.lock()
+        .release(false)
+        .expect("release over the abandoned claim");
+    assert_eq!(
+        names(f.path()),
+        Vec::<String>::new(),
+        "claim and temp swept"
+    );
+}
+
+#[test]
 fn release_refuses_others_and_force_removes_anything_regular() {
     let f = Fixture::new();
     f.sys.set(700, Liveness::Alive, Some(9));
@@ -556,7 +588,7 @@ fn cycling<'a>(lock: &Lock<'a, StdDir, Sys>) {
 fn a_handle_that_starts_keeping_a_spare_sweeps_dead_and_recycled_spares() {
     let f = Fixture::new();
     // A handle that keeps a spare is a library handle, running in its owner
-    // (a release for another process sweeps by itself).
+    // (a release for another process sweeps only after a crash, below).
     f.sys.run_as_owner();
     f.sys.set(600, Liveness::Alive, Some(6));
     f.sys.set(650, Liveness::Alive, Some(99)); // pid 650 now runs another process

@@ -28,8 +28,63 @@ use bindings::exports::labm8::lockfile::lockfile as wit;
 use bindings::{Library, LibraryPre};
 
 /// The component precompiled by `build.rs` for this host and engine config.
-/// The host links no compiler: this is the only form it can load.
-static PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lockfile.cwasm"));
+/// The host links no compiler: this is the only form it can load. Aligned
+/// to a page, so that [`Runtime::for_command`] can run its code where it
+/// lies in the binary (wasmtime's text section is page-aligned within it).
+static PRECOMPILED: &PageAligned<[u8]> =
+    &PageAligned(*include_bytes!(concat!(env!("OUT_DIR"), "/lockfile.cwasm")));
+
+/// The largest page size of the target: 4 KiB on x86-64, up to 64 KiB on
+/// other 64-bit Linux targets.
+#[cfg_attr(target_arch = "x86_64", repr(C, align(4096)))]
+#[cfg_attr(not(target_arch = "x86_64"), repr(C, align(65536)))]
+struct PageAligned<T: ?Sized>(T);
+
+/// Whether a runtime of this process already uses [`PRECOMPILED`] in place.
+/// wasmtime registers code by its address, once: a second component at the
+/// same address would collide, so later runtimes load a copy.
+static IN_PLACE_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the component's code executable where it lies in the binary's
+/// read-only data, instead of in a fresh copy: no 0.5 MB allocation and copy
+/// at start (see [`Runtime::for_command`]).
+#[cfg(unix)]
+#[derive(Debug)]
+struct InPlaceCode;
+
+#[cfg(unix)]
+impl wasmtime::CustomCodeMemory for InPlaceCode {
+    fn required_alignment(&self) -> usize {
+        rustix::param::page_size()
+    }
+
+    fn publish_executable(&self, ptr: *const u8, len: usize) -> wasmtime::Result<()> {
+        use rustix::mm::{mprotect, MprotectFlags};
+        // SAFETY: wasmtime passes the page-aligned text section of a loaded
+        // component (in the binary's read-only data, or in its own copy);
+        // adding execute permission to those pages changes no data.
+        unsafe {
+            mprotect(
+                ptr.cast_mut().cast(),
+                len,
+                MprotectFlags::READ | MprotectFlags::EXEC,
+            )
+        }
+        .map_err(|e| {
+            wasmtime::Error::msg(format!("cannot make the component's code executable: {e}"))
+        })
+    }
+
+    fn unpublish_executable(&self, ptr: *const u8, len: usize) -> wasmtime::Result<()> {
+        use rustix::mm::{mprotect, MprotectFlags};
+        // SAFETY: as above; wasmtime guarantees no code runs there any more.
+        // Read-only is the binary's own protection for those pages, and a
+        // copy is unmapped right after.
+        unsafe { mprotect(ptr.cast_mut().cast(), len, MprotectFlags::READ) }.map_err(|e| {
+            wasmtime::Error::msg(format!("cannot unpublish the component's code: {e}"))
+        })
+    }
+}
 
 /// The per-store state: WASI, and what the `process` import answers.
 pub(crate) struct HostState {
@@ -92,21 +147,23 @@ impl Runtime {
         // in build.rs, by this same pinned wasmtime with the same code
         // generation settings, and is embedded read-only in this binary;
         // wasmtime checks its version and settings and refuses a mismatch.
-        let component = unsafe { Component::deserialize(&engine, PRECOMPILED) }
+        let component = unsafe { Component::deserialize(&engine, &PRECOMPILED.0) }
             .map_err(|e| Error::runtime("cannot load the precompiled lockfile component", e))?;
+        Self::from_component(engine, &component)
+    }
+
+    fn from_component(engine: Engine, component: &Component) -> Result<Self, Error> {
         let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| Error::runtime("cannot link WASI", e))?;
+        link_wasi(&mut linker).map_err(|e| Error::runtime("cannot link WASI", e))?;
         process_ctx::add_to_linker(&mut linker, |s| &mut s.process)
             .map_err(|e| Error::runtime("cannot link the process interface", e))?;
         let pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .and_then(LibraryPre::new)
             .map_err(|e| Error::runtime("cannot prepare the lockfile component", e))?;
         Ok(Self {
             engine,
             pre,
-
             machine: process::machine(),
             runner: process_ctx::this_process(),
             test_pauses: None,
@@ -119,6 +176,26 @@ impl Runtime {
     /// # Errors
     /// [`Error::Runtime`] if wasmtime cannot load or link the component.
     pub fn for_command() -> Result<Self, Error> {
+        #[cfg(unix)]
+        {
+            use std::sync::atomic::Ordering;
+            let bytes: &[u8] = &PRECOMPILED.0;
+            let aligned = (bytes.as_ptr() as usize).is_multiple_of(rustix::param::page_size());
+            if aligned && !IN_PLACE_TAKEN.swap(true, Ordering::SeqCst) {
+                let mut config = crate::engine_config::config(Allocation::OnDemand);
+                config.with_custom_code_memory(Some(std::sync::Arc::new(InPlaceCode)));
+                let engine = Engine::new(&config)
+                    .map_err(|e| Error::runtime("cannot create the wasmtime engine", e))?;
+                // SAFETY: as in `with_allocation`; besides, `PRECOMPILED` is a
+                // static, so it outlives the component and nothing writes to it.
+                let component =
+                    unsafe { Component::deserialize_raw(&engine, std::ptr::NonNull::from(bytes)) }
+                        .map_err(|e| {
+                            Error::runtime("cannot load the precompiled lockfile component", e)
+                        })?;
+                return Self::from_component(engine, &component);
+            }
+        }
         Self::with_allocation(Allocation::OnDemand)
     }
 
@@ -328,6 +405,48 @@ impl Runtime {
             },
         ))
     }
+}
+
+/// `wasi:io` over the store's resource table, as wasmtime-wasi links it.
+struct HasIo;
+
+impl wasmtime::component::HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// Links the WASI interfaces the lock component imports, and only those:
+/// `wasmtime_wasi::p2::add_to_linker_sync` also links sockets and insecure
+/// randomness, some sixty functions whose set-up (a name and a closure
+/// each) every `lockfile` process would pay for nothing. A component that
+/// imported more would fail to link when the runtime is created, never later.
+fn link_wasi(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::sync;
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+
+    type S = HostState;
+    clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)?;
+    filesystem::preopens::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)?;
+    sync::filesystem::types::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)?;
+    random::random::add_to_linker::<S, WasiRandom>(l, S::random)?;
+    cli::exit::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::environment::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::stdin::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_input::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_output::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_stdin::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    sync::io::error::add_to_linker::<S, HasIo>(l, |s| &mut s.table)?;
+    sync::io::poll::add_to_linker::<S, HasIo>(l, |s| &mut s.table)?;
+    sync::io::streams::add_to_linker::<S, HasIo>(l, |s| &mut s.table)?;
+    Ok(())
 }
 
 fn utf8(path: &Path) -> Result<&str, Error> {

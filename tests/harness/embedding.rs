@@ -192,6 +192,30 @@ fn the_precompiled_component_loads_in_both_allocation_modes() {
 }
 
 #[test]
+fn command_runtimes_run_in_place_once_and_side_by_side() {
+    // The first `for_command` runtime of a process runs the component's code
+    // where it lies in the binary; wasmtime registers code by address, so a
+    // second one at the same time must load a copy instead of colliding
+    // (which would panic). Both work, concurrently, and after a drop.
+    let dir = sandbox();
+    let first = Runtime::for_command().expect("first command runtime");
+    let second = Runtime::for_command().expect("second command runtime");
+    let mut a = first.open(dir.path().join("A")).expect("open A");
+    let mut b = second.open(dir.path().join("B")).expect("open B");
+    a.acquire(false, false).expect("acquire A");
+    b.acquire(false, false).expect("acquire B");
+    let mut a2 = second.open(dir.path().join("A")).expect("open A again");
+    assert!(a2.owned_by_self().expect("A seen from the second runtime"));
+    a.release(false).expect("release A");
+    b.release(false).expect("release B");
+    drop((a, a2, b, first));
+    let third = Runtime::for_command().expect("a command runtime after a drop");
+    let mut c = third.open(dir.path().join("C")).expect("open C");
+    c.acquire(false, false).expect("acquire C");
+    c.release(false).expect("release C");
+}
+
+#[test]
 fn a_full_pool_is_an_error_not_a_crash() {
     let rt = Runtime::with_allocation(lockfile_host::Allocation::Pooled(2)).expect("runtime");
     let dir = sandbox();

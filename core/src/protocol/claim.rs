@@ -20,6 +20,14 @@ pub(super) struct Claim {
     chain: Vec<(String, Vec<u8>)>,
 }
 
+impl Claim {
+    /// Whether claiming meant stepping over claims that dead processes
+    /// abandoned: evidence of a crash mid-way, which may have left files.
+    pub(super) fn stepped_over_abandoned(&self) -> bool {
+        self.chain.len() > 1
+    }
+}
+
 impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// Replaces the stale lock whose bytes are `stale`. `Ok(false)` when the
     /// lock changed meanwhile and the caller should look again.

@@ -50,9 +50,16 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             self.sys.checkpoint("before-remove");
             let removed = self.remove_lock();
             self.settle(&claim, removed.is_ok());
-            // A release killed while it held a claim left it (and its
-            // temporary file) behind; one-shot releasers clear such leftovers.
-            self.sweep();
+            // Stepping over an abandoned claim means a breaker or releaser
+            // died mid-way and may have left its temporary file: sweep then.
+            // Not on every release: listing the directory costs a system
+            // call per entry under WASI (wasmtime stats each one), so in a
+            // directory like /tmp a sweep would cost more than the release.
+            // Leftovers are inert meanwhile, and the next takeover or
+            // spare-keeping handle sweeps them.
+            if claim.stepped_over_abandoned() {
+                self.sweep();
+            }
             return removed;
         }
         Err(Error::Contended {
