@@ -22,7 +22,10 @@ fn elsewhere(lock: &Path, script: &str) -> Output {
     require_root("`unshare -u` makes another host");
     Command::new("unshare")
         .args(["-u", "sh", "-c"])
-        .arg(format!("hostname elsewhere && {script}"))
+        // Braces: `A && B & C` would run `A && B` in the background and C at
+        // once, before the hostname is set (a race the faster start-up of
+        // issue 14 lost under load, and the lock then looked local).
+        .arg(format!("hostname elsewhere && {{ {script}; }}"))
         .env("L", lockfile_bin())
         .env("P", lock)
         .stdin(Stdio::null())
