@@ -275,20 +275,27 @@ pub fn parse(bytes: &[u8]) -> Result<Record, FormatError> {
 }
 
 fn parse_pid(token: &str) -> Result<u32, FormatError> {
-    let shown = shorten(token);
+    // Shortened for the message only when there is one: every read of a
+    // lock parses a pid.
+    let shown = || shorten(token);
     if token.starts_with('-') {
-        return Err(FormatError::BadPid(format!("pid `{shown}` is negative")));
+        return Err(FormatError::BadPid(format!(
+            "pid `{}` is negative",
+            shown()
+        )));
     }
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
         return Err(FormatError::BadPid(format!(
-            "pid `{shown}` is not a number"
+            "pid `{}` is not a number",
+            shown()
         )));
     }
     match token.parse::<u64>() {
         Ok(0) => Err(FormatError::BadPid("pid 0 is not a process".into())),
         Ok(pid) if pid <= MAX_PID => Ok(pid as u32),
         _ => Err(FormatError::BadPid(format!(
-            "pid `{shown}` is out of range (the largest is {MAX_PID})"
+            "pid `{}` is out of range (the largest is {MAX_PID})",
+            shown()
         ))),
     }
 }

@@ -453,9 +453,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn load_once(&self, name: &str) -> Result<State, Looked> {
-        let path = self.sibling(name);
+        // The full path is for messages only: built when one is needed, not
+        // on every look (an allocation and a format, slow in a sandbox).
+        let path = || self.sibling(name);
         let kind = self.dir.kind(name).map_err(|e| {
-            let failed = self.io_error(&path, "inspect", &e);
+            let failed = self.io_error(&path(), "inspect", &e);
             if changed_under_us(&e) {
                 Changed(failed)
             } else {
@@ -473,7 +475,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     let mut record = format::parse(&bytes);
                     if let Ok(leased) = record.as_mut().map_err(|_| ()) {
                         if leased.lease_ms.is_some() {
-                            leased.modified = self.modified(name, &path, &bytes)?;
+                            leased.modified = self.modified(name, &path(), &bytes)?;
                         }
                     }
                     Ok(State::Present { bytes, record })
@@ -481,11 +483,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::Absent),
                 // Removed (and perhaps replaced) between our look and our
                 // read, as NFS reports it: look again.
-                Err(e) if changed_under_us(&e) => Err(Changed(self.io_error(&path, "read", &e))),
-                Err(e) => Err(Failed(self.io_error(&path, "read", &e))),
+                Err(e) if changed_under_us(&e) => Err(Changed(self.io_error(&path(), "read", &e))),
+                Err(e) => Err(Failed(self.io_error(&path(), "read", &e))),
             },
             Some(other) => Err(Failed(Error::NotAFile {
-                path,
+                path: path(),
                 message: not_a_file(other),
             })),
         }
