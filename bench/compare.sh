@@ -1,14 +1,10 @@
 #!/usr/bin/env bash
 # Whole-process and peer comparisons, side by side, in one run on this machine.
 # Prints `BENCH <name> <median> <unit>` and `RATIO <name> <value>` lines.
-# Installs what it needs: hyperfine (Debian), labm8 0.1.2 and filelock (PyPI,
-# in target/bench-venv).
+# Installs what it needs: labm8 0.1.2 and filelock (PyPI, in target/bench-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v hyperfine >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null
-fi
 if [ ! -x target/bench-venv/bin/python ]; then
   python3 -m venv target/bench-venv
 fi
@@ -32,26 +28,14 @@ trap 'kill $holder 2>/dev/null; rm -rf "$work"' EXIT
 # figure pays for the churn of the one before it.
 cool() { sleep "${COOLDOWN:-40}"; }
 
-median_ms() { # hyperfine JSON -> median in ms
-  python3 -c 'import json,sys; print("%.3f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$1"
-}
-hf() { hyperfine -N --warmup 20 --runs 300 --style none "$@" >&2; }
-
-hf --export-json "$work/flock.json" "flock -n $work/f.lock true"
-hf --export-json "$work/acquire.json" --prepare "rm -f $work/a.lock" "$bin acquire --pid $holder $work/a.lock"
-hf --export-json "$work/release.json" --prepare "$bin acquire --pid $holder $work/r.lock" "$bin release --pid $holder $work/r.lock"
-hf --export-json "$work/status.json" "$bin status $work/r.lock"
-flock=$(median_ms "$work/flock.json")
-acq=$(median_ms "$work/acquire.json")
-rel=$(median_ms "$work/release.json")
-st=$(median_ms "$work/status.json")
-echo "BENCH flock_process $flock ms"
-echo "BENCH lockfile_acquire_process $acq ms"
-echo "BENCH lockfile_release_process $rel ms"
-echo "BENCH lockfile_status_process $st ms"
+# Whole processes, interleaved round by round (bench/processes.py): flock,
+# `lockfile acquire/release/status`, the floor (load and instantiate the
+# component, no lock work: examples/floor.rs) and the limit (the same
+# command line over lockfile-core natively, no sandbox: examples/native.rs).
+cool
+python3 bench/processes.py "$bin" target/release/examples/floor target/release/examples/native \
+  "${ROUNDS:-300}" | tee "$work/processes.txt"
 ratio() { python3 -c "print('RATIO $1 %.2f' % ($2 / $3))"; }
-ratio acquire_process_vs_flock "$acq" "$flock"
-ratio release_process_vs_flock "$rel" "$flock"
 
 # In-process cycles: the component and its native baseline (criterion), the
 # Python peers, all now.
