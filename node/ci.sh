@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Node package's pinned dependencies (npm ci), transpiles the
-# component with jco and runs the package's tests with node's test runner.
+# component with jco-transpile and runs the package's tests with node's test runner.
 # The harness runs this from `cargo test` (tests/harness/languages.rs), with
 # LOCKFILE_WASI_COMPONENT and LOCKFILE_BIN naming what that build produced.
 set -euo pipefail

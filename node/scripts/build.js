@@ -5,7 +5,7 @@
 //
 // The component: $LOCKFILE_WASI_COMPONENT, else the newest of
 // ../target/{debug,release}/lockfile-wasi.wasm.
-import { execFileSync } from "node:child_process";
+import { transpile, writeFiles } from "@bytecodealliance/jco-transpile";
 import { existsSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,21 +26,16 @@ if (found.length === 0) {
 }
 const dist = join(here, "dist");
 rmSync(dist, { recursive: true, force: true });
-const jco = join(here, "node_modules", ".bin", "jco");
-execFileSync(
-  jco,
-  [
-    "transpile",
-    found[0],
-    "--out-dir",
-    dist,
-    "--name",
-    "lockfile-wasi",
-    "--instantiation",
-    "sync",
-    "--no-typescript",
-    "--quiet",
-  ],
-  { stdio: "inherit" },
-);
+// jco's transpiler as a library (the `jco transpile` command without the
+// rest of jco, which would install ten times as much): sync instantiation,
+// no TypeScript declarations.
+const { files } = await transpile(found[0], {
+  name: "lockfile-wasi",
+  instantiation: "sync",
+  emitTypescriptDeclarations: false,
+  outDir: dist,
+  // As `jco transpile` does: errors thrown as ComponentError with a payload.
+  noComponentErrorWrapping: false,
+});
+await writeFiles(files);
 console.error(`labm8-lockfile: transpiled ${found[0]} into dist/`);
