@@ -173,6 +173,20 @@ impl Runtime {
     /// Loads the component for a one-shot command like `lockfile`: the
     /// fastest start, for a process that opens a lock or two and exits.
     ///
+    /// Sandboxes are allocated on demand ([`Allocation::OnDemand`]). On Unix
+    /// the first such runtime of a process runs the component's code where it
+    /// lies in this binary's read-only data (made executable in place),
+    /// instead of in a copy; wasmtime registers code by its address, once,
+    /// so any later runtime of the process (this one still alive or not)
+    /// loads a copy, as [`Runtime::with_allocation`] does. Behaviour is the
+    /// same either way.
+    ///
+    /// For the fastest calls as well, enter a current-thread tokio runtime
+    /// on the calling thread first (the `lockfile` binary does): otherwise
+    /// wasmtime's WASI starts a multi-threaded one on the first call. Only
+    /// while no test pauses are set ([`Runtime::with_test_pauses`]): the
+    /// pause hook sleeps, and a current-thread runtime cannot wake it.
+    ///
     /// # Errors
     /// [`Error::Runtime`] if wasmtime cannot load or link the component.
     pub fn for_command() -> Result<Self, Error> {
