@@ -43,16 +43,17 @@ struct PageAligned<T: ?Sized>(T);
 /// Whether a runtime of this process already uses [`PRECOMPILED`] in place.
 /// wasmtime registers code by its address, once: a second component at the
 /// same address would collide, so later runtimes load a copy.
+#[cfg(target_os = "linux")]
 static IN_PLACE_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Makes the component's code executable where it lies in the binary's
 /// read-only data, instead of in a fresh copy: no 0.5 MB allocation and copy
 /// at start (see [`Runtime::for_command`]).
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 struct InPlaceCode;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 impl wasmtime::CustomCodeMemory for InPlaceCode {
     fn required_alignment(&self) -> usize {
         rustix::param::page_size()
@@ -112,6 +113,8 @@ pub struct Runtime {
     /// The test pause hook's value, passed to each sandbox (see
     /// [`Runtime::with_test_pauses`]).
     test_pauses: Option<String>,
+    /// Whether the component's code runs where it lies in the binary.
+    in_place: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -167,18 +170,20 @@ impl Runtime {
             machine: process::machine(),
             runner: process_ctx::this_process(),
             test_pauses: None,
+            in_place: false,
         })
     }
 
     /// Loads the component for a one-shot command like `lockfile`: the
     /// fastest start, for a process that opens a lock or two and exits.
     ///
-    /// Sandboxes are allocated on demand ([`Allocation::OnDemand`]). On Unix
+    /// Sandboxes are allocated on demand ([`Allocation::OnDemand`]). On Linux
     /// the first such runtime of a process runs the component's code where it
     /// lies in this binary's read-only data (made executable in place),
     /// instead of in a copy; wasmtime registers code by its address, once,
     /// so any later runtime of the process (this one still alive or not)
-    /// loads a copy, as [`Runtime::with_allocation`] does. Behaviour is the
+    /// loads a copy, as [`Runtime::with_allocation`] does, and so does the
+    /// first where the pages cannot be made executable. Behaviour is the
     /// same either way.
     ///
     /// For the fastest calls as well, enter a current-thread tokio runtime
@@ -190,27 +195,44 @@ impl Runtime {
     /// # Errors
     /// [`Error::Runtime`] if wasmtime cannot load or link the component.
     pub fn for_command() -> Result<Self, Error> {
-        #[cfg(unix)]
-        {
-            use std::sync::atomic::Ordering;
-            let bytes: &[u8] = &PRECOMPILED.0;
-            let aligned = (bytes.as_ptr() as usize).is_multiple_of(rustix::param::page_size());
-            if aligned && !IN_PLACE_TAKEN.swap(true, Ordering::SeqCst) {
-                let mut config = crate::engine_config::config(Allocation::OnDemand);
-                config.with_custom_code_memory(Some(std::sync::Arc::new(InPlaceCode)));
-                let engine = Engine::new(&config)
-                    .map_err(|e| Error::runtime("cannot create the wasmtime engine", e))?;
-                // SAFETY: as in `with_allocation`; besides, `PRECOMPILED` is a
-                // static, so it outlives the component and nothing writes to it.
-                let component =
-                    unsafe { Component::deserialize_raw(&engine, std::ptr::NonNull::from(bytes)) }
-                        .map_err(|e| {
-                            Error::runtime("cannot load the precompiled lockfile component", e)
-                        })?;
-                return Self::from_component(engine, &component);
-            }
+        #[cfg(target_os = "linux")]
+        if let Some(runtime) = Self::in_place() {
+            return Ok(runtime);
         }
         Self::with_allocation(Allocation::OnDemand)
+    }
+
+    /// The component's code run where it lies in the binary, for the first
+    /// caller in the process; `None` for later callers, or wherever making
+    /// those pages executable is refused (then a copy serves).
+    #[cfg(target_os = "linux")]
+    fn in_place() -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        let bytes: &[u8] = &PRECOMPILED.0;
+        let aligned = (bytes.as_ptr() as usize).is_multiple_of(rustix::param::page_size());
+        if !aligned || IN_PLACE_TAKEN.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        let mut config = crate::engine_config::config(Allocation::OnDemand);
+        config.with_custom_code_memory(Some(std::sync::Arc::new(InPlaceCode)));
+        let engine = Engine::new(&config).ok()?;
+        // SAFETY: as in `with_allocation`; besides, `PRECOMPILED` is a
+        // static, so it outlives the component and nothing writes to it.
+        let component =
+            unsafe { Component::deserialize_raw(&engine, std::ptr::NonNull::from(bytes)) }.ok()?;
+        let runtime = Self::from_component(engine, &component).ok()?;
+        Some(Self {
+            in_place: true,
+            ..runtime
+        })
+    }
+
+    /// Whether this runtime runs the component's code where it lies in the
+    /// binary ([`Runtime::for_command`]): for tests, since a copy behaves
+    /// the same and only costs start-up time.
+    #[doc(hidden)]
+    pub fn runs_in_place(&self) -> bool {
+        self.in_place
     }
 
     /// For test harnesses: every sandbox of this runtime gets

@@ -197,9 +197,15 @@ fn command_runtimes_run_in_place_once_and_side_by_side() {
     // where it lies in the binary; wasmtime registers code by address, so a
     // second one at the same time must load a copy instead of colliding
     // (which would panic). Both work, concurrently, and after a drop.
+    // The only test that makes command runtimes: the first of the process
+    // is this one's.
     let dir = sandbox();
     let first = Runtime::for_command().expect("first command runtime");
     let second = Runtime::for_command().expect("second command runtime");
+    // A failure to run in place falls back to a copy silently (it must not
+    // stop the CLI), so the speed it buys is checked here.
+    assert_eq!(first.runs_in_place(), cfg!(target_os = "linux"));
+    assert!(!second.runs_in_place());
     let mut a = first.open(dir.path().join("A")).expect("open A");
     let mut b = second.open(dir.path().join("B")).expect("open B");
     a.acquire(false, false).expect("acquire A");
