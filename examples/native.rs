@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lockfile_cli::{Backend, Failure, Refused, Wait};
-use lockfile_core::protocol::{self, Lock};
+use lockfile_cli::{Backend, CoreLock, Failure, Wait};
 use lockfile_core::std_dir::StdDir;
-use lockfile_core::{Identity, Liveness, Machine, ProcessInfo, Status, System, Timestamp};
+use lockfile_core::{Identity, Liveness, Lock, Machine, ProcessInfo, System, Timestamp};
 use lockfile_host::process;
 
 fn main() -> ExitCode {
@@ -58,62 +57,7 @@ impl System for Sys {
     }
 }
 
-struct NativeLock {
-    dir: StdDir,
-    name: String,
-    path: String,
-    sys: Sys,
-}
-
-impl NativeLock {
-    fn lock(&self) -> Lock<'_, StdDir, Sys> {
-        Lock::new(&self.dir, &self.name, &self.path, &self.sys)
-    }
-}
-
-fn failure(e: protocol::Error) -> Failure {
-    match e {
-        protocol::Error::UnableToAcquire(r) => Failure::Refused(Box::new(Refused {
-            acquiring: true,
-            refusal: *r,
-        })),
-        protocol::Error::UnableToRelease(r) => Failure::Refused(Box::new(Refused {
-            acquiring: false,
-            refusal: *r,
-        })),
-        protocol::Error::Contended { .. } => Failure::Busy(e.to_string()),
-        protocol::Error::Lost { .. } => Failure::Lost(e.to_string()),
-        other => Failure::Other(other.to_string()),
-    }
-}
-
-impl lockfile_cli::Lock for NativeLock {
-    fn acquire(
-        &mut self,
-        replace_stale: bool,
-        force: bool,
-        lease: Option<Duration>,
-        token: bool,
-    ) -> Result<(), Failure> {
-        self.lock()
-            .with_lease(lease.map(lockfile_core::options::lease_millis))
-            .with_tokens(token)
-            .acquire(replace_stale, force)
-            .map_err(failure)
-    }
-    fn token(&mut self) -> Result<Option<u64>, Failure> {
-        self.lock().token().map_err(failure)
-    }
-    fn refresh(&mut self) -> Result<(), Failure> {
-        self.lock().refresh().map_err(failure)
-    }
-    fn release(&mut self, force: bool) -> Result<(), Failure> {
-        self.lock().release(force).map_err(failure)
-    }
-    fn status(&mut self) -> Result<Status, Failure> {
-        self.lock().status().map_err(failure)
-    }
-}
+type NativeLock = CoreLock<StdDir, Sys>;
 
 /// The lock's directory (links resolved, as the real binary preopens it)
 /// and its name there.
@@ -164,12 +108,15 @@ impl Backend for Native {
                 runner: identity(me)?,
                 counter: Cell::new(u64::from(me) << 32),
             },
+            failure: lockfile_cli::failure,
         })
     }
 
     fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure> {
         let lock = self.open(path, Some(std::process::id()))?;
-        lock.lock().write(pid, timestamp).map_err(failure)
+        Lock::new(&lock.dir, &lock.name, &lock.path, &lock.sys)
+            .write(pid, timestamp)
+            .map_err(lockfile_cli::failure)
     }
 
     fn run(

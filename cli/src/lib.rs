@@ -348,6 +348,81 @@ pub trait Backend {
     ) -> Result<u8, Failure>;
 }
 
+/// A lock run by `lockfile-core`'s protocol in this process, with no
+/// sandbox in between: the command component's, and the benchmark's native
+/// limit's.
+#[derive(Debug)]
+pub struct CoreLock<D, S> {
+    /// The lock's directory.
+    pub dir: D,
+    /// The lock's name in it.
+    pub name: String,
+    /// The lock's full path, for messages.
+    pub path: String,
+    /// What the protocol knows about processes.
+    pub sys: S,
+    /// How protocol errors become failures ([`failure`], or a backend's own
+    /// that says more).
+    pub failure: fn(lockfile_core::Error) -> Failure,
+}
+
+impl<D: lockfile_core::Dir, S: lockfile_core::System> CoreLock<D, S> {
+    fn lock(&self) -> lockfile_core::Lock<'_, D, S> {
+        lockfile_core::Lock::new(&self.dir, &self.name, &self.path, &self.sys)
+    }
+}
+
+impl<D: lockfile_core::Dir, S: lockfile_core::System> Lock for CoreLock<D, S> {
+    fn acquire(
+        &mut self,
+        replace_stale: bool,
+        force: bool,
+        lease: Option<Duration>,
+        token: bool,
+    ) -> Result<(), Failure> {
+        self.lock()
+            .with_lease(lease.map(lockfile_core::options::lease_millis))
+            .with_tokens(token)
+            .acquire(replace_stale, force)
+            .map_err(self.failure)
+    }
+
+    fn token(&mut self) -> Result<Option<u64>, Failure> {
+        self.lock().token().map_err(self.failure)
+    }
+
+    fn refresh(&mut self) -> Result<(), Failure> {
+        self.lock().refresh().map_err(self.failure)
+    }
+
+    fn release(&mut self, force: bool) -> Result<(), Failure> {
+        self.lock().release(force).map_err(self.failure)
+    }
+
+    fn status(&mut self) -> Result<Status, Failure> {
+        self.lock().status().map_err(self.failure)
+    }
+}
+
+/// The failure a protocol error is: refusals name the owner, contention is
+/// "busy", a lost lease is lost, anything else is an error.
+pub fn failure(e: lockfile_core::Error) -> Failure {
+    use lockfile_core::Error;
+    match e {
+        Error::UnableToAcquire(refusal) => Failure::Refused(Box::new(Refused {
+            acquiring: true,
+            refusal: *refusal,
+        })),
+        Error::UnableToRelease(refusal) => Failure::Refused(Box::new(Refused {
+            acquiring: false,
+            refusal: *refusal,
+        })),
+        Error::Contended { .. } => Failure::Busy(e.to_string()),
+        Error::Lost { .. } => Failure::Lost(e.to_string()),
+        other => Failure::Other(other.to_string()),
+    }
+}
+
 /// Parses the arguments, runs the command on the backend made by `backend`,
 /// prints errors as `lockfile: MESSAGE`, and returns the exit code.
 /// `run_about` replaces the help of `run` when given.

@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lockfile_cli::{Backend, Failure, Refused, Wait};
+use lockfile_cli::{Backend, CoreLock, Failure, Wait};
 use lockfile_core::protocol::{self, Lock};
 use lockfile_core::wasi_dir::{resolve, WasiDir};
-use lockfile_core::{Status, Timestamp, Verdict};
+use lockfile_core::{Timestamp, Verdict};
 
 use crate::proc::{self, ProcSystem};
 
@@ -30,18 +30,7 @@ fn exit(code: u8) -> ! {
 struct Wasi;
 
 /// An open lock: its directory, name and the process view.
-struct WasiLock {
-    dir: WasiDir,
-    name: String,
-    path: String,
-    sys: ProcSystem,
-}
-
-impl WasiLock {
-    fn lock(&self) -> Lock<'_, WasiDir, ProcSystem> {
-        Lock::new(&self.dir, &self.name, &self.path, &self.sys)
-    }
-}
+type WasiLock = CoreLock<WasiDir, ProcSystem>;
 
 fn guest_path(path: &Path) -> Result<String, Failure> {
     path.to_str()
@@ -49,60 +38,26 @@ fn guest_path(path: &Path) -> Result<String, Failure> {
         .ok_or_else(|| Failure::Other(format!("`{}` is not valid UTF-8", path.display())))
 }
 
+/// As [`lockfile_cli::failure`], saying more where WASI hides the cause.
 fn failure(e: protocol::Error) -> Failure {
-    let refused = |mut refusal: Box<protocol::Refusal>, acquiring| {
-        if let Some(why) = proc::blind_because().filter(|_| refusal.verdict == Verdict::Held) {
-            refusal.reason.push_str(&format!(" ({why})"));
-        }
-        Failure::Refused(Box::new(Refused {
-            acquiring,
-            refusal: *refusal,
-        }))
-    };
     match e {
-        protocol::Error::UnableToAcquire(r) => refused(r, true),
-        protocol::Error::UnableToRelease(r) => refused(r, false),
         // WASI shows neither modes nor owners: say what a sticky directory
         // would mean, which the native binary can tell for sure.
         protocol::Error::Denied { .. } => Failure::Other(format!(
             "{e}; if the directory is sticky (like /tmp), only the file's owner, the \
              directory's owner or root may replace or remove it"
         )),
-        protocol::Error::Contended { .. } => Failure::Busy(e.to_string()),
-        protocol::Error::Lost { .. } => Failure::Lost(e.to_string()),
-        other => Failure::Other(other.to_string()),
-    }
-}
-
-impl lockfile_cli::Lock for WasiLock {
-    fn acquire(
-        &mut self,
-        replace_stale: bool,
-        force: bool,
-        lease: Option<Duration>,
-        token: bool,
-    ) -> Result<(), Failure> {
-        self.lock()
-            .with_lease(lease.map(lockfile_core::options::lease_millis))
-            .with_tokens(token)
-            .acquire(replace_stale, force)
-            .map_err(failure)
-    }
-
-    fn token(&mut self) -> Result<Option<u64>, Failure> {
-        self.lock().token().map_err(failure)
-    }
-
-    fn refresh(&mut self) -> Result<(), Failure> {
-        self.lock().refresh().map_err(failure)
-    }
-
-    fn release(&mut self, force: bool) -> Result<(), Failure> {
-        self.lock().release(force).map_err(failure)
-    }
-
-    fn status(&mut self) -> Result<Status, Failure> {
-        self.lock().status().map_err(failure)
+        other => match lockfile_cli::failure(other) {
+            Failure::Refused(mut refused) => {
+                if let Some(why) =
+                    proc::blind_because().filter(|_| refused.refusal.verdict == Verdict::Held)
+                {
+                    refused.refusal.reason.push_str(&format!(" ({why})"));
+                }
+                Failure::Refused(refused)
+            }
+            failure => failure,
+        },
     }
 }
 
@@ -121,6 +76,7 @@ impl Backend for Wasi {
             name,
             path,
             sys,
+            failure,
         })
     }
 
@@ -136,6 +92,7 @@ impl Backend for Wasi {
                     name,
                     path,
                     sys: ProcSystem::spectator(),
+                    failure,
                 })
             }
             other => other,
