@@ -140,7 +140,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             };
             chain.push((name, bytes));
             // A fresh nonce: our claim on the next link must differ from any other.
-            claim_record.nonce = Some(format!("{:016x}", self.sys.random()));
+            claim_record.nonce = Some(format::hex16(self.sys.random()));
         };
         let claim = Claim { name, chain };
         self.sys.checkpoint("after-claim");
