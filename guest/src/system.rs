@@ -1,6 +1,6 @@
 //! [`System`] over the host's `process` interface and WASI clocks and random.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 
 use lockfile_core::{Identity, Liveness, Machine, ProcessInfo, System, Timestamp};
 
@@ -16,6 +16,20 @@ pub struct HostSystem {
     companion: OnceCell<Option<Identity>>,
     holder: OnceCell<Option<u64>>,
     machine: OnceCell<Machine>,
+    /// The state of [`System::random`]'s generator: seeded from the host's
+    /// secure random source on first use.
+    random: Cell<Option<u64>>,
+}
+
+/// The increment of SplitMix64's counter (2^64 / golden ratio, odd).
+const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// SplitMix64's output function: a bijection on `u64`, so distinct counter
+/// values give distinct outputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn identity(id: host::Identity) -> Identity {
@@ -81,8 +95,19 @@ impl System for HostSystem {
         Timestamp::new(now.seconds, now.nanoseconds)
     }
 
+    /// Unique names and nonces, not secrets: SplitMix64 over a counter
+    /// seeded once per handle from the host's secure random source. Its
+    /// outputs never repeat within a handle (2^64 of them), and handles'
+    /// seeds are independent. Asking the host each time cost a call across
+    /// the sandbox on every acquire.
     fn random(&self) -> u64 {
-        wasi::random::random::get_random_u64()
+        let state = self
+            .random
+            .get()
+            .unwrap_or_else(wasi::random::random::get_random_u64)
+            .wrapping_add(GOLDEN_GAMMA);
+        self.random.set(Some(state));
+        mix(state)
     }
 
     fn checkpoint(&self, name: &str) {
