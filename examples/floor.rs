@@ -11,12 +11,6 @@ fn main() -> ExitCode {
         eprintln!("usage: floor LOCK");
         return ExitCode::from(2);
     };
-    // As the binary does (see src/main.rs).
-    let current_thread = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .ok()
-        .map(|r| &*Box::leak(Box::new(r)));
-    let _entered = current_thread.map(tokio::runtime::Runtime::enter);
     match lockfile_host::Runtime::for_command().and_then(|r| {
         let lock = r.open(&path)?;
         // As the binary does: the process exit frees it all.

@@ -25,24 +25,6 @@ fn main() -> ExitCode {
         }
     }
     let pauses = std::env::var(lockfile_host::PAUSE_VAR).ok();
-    // wasmtime's WASI runs each call inside a tokio runtime, building a
-    // multi-threaded one (two threads, their stacks and arenas) on the first
-    // call unless one is entered: a quarter of a millisecond a command does
-    // not need. A current-thread runtime serves calls that never wait on a
-    // timer or a socket, and the lock component's never do: its file calls
-    // run inline (`allow_blocking_current_thread`) and it never sleeps,
-    // except at the test pause hook, whose sleep such a runtime could not
-    // wake; then the default runtime is kept. Threads `run` starts use the
-    // default one too.
-    // Leaked: the process's exit frees it without a shutdown.
-    let current_thread: Option<&'static tokio::runtime::Runtime> = match pauses {
-        None => tokio::runtime::Builder::new_current_thread()
-            .build()
-            .ok()
-            .map(|r| &*Box::leak(Box::new(r))),
-        Some(_) => None,
-    };
-    let _entered = current_thread.map(tokio::runtime::Runtime::enter);
     let code = lockfile_cli::main(
         || {
             // The test pause hook is read here, by the binary, never by the

@@ -62,7 +62,7 @@ use wasmtime::Store;
 use crate::error::Error;
 use crate::runtime::bindings::exports::labm8::lockfile::lockfile as lib;
 use crate::runtime::bindings::Library;
-use crate::runtime::{HostState, Runtime};
+use crate::runtime::{for_call, HostState, Runtime};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -181,6 +181,7 @@ impl PluginLocks {
     /// taken over since is not a failure.
     pub fn release_all(&mut self) -> Result<(), Error> {
         let mut result = Ok(());
+        let _runtime = for_call(self.store.data());
         for path in std::mem::take(&mut self.held) {
             let guest = self.lib.labm8_lockfile_lockfile().lock_file();
             let released = guest
@@ -223,6 +224,7 @@ impl PluginLocks {
         let Some(lock) = slot.lock else {
             return Err(trapped(&path, "the lock could not be opened"));
         };
+        let _runtime = for_call(self.store.data());
         match call(&self.lib, &mut self.store, lock) {
             Ok(result) => result.map_err(error),
             Err(e) => Err(trapped(&path, &format!("{e:#}"))),
@@ -235,6 +237,7 @@ impl PluginLocks {
         path: &str,
         call: impl FnOnce(&Library, &mut Store<HostState>) -> wasmtime::Result<Result<T, lib::Error>>,
     ) -> Result<T, pw::Error> {
+        let _runtime = for_call(self.store.data());
         match call(&self.lib, &mut self.store) {
             Ok(result) => result.map_err(error),
             Err(e) => Err(trapped(path, &format!("{e:#}"))),
@@ -258,6 +261,7 @@ fn trapped(path: &str, what: &str) -> pw::Error {
 
 impl pw::HostLockFile for PluginLocks {
     fn new(&mut self, path: String) -> Resource<PluginLock> {
+        let _runtime = for_call(self.store.data());
         let guest = self.lib.labm8_lockfile_lockfile().lock_file();
         let lock = guest.call_constructor(&mut self.store, &path).ok();
         let slot = Slot { path, lock };
@@ -417,6 +421,7 @@ impl pw::HostLockFile for PluginLocks {
         }) = taken
         {
             // Lets the component drop its spare; the lock itself stays (labm8's rule).
+            let _runtime = for_call(self.store.data());
             lock.resource_drop(&mut self.store)?;
         }
         Ok(())

@@ -92,6 +92,29 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     process: ProcessCtx,
+    /// Whether the sandbox may sleep (it has test pauses): see [`for_call`].
+    sleeps: bool,
+}
+
+/// The tokio runtime calls into a sandbox run in, unless the caller is in
+/// one already: wasmtime's WASI runs every call inside a tokio runtime, and
+/// outside any it enters its own multi-threaded one (two threads, started
+/// on the first call) and yields to it once per call. A current-thread
+/// runtime, merely entered, costs neither, and serves every call that never
+/// waits on a timer or a socket. The lock component's never do: its file
+/// calls run inline (`allow_blocking_current_thread`) and it never sleeps,
+/// except at the test pause hook, whose sleep such a runtime could not wake.
+/// Never dropped: a static is not, and a process may call from any thread.
+static CALL_RUNTIME: std::sync::LazyLock<Option<tokio::runtime::Runtime>> =
+    std::sync::LazyLock::new(|| tokio::runtime::Builder::new_current_thread().build().ok());
+
+/// Enters [`CALL_RUNTIME`] for one call into a sandbox, unless the caller
+/// is in a tokio runtime already or the sandbox may sleep.
+pub(crate) fn for_call(state: &HostState) -> Option<tokio::runtime::EnterGuard<'static>> {
+    if state.sleeps || tokio::runtime::Handle::try_current().is_ok() {
+        return None;
+    }
+    CALL_RUNTIME.as_ref().map(tokio::runtime::Runtime::enter)
 }
 
 impl WasiView for HostState {
@@ -185,12 +208,6 @@ impl Runtime {
     /// loads a copy, as [`Runtime::with_allocation`] does, and so does the
     /// first where the pages cannot be made executable. Behaviour is the
     /// same either way.
-    ///
-    /// For the fastest calls as well, enter a current-thread tokio runtime
-    /// on the calling thread first (the `lockfile` binary does): otherwise
-    /// wasmtime's WASI starts a multi-threaded one on the first call. Only
-    /// while no test pauses are set ([`Runtime::with_test_pauses`]): the
-    /// pause hook sleeps, and a current-thread runtime cannot wake it.
     ///
     /// # Errors
     /// [`Error::Runtime`] if wasmtime cannot load or link the component.
@@ -303,6 +320,7 @@ impl Runtime {
     ) -> Result<LockFile, Error> {
         let (dir, full) = locate(path)?;
         let mut store = self.store(&dir, acting, companion)?;
+        let _runtime = for_call(store.data());
         let lib = self
             .pre
             .instantiate(&mut store)
@@ -366,6 +384,7 @@ impl Runtime {
     ) -> Result<T, Error> {
         let (dir, full) = locate(path)?;
         let mut store = self.store(&dir, self.runner, None)?;
+        let _runtime = for_call(store.data());
         let lib = self
             .pre
             .instantiate(&mut store)
@@ -400,6 +419,7 @@ impl Runtime {
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
                 process,
+                sleeps: false,
             },
         );
         let lib = self
@@ -438,6 +458,7 @@ impl Runtime {
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
                 process: ProcessCtx::new(acting, self.runner, companion, self.machine.clone()),
+                sleeps: self.test_pauses.is_some(),
             },
         ))
     }
@@ -543,6 +564,7 @@ impl std::fmt::Debug for LockFile {
 
 macro_rules! call {
     ($self:ident, $method:ident $(, $arg:expr)*) => {{
+        let _runtime = for_call($self.store.data());
         let guest = $self.lib.labm8_lockfile_lockfile().lock_file();
         guest
             .$method(&mut $self.store, $self.resource $(, $arg)*)
@@ -710,6 +732,7 @@ impl Drop for LockFile {
     /// file a cycling handle keeps beside the lock). Does not release the
     /// lock: labm8's `LockFile` does not either; use [`LockFile::lock`] for that.
     fn drop(&mut self) {
+        let _runtime = for_call(self.store.data());
         let _ = self.resource.resource_drop(&mut self.store);
     }
 }
