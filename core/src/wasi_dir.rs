@@ -206,15 +206,21 @@ impl Dir for WasiDir {
         })
     }
 
-    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
+    fn rewrite(&self, name: &str, data: &[u8], known_len: Option<u64>) -> io::Result<bool> {
         let file = self.open(name, OpenFlags::empty(), DescriptorFlags::WRITE)?;
-        let stat = file.stat().map_err(to_io)?;
-        if stat.type_ != DescriptorType::RegularFile || stat.link_count != 1 {
-            return Ok(false);
-        }
+        let size = match known_len {
+            Some(size) => size,
+            None => {
+                let stat = file.stat().map_err(to_io)?;
+                if stat.type_ != DescriptorType::RegularFile || stat.link_count != 1 {
+                    return Ok(false);
+                }
+                stat.size
+            }
+        };
         write_all(&file, data)?;
         let len = data.len() as u64;
-        if stat.size != len {
+        if size > len {
             file.set_size(len).map_err(to_io)?;
         }
         Ok(true)

@@ -677,8 +677,8 @@ impl Dir for TornOnce {
     fn create(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
         self.inner.create(name, data)
     }
-    fn rewrite(&self, name: &str, data: &[u8]) -> std::io::Result<bool> {
-        self.inner.rewrite(name, data)
+    fn rewrite(&self, name: &str, data: &[u8], known: Option<u64>) -> std::io::Result<bool> {
+        self.inner.rewrite(name, data, known)
     }
     fn link(&self, existing: &str, new: &str) -> std::io::Result<()> {
         self.inner.link(existing, new)
@@ -692,6 +692,137 @@ impl Dir for TornOnce {
     fn names(&self) -> std::io::Result<Vec<String>> {
         self.inner.names()
     }
+}
+
+/// A directory that records which of its calls the protocol makes.
+struct Counting {
+    inner: StdDir,
+    calls: RefCell<Vec<&'static str>>,
+}
+
+impl Counting {
+    fn took(&self) -> Vec<&'static str> {
+        self.calls.take()
+    }
+    fn note(&self, call: &'static str) {
+        self.calls.borrow_mut().push(call);
+    }
+}
+
+impl Dir for Counting {
+    fn kind(&self, name: &str) -> io::Result<Option<Kind>> {
+        self.note("kind");
+        self.inner.kind(name)
+    }
+    fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>> {
+        self.note("read");
+        self.inner.read(name, limit)
+    }
+    fn create(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.note("create");
+        self.inner.create(name, data)
+    }
+    fn rewrite(&self, name: &str, data: &[u8], known: Option<u64>) -> io::Result<bool> {
+        self.note(if known.is_some() {
+            "rewrite known"
+        } else {
+            "rewrite"
+        });
+        self.inner.rewrite(name, data, known)
+    }
+    fn link(&self, existing: &str, new: &str) -> io::Result<()> {
+        self.note("link");
+        self.inner.link(existing, new)
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.note("rename");
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.note("remove");
+        self.inner.remove(name)
+    }
+    fn names(&self) -> io::Result<Vec<String>> {
+        self.note("names");
+        self.inner.names()
+    }
+}
+
+#[test]
+fn a_cycling_owner_makes_only_the_calls_it_needs_and_still_refuses_a_replaced_lock() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = Counting {
+        inner: StdDir::new(tmp.path()),
+        calls: RefCell::new(Vec::new()),
+    };
+    let sys = Sys::new();
+    sys.run_as_owner();
+    sys.set(700, Liveness::Alive, Some(9));
+    let spare = Spare::default();
+    let lock = Lock::new(&dir, "x.lock", "/d/x.lock", &sys).with_spare(&spare);
+    for _ in 0..2 {
+        lock.acquire(false, false).expect("acquire");
+        lock.release(false).expect("release");
+    }
+    dir.took();
+    // Warm: the spare, known from the last release's read, is rewritten
+    // without a look and linked; the release reads back exactly the record
+    // it published and unlinks it, without a `stat` or a judgement.
+    lock.acquire(false, false).expect("acquire from the spare");
+    assert_eq!(dir.took(), ["rewrite known", "link"]);
+    lock.release(false).expect("release");
+    assert_eq!(dir.took(), ["read", "remove"]);
+    assert!(!tmp.path().join("x.lock").exists());
+
+    // Acquiring again while holding starts a new spare that is never
+    // linked; what the next rewrite knows is still exactly that file.
+    lock.acquire(false, false).expect("acquire");
+    lock.acquire(false, false).expect("again, while held");
+    lock.release(false).expect("release");
+    dir.took();
+    lock.acquire(false, false).expect("acquire");
+    let text = fs::read(tmp.path().join("x.lock")).expect("lock");
+    let kept = spare.name().expect("a spare");
+    assert_eq!(fs::read(tmp.path().join(&kept)).expect("spare"), text);
+    format::parse(&text).expect("a complete record");
+    lock.release(false).expect("release");
+
+    // Another process replaced our lock (by `force`): the read differs, so
+    // the release takes the full look and refuses.
+    lock.acquire(false, false).expect("acquire");
+    let theirs = record(700, Some(9), "theirs");
+    fs::write(tmp.path().join("theirs.tmp"), &theirs).expect("plant");
+    fs::rename(tmp.path().join("theirs.tmp"), tmp.path().join("x.lock")).expect("force");
+    dir.took();
+    match lock.release(false) {
+        Err(Error::UnableToRelease(r)) => assert_eq!(r.owner.pid, 700),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(dir.took(), ["read", "kind", "read"]);
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("x.lock")).expect("kept"),
+        theirs
+    );
+    // The refusal is remembered: no second shortcut on the next release.
+    assert!(lock.release(false).is_err());
+    assert_eq!(dir.took(), ["kind", "read"]);
+    // After a release that did not read back our record, the spare is
+    // looked at before it is rewritten.
+    lock.release(true).expect("force");
+    dir.took();
+    lock.acquire(false, false).expect("acquire");
+    assert_eq!(dir.took(), ["rewrite", "link"]);
+    lock.release(false).expect("release");
+
+    // A leased lock never takes the shortcut: it is released under a claim.
+    let leased = Lock::new(&dir, "x.lock", "/d/x.lock", &sys)
+        .with_spare(&spare)
+        .with_lease(Some(60_000));
+    leased.acquire(false, false).expect("acquire leased");
+    dir.took();
+    leased.release(false).expect("release leased");
+    assert!(dir.took().contains(&"create"), "released under a claim");
+    spare.discard(&dir);
 }
 
 #[test]
@@ -779,13 +910,13 @@ impl Dir for Nfs<'_> {
     fn create(&self, name: &str, data: &[u8]) -> io::Result<()> {
         self.dir.create(name, data)
     }
-    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
+    fn rewrite(&self, name: &str, data: &[u8], known: Option<u64>) -> io::Result<bool> {
         if self.faults.stale_link_counts.get() {
             // As if the link count read 1: write whatever the file is.
             fs::write(self.root.join(name), data)?;
             return Ok(true);
         }
-        self.dir.rewrite(name, data)
+        self.dir.rewrite(name, data, known)
     }
     fn link(&self, existing: &str, new: &str) -> io::Result<()> {
         let result = self.dir.link(existing, new);

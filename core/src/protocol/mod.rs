@@ -66,7 +66,12 @@ pub trait Dir {
     /// only if `name` is its one and only link: `Ok(false)`, untouched,
     /// when it is anything else or has other links. The default never
     /// rewrites, so every publish uses a fresh temporary file.
-    fn rewrite(&self, _name: &str, _data: &[u8]) -> io::Result<bool> {
+    ///
+    /// `known_len` is the file's length where the caller knows the file for
+    /// certain: it wrote the file, no other name links it, and it read back
+    /// exactly what it wrote when it unlinked the last other name. Then the
+    /// file is written without being looked at first (a `stat` saved).
+    fn rewrite(&self, _name: &str, _data: &[u8], _known_len: Option<u64>) -> io::Result<bool> {
         Ok(false)
     }
     /// Hard-links `existing` as `new`; fails with `AlreadyExists` if `new` exists.
@@ -607,7 +612,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             boot_id: machine.boot_id,
             start_ticks: me.start_ticks,
             pid_namespace: machine.pid_namespace,
-            nonce: Some(format!("{:016x}", self.sys.random())),
+            nonce: Some(format::hex16(self.sys.random())),
             ..Record::default()
         }
     }

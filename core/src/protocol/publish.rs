@@ -34,6 +34,19 @@ pub struct Spare {
     /// Known not to be linked as the lock: set when this handle removes the
     /// lock or fails to link the spare, cleared when it links it.
     pub(super) free: Cell<bool>,
+    /// The exact bytes of the unleased lock this handle last published, for
+    /// its own process, until it releases it: a lock file that still holds
+    /// them is this handle's, so the owner's release reads the file and
+    /// compares, without looking at what kind of file it is first or judging
+    /// the record (see `release`).
+    pub(super) published: RefCell<Option<Vec<u8>>>,
+    /// How many bytes this handle last wrote into the spare file.
+    pub(super) written: Cell<Option<u64>>,
+    /// The spare's length, where this handle knows its content for certain:
+    /// set when the owner's release read back exactly the bytes it had
+    /// written into the spare before unlinking the lock, taken by the next
+    /// publish. Then the spare is rewritten without a look first.
+    pub(super) known_len: Cell<Option<u64>>,
 }
 
 impl Spare {
@@ -78,9 +91,22 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// when this handle keeps one.
     pub(super) fn publish_lock(&self) -> Result<(), Published> {
         let record = format::serialize(&self.my_record());
+        let published = self.publish_record(&record);
+        if let (Ok(()), Some(spare)) = (&published, self.spare) {
+            // A leased lock is released under a claim: nothing to compare.
+            let unleased = self.lease_ms.is_none();
+            spare
+                .published
+                .replace(unleased.then(|| record.into_bytes()));
+        }
+        published
+    }
+
+    fn publish_record(&self, record: &str) -> Result<(), Published> {
         let Some(spare) = self.spare.filter(|s| s.cycling.get()) else {
             return self.publish(self.name, record.as_bytes(), None);
         };
+        let known_len = spare.known_len.take();
         if let Some(name) = spare.name.take() {
             // A spare that may still be the lock (we hold it and acquire
             // again, or another process removed the lock rather than us), one
@@ -89,10 +115,15 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             // a fresh spare.
             if !spare.free.replace(false)
                 || !self.is_temp_name(&name)
-                || !matches!(self.dir.rewrite(&name, record.as_bytes()), Ok(true))
+                || !matches!(
+                    self.dir.rewrite(&name, record.as_bytes(), known_len),
+                    Ok(true)
+                )
             {
                 let _ = self.dir.remove(&name);
+                spare.written.set(None);
             } else {
+                spare.written.set(Some(record.len() as u64));
                 self.sys.checkpoint("before-publish");
                 match self.dir.link(&name, self.name) {
                     // Removed under us (a sweeper that cannot see our pid):
@@ -133,6 +164,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         match keep {
             Some(spare) => {
                 spare.name.replace(Some(temp));
+                spare.written.set(Some(bytes.len() as u64));
                 spare.free.set(result.is_err());
                 // A handle starts keeping a file beside the lock: first clear
                 // away what dead processes' handles kept, which no takeover
