@@ -132,24 +132,18 @@ impl Dir for StdDir {
         })
     }
 
-    fn rewrite(&self, name: &str, data: &[u8], known_len: Option<u64>) -> io::Result<bool> {
+    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
         let file = OpenOptions::new()
             .write(true)
             .custom_flags(O_NOFOLLOW | O_NONBLOCK)
             .open(self.at(name))?;
-        let size = match known_len {
-            Some(size) => size,
-            None => {
-                let meta = file.metadata()?;
-                if !meta.is_file() || meta.nlink() != 1 {
-                    return Ok(false);
-                }
-                meta.len()
-            }
-        };
+        let meta = file.metadata()?;
+        if !meta.is_file() || meta.nlink() != 1 {
+            return Ok(false);
+        }
         file.write_all_at(data, 0)?;
         let len = data.len() as u64;
-        if size > len {
+        if meta.len() != len {
             file.set_len(len)?;
         }
         Ok(true)

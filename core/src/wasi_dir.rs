@@ -206,21 +206,15 @@ impl Dir for WasiDir {
         })
     }
 
-    fn rewrite(&self, name: &str, data: &[u8], known_len: Option<u64>) -> io::Result<bool> {
+    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
         let file = self.open(name, OpenFlags::empty(), DescriptorFlags::WRITE)?;
-        let size = match known_len {
-            Some(size) => size,
-            None => {
-                let stat = file.stat().map_err(to_io)?;
-                if stat.type_ != DescriptorType::RegularFile || stat.link_count != 1 {
-                    return Ok(false);
-                }
-                stat.size
-            }
-        };
+        let stat = file.stat().map_err(to_io)?;
+        if stat.type_ != DescriptorType::RegularFile || stat.link_count != 1 {
+            return Ok(false);
+        }
         write_all(&file, data)?;
         let len = data.len() as u64;
-        if size > len {
+        if stat.size != len {
             file.set_size(len).map_err(to_io)?;
         }
         Ok(true)

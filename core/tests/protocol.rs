@@ -677,8 +677,8 @@ impl Dir for TornOnce {
     fn create(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
         self.inner.create(name, data)
     }
-    fn rewrite(&self, name: &str, data: &[u8], known: Option<u64>) -> std::io::Result<bool> {
-        self.inner.rewrite(name, data, known)
+    fn rewrite(&self, name: &str, data: &[u8]) -> std::io::Result<bool> {
+        self.inner.rewrite(name, data)
     }
     fn link(&self, existing: &str, new: &str) -> std::io::Result<()> {
         self.inner.link(existing, new)
@@ -722,13 +722,9 @@ impl Dir for Counting {
         self.note("create");
         self.inner.create(name, data)
     }
-    fn rewrite(&self, name: &str, data: &[u8], known: Option<u64>) -> io::Result<bool> {
-        self.note(if known.is_some() {
-            "rewrite known"
-        } else {
-            "rewrite"
-        });
-        self.inner.rewrite(name, data, known)
+    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
+        self.note("rewrite");
+        self.inner.rewrite(name, data)
     }
     fn link(&self, existing: &str, new: &str) -> io::Result<()> {
         self.note("link");
@@ -749,7 +745,7 @@ impl Dir for Counting {
 }
 
 #[test]
-fn a_cycling_owner_makes_only_the_calls_it_needs_and_still_refuses_a_replaced_lock() {
+fn an_owners_release_compares_its_own_record_and_refuses_anything_else() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = Counting {
         inner: StdDir::new(tmp.path()),
@@ -765,54 +761,44 @@ fn a_cycling_owner_makes_only_the_calls_it_needs_and_still_refuses_a_replaced_lo
         lock.release(false).expect("release");
     }
     dir.took();
-    // Warm: the spare, known from the last release's read, is rewritten
-    // without a look and linked; the release reads back exactly the record
-    // it published and unlinks it, without a `stat` or a judgement.
+    // Warm: the spare is looked at, rewritten and linked; the release looks
+    // at the file's kind and length, reads it, finds exactly the record it
+    // published, and unlinks it.
     lock.acquire(false, false).expect("acquire from the spare");
-    assert_eq!(dir.took(), ["rewrite known", "link"]);
+    assert_eq!(dir.took(), ["rewrite", "link"]);
     lock.release(false).expect("release");
-    assert_eq!(dir.took(), ["read", "remove"]);
+    assert_eq!(dir.took(), ["kind", "read", "remove"]);
     assert!(!tmp.path().join("x.lock").exists());
 
-    // Acquiring again while holding starts a new spare that is never
-    // linked; what the next rewrite knows is still exactly that file.
-    lock.acquire(false, false).expect("acquire");
-    lock.acquire(false, false).expect("again, while held");
-    lock.release(false).expect("release");
-    dir.took();
-    lock.acquire(false, false).expect("acquire");
-    let text = fs::read(tmp.path().join("x.lock")).expect("lock");
-    let kept = spare.name().expect("a spare");
-    assert_eq!(fs::read(tmp.path().join(&kept)).expect("spare"), text);
-    format::parse(&text).expect("a complete record");
-    lock.release(false).expect("release");
-
-    // Another process replaced our lock (by `force`): the read differs, so
-    // the release takes the full look and refuses.
+    // Another process replaced our lock (by `force`): other bytes, so the
+    // release takes the full look and refuses.
     lock.acquire(false, false).expect("acquire");
     let theirs = record(700, Some(9), "theirs");
     fs::write(tmp.path().join("theirs.tmp"), &theirs).expect("plant");
     fs::rename(tmp.path().join("theirs.tmp"), tmp.path().join("x.lock")).expect("force");
-    dir.took();
     match lock.release(false) {
         Err(Error::UnableToRelease(r)) => assert_eq!(r.owner.pid, 700),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert_eq!(dir.took(), ["read", "kind", "read"]);
     assert_eq!(
         fs::read_to_string(tmp.path().join("x.lock")).expect("kept"),
         theirs
     );
-    // The refusal is remembered: no second shortcut on the next release.
-    assert!(lock.release(false).is_err());
-    assert_eq!(dir.took(), ["kind", "read"]);
-    // After a release that did not read back our record, the spare is
-    // looked at before it is rewritten.
     lock.release(true).expect("force");
-    dir.took();
+
+    // Someone removed our live lock and put a FIFO in its place: the kind is
+    // looked at before any open, so the release reports it and never blocks.
     lock.acquire(false, false).expect("acquire");
-    assert_eq!(dir.took(), ["rewrite", "link"]);
-    lock.release(false).expect("release");
+    fs::remove_file(tmp.path().join("x.lock")).expect("removed by hand");
+    let made = std::process::Command::new("mkfifo")
+        .arg(tmp.path().join("x.lock"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    dir.took();
+    assert!(matches!(lock.release(false), Err(Error::NotAFile { .. })));
+    assert!(!dir.took().contains(&"read"), "a FIFO is never opened");
+    fs::remove_file(tmp.path().join("x.lock")).expect("clear");
 
     // A leased lock never takes the shortcut: it is released under a claim.
     let leased = Lock::new(&dir, "x.lock", "/d/x.lock", &sys)
@@ -823,6 +809,60 @@ fn a_cycling_owner_makes_only_the_calls_it_needs_and_still_refuses_a_replaced_lo
     leased.release(false).expect("release leased");
     assert!(dir.took().contains(&"create"), "released under a claim");
     spare.discard(&dir);
+}
+
+#[test]
+fn a_spare_shared_by_two_holders_never_lets_one_release_the_others_lock() {
+    // `with_spare` asks for one Spare per lock, not per holder: two holders
+    // of one process that share it must still exclude each other.
+    let f = Fixture::new();
+    f.sys.run_as_owner();
+    f.sys.holder.set(Some(0xa));
+    let a = f.spared();
+    a.acquire(false, false).expect("holder a acquires");
+    f.sys.holder.set(Some(0xb));
+    let b = f.spared();
+    assert!(matches!(
+        b.acquire(false, false),
+        Err(Error::UnableToAcquire(_))
+    ));
+    assert!(matches!(b.release(false), Err(Error::UnableToRelease(_))));
+    assert!(f.path().join("x.lock").exists(), "a's lock is intact");
+    f.sys.holder.set(Some(0xa));
+    a.release(false).expect("a releases its own");
+}
+
+#[test]
+fn a_write_into_the_lock_after_the_owners_read_back_leaves_no_tail_in_the_next() {
+    // A labm8 writer that opened `x.lock` (O_TRUNC) before the owner's
+    // release unlinks it writes into the spare afterwards; the next publish
+    // looks at the spare's size and truncates the longer file.
+    let f = Fixture::new();
+    f.sys.run_as_owner();
+    let lock = f.spared();
+    cycling(&lock);
+    lock.acquire(false, false).expect("acquire from the spare");
+    let path = f.path().join("x.lock");
+    let writer = std::rc::Rc::new(RefCell::new(None::<fs::File>));
+    let held = writer.clone();
+    f.sys.on("before-remove", move || {
+        *held.borrow_mut() = Some(fs::File::create(&path).expect("labm8 opens with O_TRUNC"));
+    });
+    lock.release(false).expect("release");
+    let long = format!("4242 1799999000.0 {}\n", "h".repeat(300));
+    use std::io::Write as _;
+    writer
+        .borrow_mut()
+        .take()
+        .expect("opened")
+        .write_all(long.as_bytes())
+        .expect("labm8 writes late");
+    lock.acquire(false, false).expect("acquire");
+    let text = fs::read(f.path().join("x.lock")).expect("lock");
+    let r = format::parse(&text).expect("a complete record");
+    assert_eq!(r.pid, ME);
+    assert!(!text.windows(3).any(|w| w == b"hhh"), "no tail of theirs");
+    lock.release(false).expect("release");
 }
 
 #[test]
@@ -910,13 +950,13 @@ impl Dir for Nfs<'_> {
     fn create(&self, name: &str, data: &[u8]) -> io::Result<()> {
         self.dir.create(name, data)
     }
-    fn rewrite(&self, name: &str, data: &[u8], known: Option<u64>) -> io::Result<bool> {
+    fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
         if self.faults.stale_link_counts.get() {
             // As if the link count read 1: write whatever the file is.
             fs::write(self.root.join(name), data)?;
             return Ok(true);
         }
-        self.dir.rewrite(name, data, known)
+        self.dir.rewrite(name, data)
     }
     fn link(&self, existing: &str, new: &str) -> io::Result<()> {
         let result = self.dir.link(existing, new);

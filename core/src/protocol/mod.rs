@@ -66,12 +66,7 @@ pub trait Dir {
     /// only if `name` is its one and only link: `Ok(false)`, untouched,
     /// when it is anything else or has other links. The default never
     /// rewrites, so every publish uses a fresh temporary file.
-    ///
-    /// `known_len` is the file's length where the caller knows the file for
-    /// certain: it wrote the file, no other name links it, and it read back
-    /// exactly what it wrote when it unlinked the last other name. Then the
-    /// file is written without being looked at first (a `stat` saved).
-    fn rewrite(&self, _name: &str, _data: &[u8], _known_len: Option<u64>) -> io::Result<bool> {
+    fn rewrite(&self, _name: &str, _data: &[u8]) -> io::Result<bool> {
         Ok(false)
     }
     /// Hard-links `existing` as `new`; fails with `AlreadyExists` if `new` exists.

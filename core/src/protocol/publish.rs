@@ -6,6 +6,7 @@ use std::io;
 
 use super::names::temp_owner;
 use super::{Dir, Error, Kind, Lock, System};
+use crate::decide::Identity;
 use crate::format::{self, Record};
 
 /// A lock handle's retained temporary file: the inode its next lock is
@@ -34,19 +35,21 @@ pub struct Spare {
     /// Known not to be linked as the lock: set when this handle removes the
     /// lock or fails to link the spare, cleared when it links it.
     pub(super) free: Cell<bool>,
-    /// The exact bytes of the unleased lock this handle last published, for
-    /// its own process, until it releases it: a lock file that still holds
-    /// them is this handle's, so the owner's release reads the file and
-    /// compares, without looking at what kind of file it is first or judging
-    /// the record (see `release`).
-    pub(super) published: RefCell<Option<Vec<u8>>>,
-    /// How many bytes this handle last wrote into the spare file.
-    pub(super) written: Cell<Option<u64>>,
-    /// The spare's length, where this handle knows its content for certain:
-    /// set when the owner's release read back exactly the bytes it had
-    /// written into the spare before unlinking the lock, taken by the next
-    /// publish. Then the spare is rewritten without a look first.
-    pub(super) known_len: Cell<Option<u64>>,
+    /// The unleased lock this handle last published, until it releases it:
+    /// its exact bytes, and for whom.
+    pub(super) published: RefCell<Option<PublishedLock>>,
+}
+
+/// A lock a handle published: a lock file that still holds exactly these
+/// bytes (unique by their nonce) is this lock, so the release of the same
+/// owner compares bytes instead of parsing and judging the record.
+#[derive(Debug)]
+pub(super) struct PublishedLock {
+    pub(super) bytes: Vec<u8>,
+    /// The process it was taken for, and the holder within it: a handle's
+    /// `Spare` may be shared, and only the same owner may take the shortcut.
+    pub(super) owner: Identity,
+    pub(super) holder: Option<u64>,
 }
 
 impl Spare {
@@ -95,9 +98,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         if let (Ok(()), Some(spare)) = (&published, self.spare) {
             // A leased lock is released under a claim: nothing to compare.
             let unleased = self.lease_ms.is_none();
-            spare
-                .published
-                .replace(unleased.then(|| record.into_bytes()));
+            spare.published.replace(unleased.then(|| PublishedLock {
+                bytes: record.into_bytes(),
+                owner: self.sys.current(),
+                holder: self.sys.holder(),
+            }));
         }
         published
     }
@@ -106,7 +111,6 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         let Some(spare) = self.spare.filter(|s| s.cycling.get()) else {
             return self.publish(self.name, record.as_bytes(), None);
         };
-        let known_len = spare.known_len.take();
         if let Some(name) = spare.name.take() {
             // A spare that may still be the lock (we hold it and acquire
             // again, or another process removed the lock rather than us), one
@@ -115,15 +119,10 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             // a fresh spare.
             if !spare.free.replace(false)
                 || !self.is_temp_name(&name)
-                || !matches!(
-                    self.dir.rewrite(&name, record.as_bytes(), known_len),
-                    Ok(true)
-                )
+                || !matches!(self.dir.rewrite(&name, record.as_bytes()), Ok(true))
             {
                 let _ = self.dir.remove(&name);
-                spare.written.set(None);
             } else {
-                spare.written.set(Some(record.len() as u64));
                 self.sys.checkpoint("before-publish");
                 match self.dir.link(&name, self.name) {
                     // Removed under us (a sweeper that cannot see our pid):
@@ -164,7 +163,6 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         match keep {
             Some(spare) => {
                 spare.name.replace(Some(temp));
-                spare.written.set(Some(bytes.len() as u64));
                 spare.free.set(result.is_err());
                 // A handle starts keeping a file beside the lock: first clear
                 // away what dead processes' handles kept, which no takeover
@@ -207,7 +205,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// Whether `name` holds exactly `bytes`. Only a regular file of that
     /// length is opened: whatever else is in the way (a FIFO, which WASI
     /// would open blocking) is looked at by the caller as it always was.
-    fn holds(&self, name: &str, bytes: &[u8]) -> bool {
+    pub(super) fn holds(&self, name: &str, bytes: &[u8]) -> bool {
         matches!(self.dir.kind(name), Ok(Some(Kind::File(len))) if len == bytes.len() as u64)
             && self
                 .dir

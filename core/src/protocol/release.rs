@@ -14,32 +14,19 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     pub fn release(&self, force: bool) -> Result<(), Error> {
         self.check_identity()?;
         if !force && self.runs_in_owner() {
-            if let Some(spare) = self.spare {
-                let mine = spare.published.take();
-                // The lock this handle published for its own process, if the
-                // file still holds exactly those bytes (unique by their
-                // nonce): the judgement below would find it ours and remove
-                // it. Read without looking at the kind of file first: the
-                // name held our regular file when we linked it, and nobody
-                // replaces a live owner's unleased lock without `force`.
-                // Anything else, or a failed read, takes the full look.
-                // One byte more than ours: enough to see a longer file.
-                if let Some(mine) = mine.filter(|mine| {
-                    self.dir
-                        .read(self.name, mine.len() + 1)
-                        .is_ok_and(|now| now == *mine)
-                }) {
-                    // Published from the spare, if the handle keeps one and
-                    // last wrote it with these bytes: its content is then
-                    // known, and once the lock is unlinked no other name
-                    // links it.
-                    let len = Some(mine.len() as u64);
-                    if spare.name.borrow().is_some() && spare.written.get() == len {
-                        spare.known_len.set(len);
-                    }
-                    self.sys.checkpoint("before-remove");
-                    return self.remove_lock();
-                }
+            let mine = self
+                .spare
+                .and_then(|s| s.published.take())
+                .filter(|p| p.owner == self.sys.current() && p.holder == self.sys.holder());
+            // The lock this handle published for this same owner: if the
+            // file is still a regular file of exactly those bytes (unique by
+            // their nonce), the judgement below would find it ours and
+            // remove it, so remove it without parsing and judging. The
+            // file's kind is looked at first, as always, so that a FIFO
+            // never blocks the open. Anything else takes the full look.
+            if mine.is_some_and(|mine| self.holds(self.name, &mine.bytes)) {
+                self.sys.checkpoint("before-remove");
+                return self.remove_lock();
             }
         }
         for _ in 0..MAX_ATTEMPTS {
