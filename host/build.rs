@@ -126,13 +126,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let command = fs::read(built.join("lockfile-command.wasm"))?;
     fs::write(out.join("lockfile-command.wasm"), &command)?;
 
-    // The library with a `process` from WASI alone: a lock any component
-    // runtime can run. Then the example plugin, plugged into that.
+    // The library with `process` and `files` from WASI alone: a lock any
+    // component runtime can run. Then the example plugin, plugged into that.
     let provider = fs::read(built.join("lockfile_provider.wasm"))?;
     let wasi_only = plug(
         ("labm8:lockfile-library", &bytes),
         ("labm8:lockfile-provider", &provider),
-        PROCESS,
+        &[PROCESS, FILES],
     )
     .map_err(|e| format!("cannot compose lockfile-wasi.wasm: {e}"))?;
     fs::write(out.join("lockfile-wasi.wasm"), &wasi_only)?;
@@ -140,7 +140,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let plugin_example = plug(
         ("labm8:lockfile-plugin-example", &plugin),
         ("labm8:lockfile-wasi", &wasi_only),
-        LOCKFILE,
+        &[LOCKFILE],
     )
     .map_err(|e| format!("cannot compose lockfile-plugin-example.wasm: {e}"))?;
     fs::write(out.join("lockfile-plugin-example.wasm"), &plugin_example)?;
@@ -177,19 +177,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The interface the library imports and the provider exports.
+/// The interfaces the library imports and the provider exports.
 const PROCESS: &str = "labm8:lockfile/process@0.2.0";
+const FILES: &str = "labm8:lockfile/files@0.2.0";
 /// The interface the library exports and plugins import.
 const LOCKFILE: &str = "labm8:lockfile/lockfile@0.2.0";
 
-/// Composes `socket`, whose import `interface` is satisfied by an instance
-/// of `plug`, into one component that exports what `socket` exports.
-/// Everything else either imports (WASI) stays an import of the result,
-/// shared by both.
+/// Composes `socket`, whose imports `interfaces` are satisfied by an
+/// instance of `plug`, into one component that exports what `socket`
+/// exports. Everything else either imports (WASI) stays an import of the
+/// result, shared by both: so a `wasi:filesystem` descriptor the socket
+/// passes to the plug is one the plug can use.
 fn plug(
     socket: (&str, &[u8]),
     plug: (&str, &[u8]),
-    interface: &str,
+    interfaces: &[&str],
 ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     use wac_graph::{types::Package, CompositionGraph, EncodeOptions};
 
@@ -204,9 +206,11 @@ fn plug(
     let plug = graph.register_package(plug)?;
     let socket = graph.register_package(socket)?;
     let plug = graph.instantiate(plug);
-    let provided = graph.alias_instance_export(plug, interface)?;
     let socket = graph.instantiate(socket);
-    graph.set_instantiation_argument(socket, interface, provided)?;
+    for &interface in interfaces {
+        let provided = graph.alias_instance_export(plug, interface)?;
+        graph.set_instantiation_argument(socket, interface, provided)?;
+    }
     for name in socket_exports {
         let export = graph.alias_instance_export(socket, &name)?;
         graph.export(export, &name)?;

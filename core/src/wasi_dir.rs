@@ -16,10 +16,93 @@ thread_local! {
     static PREOPENS: OnceCell<Vec<(Descriptor, String)>> = const { OnceCell::new() };
 }
 
-/// The directory that holds a lock.
+/// The directory that holds a lock, reading and rewriting whole files
+/// through `F`.
 #[derive(Debug)]
-pub struct WasiDir {
+pub struct WasiDir<F = Plain> {
     fd: Descriptor,
+    files: F,
+}
+
+/// A [`WasiDir`]'s whole-file reads and rewrites: the `labm8:lockfile/files`
+/// interface, with its semantics. [`Plain`] makes them of WASI's own calls;
+/// the library component asks its host, which makes each one call.
+pub trait Files {
+    /// Up to `limit` bytes from the start of the file `name` in `dir`,
+    /// never through a symlink at `name`.
+    ///
+    /// # Errors
+    /// WASI's error code; `invalid` when `name` is not one path component.
+    fn read(&self, dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode>;
+
+    /// Overwrites the existing regular file `name` in `dir` with exactly
+    /// `data` when `name` is its only link (`true`); otherwise writes
+    /// nothing (`false`). Never through a symlink at `name`.
+    ///
+    /// # Errors
+    /// WASI's error code; `invalid` when `name` is not one path component.
+    fn rewrite(&self, dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, ErrorCode>;
+}
+
+/// [`Files`] made of WASI's own calls: open, stat, read or write, close.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Plain;
+
+impl Files for Plain {
+    fn read(&self, dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode> {
+        read_file(dir, name, limit)
+    }
+
+    fn rewrite(&self, dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
+        rewrite_file(dir, name, data)
+    }
+}
+
+/// `files.read` over WASI: see [`Files::read`].
+///
+/// # Errors
+/// WASI's error code; `invalid` when `name` is not one path component.
+pub fn read_file(dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode> {
+    one_component(name)?;
+    let file = dir.open_at(
+        PathFlags::empty(),
+        name,
+        OpenFlags::empty(),
+        DescriptorFlags::READ,
+    )?;
+    read_all(&file, limit)
+}
+
+/// `files.rewrite` over WASI: see [`Files::rewrite`].
+///
+/// # Errors
+/// WASI's error code; `invalid` when `name` is not one path component.
+pub fn rewrite_file(dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
+    one_component(name)?;
+    let file = dir.open_at(
+        PathFlags::empty(),
+        name,
+        OpenFlags::empty(),
+        DescriptorFlags::WRITE,
+    )?;
+    let stat = file.stat()?;
+    if stat.type_ != DescriptorType::RegularFile || stat.link_count != 1 {
+        return Ok(false);
+    }
+    write_all(&file, data)?;
+    let len = data.len() as u64;
+    if stat.size != len {
+        file.set_size(len)?;
+    }
+    Ok(true)
+}
+
+/// `files` names one entry of the directory it is given, never a path.
+fn one_component(name: &str) -> Result<(), ErrorCode> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(ErrorCode::Invalid);
+    }
+    Ok(())
 }
 
 /// Opens the directory of the lock at `path` and returns it with the lock's name.
@@ -28,6 +111,14 @@ pub struct WasiDir {
 /// `Unreachable` when the path is outside the preopens, holds `..`, or its
 /// directory does not exist.
 pub fn resolve(path: &str) -> Result<(WasiDir, String), Error> {
+    resolve_with(path, Plain)
+}
+
+/// As [`resolve`], with whole-file reads and rewrites through `files`.
+///
+/// # Errors
+/// As [`resolve`].
+pub fn resolve_with<F: Files>(path: &str, files: F) -> Result<(WasiDir<F>, String), Error> {
     let unreachable = |message: String| Error::Unreachable {
         path: path.to_owned(),
         message,
@@ -70,7 +161,7 @@ pub fn resolve(path: &str) -> Result<(WasiDir, String), Error> {
                     )),
                 }
             })?;
-        Ok((WasiDir { fd }, located.name))
+        Ok((WasiDir { fd, files }, located.name))
     })
 }
 
@@ -106,11 +197,11 @@ fn to_io(code: ErrorCode) -> io::Error {
 
 /// Reads the whole (small) file: a short read of a regular file is its end,
 /// so no extra call to see EOF.
-fn read_all(file: &Descriptor, limit: usize) -> io::Result<Vec<u8>> {
+fn read_all(file: &Descriptor, limit: u64) -> Result<Vec<u8>, ErrorCode> {
     let mut bytes = Vec::new();
-    while bytes.len() < limit {
-        let want = (limit - bytes.len()) as u64;
-        let (chunk, eof) = file.read(want, bytes.len() as u64).map_err(to_io)?;
+    while (bytes.len() as u64) < limit {
+        let want = limit - bytes.len() as u64;
+        let (chunk, eof) = file.read(want, bytes.len() as u64)?;
         let short = (chunk.len() as u64) < want;
         bytes.extend_from_slice(&chunk);
         if eof || short {
@@ -120,7 +211,7 @@ fn read_all(file: &Descriptor, limit: usize) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-impl WasiDir {
+impl<F> WasiDir<F> {
     /// Opens `name` in the directory, never through a symlink.
     fn open(&self, name: &str, open: OpenFlags, flags: DescriptorFlags) -> io::Result<Descriptor> {
         self.fd
@@ -129,19 +220,20 @@ impl WasiDir {
     }
 }
 
-/// Writes all of `data` to `file` from offset 0.
-fn write_all(file: &Descriptor, data: &[u8]) -> io::Result<()> {
+/// Writes all of `data` to `file` from offset 0. A write that writes
+/// nothing is an I/O error: a regular file takes at least one byte or fails.
+fn write_all(file: &Descriptor, data: &[u8]) -> Result<(), ErrorCode> {
     let mut done = 0;
     while done < data.len() {
-        match file.write(&data[done..], done as u64).map_err(to_io)? {
-            0 => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing")),
+        match file.write(&data[done..], done as u64)? {
+            0 => return Err(ErrorCode::Io),
             n => done += n as usize,
         }
     }
     Ok(())
 }
 
-impl Dir for WasiDir {
+impl<F: Files> Dir for WasiDir<F> {
     fn kind(&self, name: &str) -> io::Result<Option<Kind>> {
         match self.fd.stat_at(PathFlags::empty(), name) {
             Ok(stat) => Ok(Some(match stat.type_ {
@@ -162,8 +254,7 @@ impl Dir for WasiDir {
     }
 
     fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>> {
-        let file = self.open(name, OpenFlags::empty(), DescriptorFlags::READ)?;
-        read_all(&file, limit)
+        self.files.read(&self.fd, name, limit as u64).map_err(to_io)
     }
 
     fn read_modified(
@@ -172,7 +263,7 @@ impl Dir for WasiDir {
         limit: usize,
     ) -> io::Result<(Vec<u8>, Option<crate::format::Timestamp>)> {
         let file = self.open(name, OpenFlags::empty(), DescriptorFlags::READ)?;
-        let bytes = read_all(&file, limit)?;
+        let bytes = read_all(&file, limit as u64).map_err(to_io)?;
         let modified = file
             .stat()
             .map_err(to_io)?
@@ -201,23 +292,13 @@ impl Dir for WasiDir {
             OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
             DescriptorFlags::WRITE,
         )?;
-        write_all(&file, data).inspect_err(|_| {
+        write_all(&file, data).map_err(to_io).inspect_err(|_| {
             let _ = self.fd.unlink_file_at(name);
         })
     }
 
     fn rewrite(&self, name: &str, data: &[u8]) -> io::Result<bool> {
-        let file = self.open(name, OpenFlags::empty(), DescriptorFlags::WRITE)?;
-        let stat = file.stat().map_err(to_io)?;
-        if stat.type_ != DescriptorType::RegularFile || stat.link_count != 1 {
-            return Ok(false);
-        }
-        write_all(&file, data)?;
-        let len = data.len() as u64;
-        if stat.size != len {
-            file.set_size(len).map_err(to_io)?;
-        }
-        Ok(true)
+        self.files.rewrite(&self.fd, name, data).map_err(to_io)
     }
 
     fn link(&self, existing: &str, new: &str) -> io::Result<()> {

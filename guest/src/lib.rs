@@ -13,7 +13,13 @@ mod bindings {
         world: "library",
         path: "../wit",
         // WASI's own types, from the `wasi` crate the rest of the guest uses.
-        with: { "wasi:clocks/wall-clock@0.2.4": wasi::clocks::wall_clock },
+        with: {
+            "wasi:clocks/wall-clock@0.2.4": wasi::clocks::wall_clock,
+            "wasi:filesystem/types@0.2.4": wasi::filesystem::types,
+            "wasi:io/error@0.2.4": wasi::io::error,
+            "wasi:io/poll@0.2.4": wasi::io::poll,
+            "wasi:io/streams@0.2.4": wasi::io::streams,
+        },
     });
 
     use super::Component;
@@ -31,7 +37,26 @@ use lockfile_core::{protocol, Cause, Lock, Timestamp, Verdict};
 use wasi::clocks::wall_clock::Datetime;
 
 use crate::system::HostSystem;
-use lockfile_core::wasi_dir::{resolve, WasiDir};
+use lockfile_core::wasi_dir::{resolve_with, Files};
+use wasi::filesystem::types::{Descriptor, ErrorCode};
+
+/// The lock's directory, whose whole-file reads and rewrites are the host's.
+type WasiDir = lockfile_core::wasi_dir::WasiDir<HostFiles>;
+
+/// `files` as the host provides it: one crossing for what WASI does in
+/// three or four (see the interface).
+#[derive(Debug)]
+struct HostFiles;
+
+impl Files for HostFiles {
+    fn read(&self, dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode> {
+        bindings::labm8::lockfile::files::read(dir, name, limit)
+    }
+
+    fn rewrite(&self, dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
+        bindings::labm8::lockfile::files::rewrite(dir, name, data)
+    }
+}
 
 /// The component.
 struct Component;
@@ -77,7 +102,7 @@ impl LockFile {
         f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
     ) -> Result<T, wit::Error> {
         if self.dir.get().is_none() {
-            let resolved = resolve(&self.path).map_err(to_wit_error)?;
+            let resolved = resolve_with(&self.path, HostFiles).map_err(to_wit_error)?;
             let _ = self.dir.set(resolved);
         }
         let Some((dir, name)) = self.dir.get() else {

@@ -32,6 +32,7 @@
 
 mod engine_config;
 mod error;
+pub mod files;
 pub mod plugin;
 pub mod process;
 pub mod process_ctx;

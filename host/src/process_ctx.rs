@@ -23,6 +23,8 @@
 //! let mut linker = Linker::<MyState>::new(&engine);
 //! wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
 //! process_ctx::add_to_linker(&mut linker, |s| &mut s.lockfile)?;
+//! // The component's other import, its whole-file reads and rewrites:
+//! lockfile_host::files::add_to_linker(&mut linker)?;
 //! // ... instantiate `lockfile.wasm` with `MyState { lockfile: ProcessCtx::current(), .. }`
 //! # Ok(())
 //! # }
@@ -30,7 +32,7 @@
 //!
 //! [`ProcessCtx`] answers from this machine: `kill(pid, 0)` and `/proc` on
 //! Linux ([`crate::process`]). The component needs nothing else from its host
-//! but WASI; the test pause hook is not part of any interface
+//! but WASI and [`crate::files`]; the test pause hook is not part of any interface
 //! (see `lockfile_core::testing`).
 
 use lockfile_core::{Identity, Machine, Timestamp};

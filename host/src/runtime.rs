@@ -19,8 +19,13 @@ pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "library",
         path: "../wit",
-        // WASI's own `datetime`, as wasmtime-wasi defines it.
-        with: { "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock },
+        // WASI's own types, as wasmtime-wasi defines them: the descriptors
+        // `files` takes are the ones in the store's resource table.
+        with: {
+            "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock,
+            "wasi:filesystem/types": wasmtime_wasi::p2::bindings::sync::filesystem::types,
+            "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+        },
     });
 }
 
@@ -183,6 +188,8 @@ impl Runtime {
         link_wasi(&mut linker).map_err(|e| Error::runtime("cannot link WASI", e))?;
         process_ctx::add_to_linker(&mut linker, |s| &mut s.process)
             .map_err(|e| Error::runtime("cannot link the process interface", e))?;
+        crate::files::add_to_linker(&mut linker)
+            .map_err(|e| Error::runtime("cannot link the files interface", e))?;
         let pre = linker
             .instantiate_pre(component)
             .and_then(LibraryPre::new)

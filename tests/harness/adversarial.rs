@@ -560,7 +560,11 @@ mod third_party {
     wasmtime::component::bindgen!({
         world: "library",
         path: "wit",
-        with: { "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock },
+        with: {
+            "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock,
+            "wasi:filesystem/types": wasmtime_wasi::p2::bindings::sync::filesystem::types,
+            "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+        },
     });
 
     use exports::labm8::lockfile::lockfile as wit;
@@ -631,6 +635,7 @@ mod third_party {
         let mut linker = Linker::<Host>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("link WASI");
         process::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h).expect("link process");
+        lockfile_host::files::add_to_linker(&mut linker).expect("link files");
         let mut wasi = WasiCtxBuilder::new();
         wasi.preopened_dir(dir, dir, FsPerms::ReadWrite)
             .expect("preopen");
@@ -651,9 +656,10 @@ mod third_party {
     }
 }
 
-/// A third-party Rust host links the `process` interface into its own
-/// `Linker<T>` with `lockfile_host::process_ctx::add_to_linker`, and its
-/// locks are the same locks the CLI sees.
+/// A third-party Rust host links the `process` and `files` interfaces into
+/// its own `Linker<T>` with `lockfile_host::process_ctx::add_to_linker` and
+/// `lockfile_host::files::add_to_linker`, and its locks are the same locks
+/// the CLI sees.
 mod linked {
     use lockfile_host::process_ctx::{self, ProcessCtx};
     use wasmtime::component::{Component, Linker, ResourceTable, Val};
@@ -689,6 +695,7 @@ mod linked {
         let mut linker = Linker::<MyState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI");
         process_ctx::add_to_linker(&mut linker, |s| &mut s.lockfile).expect("process");
+        lockfile_host::files::add_to_linker(&mut linker).expect("files");
         let mut wasi = WasiCtxBuilder::new();
         wasi.preopened_dir(dir, dir, FsPerms::ReadWrite)
             .expect("preopen");

@@ -1,0 +1,393 @@
+//! The `labm8:lockfile/files` interface, natively: a whole-file read or
+//! rewrite in one call from the component, where WASI takes three or four
+//! (open, stat, read or write, close), each a crossing of the sandbox that
+//! costs more than its system call. The lock component reads the lock and
+//! rewrites its temporary file on every cycle.
+//!
+//! The sandbox is the same as WASI's: the directory is a `wasi:filesystem`
+//! descriptor the component holds, its permissions are the descriptor's
+//! (a read-only preopen refuses `rewrite`), and `name` must be one entry of
+//! it (never `..`, never a path, never through a symlink). Any host that
+//! links the library component (`lockfile.wasm`) into its own `Linker` adds
+//! this beside WASI and [`crate::process_ctx`]:
+//!
+//! ```
+//! use lockfile_host::{files, process_ctx::{self, ProcessCtx}};
+//! use wasmtime::component::{Linker, ResourceTable};
+//! use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+//!
+//! struct MyState {
+//!     wasi: WasiCtx,
+//!     table: ResourceTable,
+//!     lockfile: ProcessCtx,
+//! }
+//!
+//! impl WasiView for MyState {
+//!     fn ctx(&mut self) -> WasiCtxView<'_> {
+//!         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+//!     }
+//! }
+//!
+//! # fn main() -> wasmtime::Result<()> {
+//! let engine = wasmtime::Engine::default();
+//! let mut linker = Linker::<MyState>::new(&engine);
+//! wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+//! process_ctx::add_to_linker(&mut linker, |s| &mut s.lockfile)?;
+//! files::add_to_linker(&mut linker)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! It does better than WASI in one respect: files are opened without
+//! waiting (`O_NONBLOCK`), so a FIFO put where a file was expected is never
+//! waited on. The calls run on the calling thread, like the component's
+//! other file calls under [`crate::Runtime`].
+
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime_wasi::filesystem::Descriptor;
+use wasmtime_wasi::p2::bindings::filesystem::types as wasi_types;
+use wasmtime_wasi::p2::bindings::sync::filesystem::types::ErrorCode;
+use wasmtime_wasi::WasiView;
+
+use crate::runtime::bindings::labm8::lockfile::files as wit;
+
+/// The store's resource table, where the component's descriptors are.
+struct HasFiles;
+
+impl HasData for HasFiles {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// Adds `labm8:lockfile/files` to `linker`, over the descriptors of the
+/// store's WASI resource table.
+///
+/// # Errors
+/// When the linker already defines the interface.
+pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasFiles>(linker, |state| state.ctx().table)
+}
+
+/// The directory `dir` names, with whether it may be written to.
+fn directory(
+    table: &ResourceTable,
+    dir: &Resource<Descriptor>,
+) -> Result<(std::sync::Arc<std::fs::File>, bool), ErrorCode> {
+    match table.get(dir) {
+        Ok(Descriptor::Dir(d)) => Ok((d.dir.clone(), !d.perms.write_not_permitted())),
+        Ok(Descriptor::File(_)) => Err(ErrorCode::NotDirectory),
+        Err(_) => Err(ErrorCode::BadDescriptor),
+    }
+}
+
+/// WASI's code for an OS error, as wasmtime-wasi maps it for its own calls
+/// (`ESTALE` is `io`, `ELOOP` is `loop`, ...): errors read the same whichever
+/// way the component reached the file.
+fn code(error: std::io::Error) -> ErrorCode {
+    wasi_types::ErrorCode::from(error).into()
+}
+
+/// `files` names one entry of the directory it is given, never a path: the
+/// same rule as `lockfile_core::wasi_dir`'s.
+fn one_component(name: &str) -> Result<(), ErrorCode> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(ErrorCode::Invalid);
+    }
+    Ok(())
+}
+
+impl wit::Host for ResourceTable {
+    fn read(
+        &mut self,
+        dir: Resource<Descriptor>,
+        name: String,
+        limit: u64,
+    ) -> Result<Vec<u8>, ErrorCode> {
+        one_component(&name)?;
+        let (dir, _) = directory(self, &dir)?;
+        native::read(&dir, &name, limit).map_err(code)
+    }
+
+    fn rewrite(
+        &mut self,
+        dir: Resource<Descriptor>,
+        name: String,
+        data: Vec<u8>,
+    ) -> Result<bool, ErrorCode> {
+        one_component(&name)?;
+        let (dir, writable) = directory(self, &dir)?;
+        if !writable {
+            return Err(ErrorCode::NotPermitted);
+        }
+        native::rewrite(&dir, &name, &data).map_err(code)
+    }
+}
+
+#[cfg(unix)]
+mod native {
+    use std::fs::File;
+    use std::io::{self, Read};
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    use rustix::fs::{Mode, OFlags};
+
+    /// Opens the entry `name` of `dir` (one component, checked by the
+    /// caller): never through a symlink (`ELOOP`), never waiting on a FIFO.
+    fn open(dir: &File, name: &str, access: OFlags) -> io::Result<File> {
+        let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        Ok(File::from(rustix::fs::openat(
+            dir,
+            name,
+            flags,
+            Mode::empty(),
+        )?))
+    }
+
+    /// Reads up to `limit` bytes; a short read of a regular file is its
+    /// end, so no second call to see it (as `lockfile_core::wasi_dir`).
+    pub(super) fn read(dir: &File, name: &str, limit: u64) -> io::Result<Vec<u8>> {
+        /// The buffer grows past this only for a file this long: the
+        /// component's limits are a few KiB, but the argument is a `u64`.
+        const FIRST: u64 = 64 * 1024;
+        let mut file = open(dir, name, OFlags::RDONLY)?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut bytes = vec![0; limit.min(FIRST as usize)];
+        let mut filled = 0;
+        while filled < limit {
+            if filled == bytes.len() {
+                bytes.resize(limit.min(bytes.len().saturating_mul(2)), 0);
+            }
+            match file.read(&mut bytes[filled..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    filled += n;
+                    if filled < bytes.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        bytes.truncate(filled);
+        Ok(bytes)
+    }
+
+    pub(super) fn rewrite(dir: &File, name: &str, data: &[u8]) -> io::Result<bool> {
+        let file = open(dir, name, OFlags::WRONLY)?;
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() || meta.nlink() != 1 {
+            return Ok(false);
+        }
+        let mut at = 0;
+        while at < data.len() {
+            match file.write_at(&data[at..], at as u64) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let len = data.len() as u64;
+        if meta.len() != len {
+            file.set_len(len)?;
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(not(unix))]
+mod native {
+    use std::fs::File;
+    use std::io;
+
+    /// Where there is no native implementation, the calls fail plainly
+    /// rather than escape the sandbox through a path.
+    pub(super) fn read(_: &File, _: &str, _: u64) -> io::Result<Vec<u8>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    pub(super) fn rewrite(_: &File, _: &str, _: &[u8]) -> io::Result<bool> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use wasmtime::component::{Resource, ResourceTable};
+    use wasmtime_wasi::filesystem::{Descriptor, Dir};
+    use wasmtime_wasi::{FsPerms, OpenMode};
+
+    use super::wit::Host;
+    use super::ErrorCode;
+
+    /// A table holding `path` as a directory descriptor, as WASI's preopen
+    /// would, and a borrow of it.
+    fn table_with(path: &Path, perms: FsPerms) -> (ResourceTable, u32) {
+        let mut table = ResourceTable::new();
+        let file = fs::File::open(path).expect("open the directory");
+        let dir = Dir::new(file, perms, OpenMode::READ | OpenMode::WRITE, true);
+        let owned = table.push(Descriptor::Dir(dir)).expect("push");
+        let rep = owned.rep();
+        (table, rep)
+    }
+
+    fn borrow(rep: u32) -> Resource<Descriptor> {
+        Resource::new_borrow(rep)
+    }
+
+    #[test]
+    fn a_rewrite_replaces_the_whole_file_longer_or_shorter() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::write(tmp.path().join("spare"), b"0123456789").expect("write");
+        let (mut table, dir) = table_with(tmp.path(), FsPerms::ReadWrite);
+        assert_eq!(
+            table.rewrite(borrow(dir), "spare".into(), b"abc".to_vec()),
+            Ok(true)
+        );
+        assert_eq!(fs::read(tmp.path().join("spare")).expect("read"), b"abc");
+        assert_eq!(
+            table.read(borrow(dir), "spare".into(), 100),
+            Ok(b"abc".to_vec())
+        );
+        let long = b"a longer record than before".to_vec();
+        assert_eq!(
+            table.rewrite(borrow(dir), "spare".into(), long.clone()),
+            Ok(true)
+        );
+        assert_eq!(table.read(borrow(dir), "spare".into(), 100), Ok(long));
+        assert_eq!(
+            table.read(borrow(dir), "spare".into(), 4),
+            Ok(b"a lo".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_rewrite_never_creates_and_leaves_a_file_with_another_link_alone() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (mut table, dir) = table_with(tmp.path(), FsPerms::ReadWrite);
+        assert_eq!(
+            table.rewrite(borrow(dir), "absent".into(), b"x".to_vec()),
+            Err(ErrorCode::NoEntry)
+        );
+        assert!(!tmp.path().join("absent").exists());
+        assert_eq!(
+            table.read(borrow(dir), "absent".into(), 10),
+            Err(ErrorCode::NoEntry)
+        );
+
+        fs::write(tmp.path().join("spare"), b"the lock").expect("write");
+        fs::hard_link(tmp.path().join("spare"), tmp.path().join("lock")).expect("link");
+        assert_eq!(
+            table.rewrite(borrow(dir), "spare".into(), b"other".to_vec()),
+            Ok(false)
+        );
+        assert_eq!(
+            fs::read(tmp.path().join("lock")).expect("read"),
+            b"the lock"
+        );
+    }
+
+    #[test]
+    fn neither_call_follows_a_symlink_or_leaves_the_directory() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let target = outside.path().join("target");
+        fs::write(&target, b"outside").expect("write");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        symlink(&target, tmp.path().join("link")).expect("symlink");
+        fs::write(outside.path().join("beside"), b"outside").expect("write");
+        let (mut table, dir) = table_with(tmp.path(), FsPerms::ReadWrite);
+
+        assert_eq!(
+            table.read(borrow(dir), "link".into(), 100),
+            Err(ErrorCode::Loop)
+        );
+        assert_eq!(
+            table.rewrite(borrow(dir), "link".into(), b"in".to_vec()),
+            Err(ErrorCode::Loop)
+        );
+        let escape = format!("../{}/beside", outside.path().display());
+        for name in ["", ".", "..", "a/b", "../beside", escape.as_str(), "x\0y"] {
+            assert_eq!(
+                table.read(borrow(dir), name.into(), 100),
+                Err(ErrorCode::Invalid),
+                "read `{name:?}`"
+            );
+            assert_eq!(
+                table.rewrite(borrow(dir), name.into(), b"in".to_vec()),
+                Err(ErrorCode::Invalid),
+                "rewrite `{name:?}`"
+            );
+        }
+        assert_eq!(fs::read(&target).expect("read"), b"outside");
+        assert_eq!(
+            fs::read(outside.path().join("beside")).expect("read"),
+            b"outside"
+        );
+    }
+
+    #[test]
+    fn a_read_only_directory_is_read_but_never_rewritten() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::write(tmp.path().join("lock"), b"123 456").expect("write");
+        let (mut table, dir) = table_with(tmp.path(), FsPerms::ReadOnly);
+        assert_eq!(
+            table.read(borrow(dir), "lock".into(), 100),
+            Ok(b"123 456".to_vec())
+        );
+        assert_eq!(
+            table.rewrite(borrow(dir), "lock".into(), b"mine".to_vec()),
+            Err(ErrorCode::NotPermitted)
+        );
+        assert_eq!(fs::read(tmp.path().join("lock")).expect("read"), b"123 456");
+    }
+
+    #[test]
+    fn a_descriptor_that_is_not_a_directory_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::write(tmp.path().join("file"), b"x").expect("write");
+        let mut table = ResourceTable::new();
+        let file = fs::File::open(tmp.path().join("file")).expect("open");
+        let file =
+            wasmtime_wasi::filesystem::File::new(file, FsPerms::ReadWrite, OpenMode::READ, true);
+        let rep = table.push(Descriptor::File(file)).expect("push").rep();
+        assert_eq!(
+            table.read(borrow(rep), "x".into(), 1),
+            Err(ErrorCode::NotDirectory)
+        );
+        assert_eq!(
+            table.read(borrow(rep + 1), "x".into(), 1),
+            Err(ErrorCode::BadDescriptor)
+        );
+    }
+
+    /// Under WASI, opening a FIFO blocks until someone opens its other end;
+    /// a FIFO put where the lock or the spare was must never hang a call.
+    #[test]
+    fn a_fifo_at_the_name_is_never_waited_on() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new("mkfifo")
+            .arg(tmp.path().join("fifo"))
+            .status()
+            .expect("run mkfifo (coreutils): this test needs it");
+        assert!(status.success(), "mkfifo failed");
+        let path = tmp.path().to_path_buf();
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut table, dir) = table_with(&path, FsPerms::ReadWrite);
+            let read = table.read(borrow(dir), "fifo".into(), 100);
+            let rewrite = table.rewrite(borrow(dir), "fifo".into(), b"x".to_vec());
+            let _ = done.send((read, rewrite));
+        });
+        let (read, rewrite) = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the calls returned instead of waiting for the FIFO's other end");
+        assert_eq!(read, Ok(Vec::new()), "nothing to read: no writer");
+        assert!(rewrite != Ok(true), "a FIFO is not rewritten: {rewrite:?}");
+    }
+}
