@@ -7,8 +7,10 @@
 //! The component is then compiled to native code here, with the same
 //! wasmtime and engine settings the host uses, so no process pays for
 //! compiling it at start-up. Two compositions follow (with wac-graph):
-//! `lockfile-wasi.wasm`, the library with the WASI-only process provider,
-//! and `lockfile-plugin-example.wasm`, the example plugin with that.
+//! `lockfile-wasi.wasm`, the library built for runtimes without a native
+//! `files` (the `portable` feature, in `target/guest/portable`) with the
+//! WASI-only process provider, and `lockfile-plugin-example.wasm`, the
+//! example plugin with that.
 
 use std::env;
 use std::fs;
@@ -47,59 +49,29 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         out.join("guest-target")
     };
 
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root).args([
-        "build",
-        "--quiet",
-        "--release",
-        "--package",
-        "lockfile-guest",
-        "--package",
-        "lockfile-command",
-        "--package",
-        "lockfile-provider",
-        "--package",
-        "lockfile-plugin-example",
-        "--target",
-        "wasm32-wasip2",
-        "--target-dir",
-    ]);
-    cmd.arg(&guest_target);
-    // Variables cargo sets for this build script would leak into the nested
-    // build: host rustflags, the jobserver, the target dir, the package's own
-    // metadata. Keep only what configures cargo itself (home, network, registries).
-    for (key, _) in env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        let keep = [
-            "CARGO_HOME",
-            "CARGO_NET_",
-            "CARGO_HTTP_",
-            "CARGO_REGISTRIES_",
-        ]
-        .iter()
-        .any(|p| key.starts_with(p));
-        if (key.starts_with("CARGO_") && !keep)
-            || matches!(
-                key,
-                "RUSTC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTDOC"
-            )
-            || matches!(
-                key,
-                "TARGET" | "HOST" | "OUT_DIR" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS"
-            )
-        {
-            cmd.env_remove(key);
-        }
-    }
-    let status = cmd.status()?;
-    if !status.success() {
-        return Err(format!(
-            "building the guest failed ({status}); is the target installed? \
-             run `rustup target add wasm32-wasip2`"
-        )
-        .into());
-    }
+    nested_build(
+        &root,
+        &guest_target,
+        &[
+            "lockfile-guest",
+            "lockfile-command",
+            "lockfile-provider",
+            "lockfile-plugin-example",
+        ],
+        None,
+    )?;
+    // The library again with its whole-file calls made of WASI's own (the
+    // `portable-library` world): what `lockfile-wasi.wasm` composes, so that
+    // runtimes without a native `files` do not pay a hop to a provider for
+    // each one. Its own target directory: the same crate with other
+    // features would overwrite the first build's component.
+    let portable_target = guest_target.join("portable");
+    nested_build(
+        &root,
+        &portable_target,
+        &["lockfile-guest"],
+        Some("portable"),
+    )?;
     let built = guest_target.join("wasm32-wasip2/release");
     let wasm = built.join("lockfile_guest.wasm");
     rerun_on_inputs(&built.join("lockfile_guest.d"), &root)?;
@@ -126,13 +98,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let command = fs::read(built.join("lockfile-command.wasm"))?;
     fs::write(out.join("lockfile-command.wasm"), &command)?;
 
-    // The library with `process` and `files` from WASI alone: a lock any
+    // The portable library with a `process` from WASI alone: a lock any
     // component runtime can run. Then the example plugin, plugged into that.
+    let portable_built = portable_target.join("wasm32-wasip2/release");
+    rerun_on_inputs(&portable_built.join("lockfile_guest.d"), &root)?;
+    let portable = fs::read(portable_built.join("lockfile_guest.wasm"))?;
     let provider = fs::read(built.join("lockfile_provider.wasm"))?;
     let wasi_only = plug(
-        ("labm8:lockfile-library", &bytes),
+        ("labm8:lockfile-library", &portable),
         ("labm8:lockfile-provider", &provider),
-        &[PROCESS, FILES],
+        &[PROCESS],
     )
     .map_err(|e| format!("cannot compose lockfile-wasi.wasm: {e}"))?;
     fs::write(out.join("lockfile-wasi.wasm"), &wasi_only)?;
@@ -177,17 +152,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The interfaces the library imports and the provider exports.
+/// The interface the library imports and the provider exports.
 const PROCESS: &str = "labm8:lockfile/process@0.2.0";
-const FILES: &str = "labm8:lockfile/files@0.2.0";
 /// The interface the library exports and plugins import.
 const LOCKFILE: &str = "labm8:lockfile/lockfile@0.2.0";
 
 /// Composes `socket`, whose imports `interfaces` are satisfied by an
 /// instance of `plug`, into one component that exports what `socket`
 /// exports. Everything else either imports (WASI) stays an import of the
-/// result, shared by both: so a `wasi:filesystem` descriptor the socket
-/// passes to the plug is one the plug can use.
+/// result, shared by both.
 fn plug(
     socket: (&str, &[u8]),
     plug: (&str, &[u8]),
@@ -242,6 +215,62 @@ fn rerun_on_inputs(dep_info: &Path, root: &Path) -> Result<(), Box<dyn std::erro
         if dep.starts_with(root.to_str().unwrap_or("\0")) {
             println!("cargo:rerun-if-changed={dep}");
         }
+    }
+    Ok(())
+}
+
+/// Runs `cargo build --release --target wasm32-wasip2` for `packages` in
+/// `target_dir`, with `features` of them on.
+fn nested_build(
+    root: &Path,
+    target_dir: &Path,
+    packages: &[&str],
+    features: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]);
+    for package in packages {
+        cmd.args(["--package", package]);
+    }
+    if let Some(features) = features {
+        cmd.args(["--features", features]);
+    }
+    cmd.arg("--target-dir").arg(target_dir);
+    // Variables cargo sets for this build script would leak into the nested
+    // build: host rustflags, the jobserver, the target dir, the package's own
+    // metadata. Keep only what configures cargo itself (home, network, registries).
+    for (key, _) in env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let keep = [
+            "CARGO_HOME",
+            "CARGO_NET_",
+            "CARGO_HTTP_",
+            "CARGO_REGISTRIES_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p));
+        if (key.starts_with("CARGO_") && !keep)
+            || matches!(
+                key,
+                "RUSTC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTDOC"
+            )
+            || matches!(
+                key,
+                "TARGET" | "HOST" | "OUT_DIR" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        return Err(format!(
+            "building the guest failed ({status}); is the target installed? \
+             run `rustup target add wasm32-wasip2`"
+        )
+        .into());
     }
     Ok(())
 }

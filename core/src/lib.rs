@@ -31,6 +31,11 @@ pub use format::{Record, Timestamp};
 pub use options::{AcquireOptions, Backoff, Mode, Wait};
 pub use protocol::{Dir, Error, Lock, Owner, Refusal, State, Status, System};
 
+/// The most a `labm8:lockfile/files` read reads: what wasmtime-wasi reads in
+/// one call, and a bound on what a read makes a host allocate. A lock
+/// record is at most [`format::MAX_LEN`] bytes.
+pub const FILES_READ_LIMIT: u64 = 64 * 1024;
+
 /// A moment for people: `2026-11-29 10:02:11 UTC`.
 pub fn display_time(t: Timestamp) -> String {
     i64::try_from(t.seconds)

@@ -32,7 +32,8 @@ pub trait Files {
     /// never through a symlink at `name`.
     ///
     /// # Errors
-    /// WASI's error code; `invalid` when `name` is not one path component.
+    /// WASI's error code; `invalid` when `name` is not one path component
+    /// or `limit` is over [`crate::FILES_READ_LIMIT`].
     fn read(&self, dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode>;
 
     /// Overwrites the existing regular file `name` in `dir` with exactly
@@ -61,9 +62,13 @@ impl Files for Plain {
 /// `files.read` over WASI: see [`Files::read`].
 ///
 /// # Errors
-/// WASI's error code; `invalid` when `name` is not one path component.
-pub fn read_file(dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode> {
+/// WASI's error code; `invalid` when `name` is not one path component or
+/// `limit` is over [`crate::FILES_READ_LIMIT`].
+fn read_file(dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode> {
     one_component(name)?;
+    if limit > crate::FILES_READ_LIMIT {
+        return Err(ErrorCode::Invalid);
+    }
     let file = dir.open_at(
         PathFlags::empty(),
         name,
@@ -77,7 +82,7 @@ pub fn read_file(dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, Er
 ///
 /// # Errors
 /// WASI's error code; `invalid` when `name` is not one path component.
-pub fn rewrite_file(dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
+fn rewrite_file(dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
     one_component(name)?;
     let file = dir.open_at(
         PathFlags::empty(),
@@ -97,9 +102,10 @@ pub fn rewrite_file(dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, E
     Ok(true)
 }
 
-/// `files` names one entry of the directory it is given, never a path.
+/// `files` names one entry of the directory it is given, never a path, and
+/// reads at most [`crate::FILES_READ_LIMIT`] bytes.
 fn one_component(name: &str) -> Result<(), ErrorCode> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
         return Err(ErrorCode::Invalid);
     }
     Ok(())

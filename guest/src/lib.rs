@@ -1,14 +1,18 @@
 //! The lockfile component: labm8's `LockFile` over WASI.
 //!
 //! The lock logic lives in `lockfile-core`; this crate only adapts it: the
-//! bindings (`bindings`) and the host's `process` interface (`system.rs`);
-//! WASI directories are `lockfile_core::wasi_dir`.
+//! bindings (`bindings`), the host's `process` interface (`system.rs`) and
+//! its `files` (`host_files`); WASI directories are `lockfile_core::wasi_dir`.
+//! With the `portable` feature it is the `portable-library` world instead:
+//! no `files` import, the same operations made of WASI's own calls.
 //!
 //! It exists only for `wasm32-wasip2` (lockfile-host's build script builds
 //! it); on any other target it compiles to nothing.
 #![cfg(target_os = "wasi")]
 
 mod bindings {
+    // The library, whose whole-file calls are its host's `files`.
+    #[cfg(not(feature = "portable"))]
     wit_bindgen::generate!({
         world: "library",
         path: "../wit",
@@ -20,6 +24,15 @@ mod bindings {
             "wasi:io/poll@0.2.4": wasi::io::poll,
             "wasi:io/streams@0.2.4": wasi::io::streams,
         },
+    });
+
+    // The same library for runtimes without a native `files`, which makes
+    // those calls of WASI's own (`lockfile-wasi.wasm`).
+    #[cfg(feature = "portable")]
+    wit_bindgen::generate!({
+        world: "portable-library",
+        path: "../wit",
+        with: { "wasi:clocks/wall-clock@0.2.4": wasi::clocks::wall_clock },
     });
 
     use super::Component;
@@ -37,24 +50,49 @@ use lockfile_core::{protocol, Cause, Lock, Timestamp, Verdict};
 use wasi::clocks::wall_clock::Datetime;
 
 use crate::system::HostSystem;
-use lockfile_core::wasi_dir::{resolve_with, Files};
-use wasi::filesystem::types::{Descriptor, ErrorCode};
+use lockfile_core::wasi_dir::resolve_with;
 
 /// The lock's directory, whose whole-file reads and rewrites are the host's.
-type WasiDir = lockfile_core::wasi_dir::WasiDir<HostFiles>;
+#[cfg(not(feature = "portable"))]
+type WasiDir = lockfile_core::wasi_dir::WasiDir<host_files::HostFiles>;
+#[cfg(not(feature = "portable"))]
+const FILES: host_files::HostFiles = host_files::HostFiles;
 
-/// `files` as the host provides it: one crossing for what WASI does in
-/// three or four (see the interface).
-#[derive(Debug)]
-struct HostFiles;
+/// The lock's directory, whose whole-file reads and rewrites are WASI calls.
+#[cfg(feature = "portable")]
+type WasiDir = lockfile_core::wasi_dir::WasiDir;
+#[cfg(feature = "portable")]
+const FILES: lockfile_core::wasi_dir::Plain = lockfile_core::wasi_dir::Plain;
 
-impl Files for HostFiles {
-    fn read(&self, dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode> {
-        bindings::labm8::lockfile::files::read(dir, name, limit)
-    }
+#[cfg(not(feature = "portable"))]
+mod host_files {
+    use lockfile_core::wasi_dir::Files;
+    use wasi::filesystem::types::{Descriptor, ErrorCode};
 
-    fn rewrite(&self, dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
-        bindings::labm8::lockfile::files::rewrite(dir, name, data)
+    use lockfile_core::wasi_dir::Plain;
+
+    use crate::bindings::labm8::lockfile::files;
+
+    /// `files` as the host provides it: one crossing for what WASI does in
+    /// three or four (see the interface). Where the host has no native form
+    /// (`unsupported`: `lockfile_host` off Unix), WASI's own calls.
+    #[derive(Debug)]
+    pub(super) struct HostFiles;
+
+    impl Files for HostFiles {
+        fn read(&self, dir: &Descriptor, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode> {
+            match files::read(dir, name, limit) {
+                Err(ErrorCode::Unsupported) => Plain.read(dir, name, limit),
+                done => done,
+            }
+        }
+
+        fn rewrite(&self, dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
+            match files::rewrite(dir, name, data) {
+                Err(ErrorCode::Unsupported) => Plain.rewrite(dir, name, data),
+                done => done,
+            }
+        }
     }
 }
 
@@ -102,7 +140,7 @@ impl LockFile {
         f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
     ) -> Result<T, wit::Error> {
         if self.dir.get().is_none() {
-            let resolved = resolve_with(&self.path, HostFiles).map_err(to_wit_error)?;
+            let resolved = resolve_with(&self.path, FILES).map_err(to_wit_error)?;
             let _ = self.dir.set(resolved);
         }
         let Some((dir, name)) = self.dir.get() else {

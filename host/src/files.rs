@@ -38,13 +38,18 @@
 //! # }
 //! ```
 //!
-//! It does better than WASI in one respect: files are opened without
+//! Where it differs from WASI's calls: a file is first opened without
 //! waiting (`O_NONBLOCK`), so a FIFO put where a file was expected is never
-//! waited on. The calls run on the calling thread, like the component's
-//! other file calls under [`crate::Runtime`].
+//! waited on (a read of one with no writer is empty; a rewrite fails). Off
+//! Unix both calls are `unsupported`, and the component falls back to
+//! WASI's calls. Reads are limited to `lockfile_core::FILES_READ_LIMIT`
+//! bytes (`invalid` beyond), which bounds what a component makes its host
+//! allocate. The calls run on the calling thread, like the component's other
+//! file calls under [`crate::Runtime`].
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::filesystem::Descriptor;
+#[cfg(unix)]
 use wasmtime_wasi::p2::bindings::filesystem::types as wasi_types;
 use wasmtime_wasi::p2::bindings::sync::filesystem::types::ErrorCode;
 use wasmtime_wasi::WasiView;
@@ -82,6 +87,7 @@ fn directory(
 /// WASI's code for an OS error, as wasmtime-wasi maps it for its own calls
 /// (`ESTALE` is `io`, `ELOOP` is `loop`, ...): errors read the same whichever
 /// way the component reached the file.
+#[cfg(unix)]
 fn code(error: std::io::Error) -> ErrorCode {
     wasi_types::ErrorCode::from(error).into()
 }
@@ -103,8 +109,11 @@ impl wit::Host for ResourceTable {
         limit: u64,
     ) -> Result<Vec<u8>, ErrorCode> {
         one_component(&name)?;
+        if limit > lockfile_core::FILES_READ_LIMIT {
+            return Err(ErrorCode::Invalid);
+        }
         let (dir, _) = directory(self, &dir)?;
-        native::read(&dir, &name, limit).map_err(code)
+        native::read(&dir, &name, limit)
     }
 
     fn rewrite(
@@ -118,7 +127,7 @@ impl wit::Host for ResourceTable {
         if !writable {
             return Err(ErrorCode::NotPermitted);
         }
-        native::rewrite(&dir, &name, &data).map_err(code)
+        native::rewrite(&dir, &name, &data)
     }
 }
 
@@ -130,84 +139,85 @@ mod native {
 
     use rustix::fs::{Mode, OFlags};
 
+    use super::{code, ErrorCode};
+
     /// Opens the entry `name` of `dir` (one component, checked by the
-    /// caller): never through a symlink (`ELOOP`), never waiting on a FIFO.
+    /// caller): never through a symlink (`ELOOP`), and first without
+    /// waiting, so that a FIFO is never waited on. An open that would wait
+    /// for another reason (a lease held on the file: Samba, an NFS server's
+    /// own delegations) is made again and waits, as WASI's does.
     fn open(dir: &File, name: &str, access: OFlags) -> io::Result<File> {
-        let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-        Ok(File::from(rustix::fs::openat(
-            dir,
-            name,
-            flags,
-            Mode::empty(),
-        )?))
+        let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let fd = match rustix::fs::openat(dir, name, flags | OFlags::NONBLOCK, Mode::empty()) {
+            Err(rustix::io::Errno::AGAIN) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+            opened => opened,
+        }?;
+        Ok(File::from(fd))
     }
 
-    /// Reads up to `limit` bytes; a short read of a regular file is its
-    /// end, so no second call to see it (as `lockfile_core::wasi_dir`).
-    pub(super) fn read(dir: &File, name: &str, limit: u64) -> io::Result<Vec<u8>> {
-        /// The buffer grows past this only for a file this long: the
-        /// component's limits are a few KiB, but the argument is a `u64`.
-        const FIRST: u64 = 64 * 1024;
-        let mut file = open(dir, name, OFlags::RDONLY)?;
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut bytes = vec![0; limit.min(FIRST as usize)];
+    /// Reads up to `limit` bytes (at most `FILES_READ_LIMIT`, checked by the
+    /// caller); a short read of a regular file is its end, so no second call
+    /// to see it (as `lockfile_core::wasi_dir`).
+    pub(super) fn read(dir: &File, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode> {
+        let mut file = open(dir, name, OFlags::RDONLY).map_err(code)?;
+        let limit = usize::try_from(limit).map_err(|_| ErrorCode::Invalid)?;
+        let mut bytes = vec![0; limit];
         let mut filled = 0;
         while filled < limit {
-            if filled == bytes.len() {
-                bytes.resize(limit.min(bytes.len().saturating_mul(2)), 0);
-            }
             match file.read(&mut bytes[filled..]) {
                 Ok(0) => break,
                 Ok(n) => {
                     filled += n;
-                    if filled < bytes.len() {
+                    if filled < limit {
                         break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(code(e)),
             }
         }
         bytes.truncate(filled);
         Ok(bytes)
     }
 
-    pub(super) fn rewrite(dir: &File, name: &str, data: &[u8]) -> io::Result<bool> {
-        let file = open(dir, name, OFlags::WRONLY)?;
-        let meta = file.metadata()?;
+    pub(super) fn rewrite(dir: &File, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
+        let file = open(dir, name, OFlags::WRONLY).map_err(code)?;
+        let meta = file.metadata().map_err(code)?;
         if !meta.file_type().is_file() || meta.nlink() != 1 {
             return Ok(false);
         }
         let mut at = 0;
         while at < data.len() {
             match file.write_at(&data[at..], at as u64) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                // A regular file takes at least one byte or fails.
+                Ok(0) => return Err(ErrorCode::Io),
                 Ok(n) => at += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(code(e)),
             }
         }
         let len = data.len() as u64;
         if meta.len() != len {
-            file.set_len(len)?;
+            file.set_len(len).map_err(code)?;
         }
         Ok(true)
     }
 }
 
+/// No native form off Unix yet: `unsupported`, on which the component
+/// makes the same operation of WASI's own calls (and its sandbox).
 #[cfg(not(unix))]
 mod native {
     use std::fs::File;
-    use std::io;
 
-    /// Where there is no native implementation, the calls fail plainly
-    /// rather than escape the sandbox through a path.
-    pub(super) fn read(_: &File, _: &str, _: u64) -> io::Result<Vec<u8>> {
-        Err(io::ErrorKind::Unsupported.into())
+    use super::ErrorCode;
+
+    pub(super) fn read(_: &File, _: &str, _: u64) -> Result<Vec<u8>, ErrorCode> {
+        Err(ErrorCode::Unsupported)
     }
 
-    pub(super) fn rewrite(_: &File, _: &str, _: &[u8]) -> io::Result<bool> {
-        Err(io::ErrorKind::Unsupported.into())
+    pub(super) fn rewrite(_: &File, _: &str, _: &[u8]) -> Result<bool, ErrorCode> {
+        Err(ErrorCode::Unsupported)
     }
 }
 
@@ -329,6 +339,25 @@ mod tests {
             fs::read(outside.path().join("beside")).expect("read"),
             b"outside"
         );
+    }
+
+    /// A component cannot make its host allocate more than the limit, what
+    /// ever the file's size.
+    #[test]
+    fn a_read_is_bounded_by_the_limit() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let big = fs::File::create(tmp.path().join("big")).expect("create");
+        big.set_len(1 << 30).expect("a sparse 1 GiB file");
+        let (mut table, dir) = table_with(tmp.path(), FsPerms::ReadWrite);
+        let limit = lockfile_core::FILES_READ_LIMIT;
+        let read = table.read(borrow(dir), "big".into(), limit).expect("read");
+        assert_eq!(read.len() as u64, limit);
+        for over in [limit + 1, u64::MAX] {
+            assert_eq!(
+                table.read(borrow(dir), "big".into(), over),
+                Err(ErrorCode::Invalid)
+            );
+        }
     }
 
     #[test]

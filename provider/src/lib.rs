@@ -1,10 +1,8 @@
-//! `labm8:lockfile/process` and `labm8:lockfile/files` from WASI alone: what
-//! processes are, read from a preopened `/proc` with the same reader the
-//! command component uses (`lockfile_core::proc_view`), and whole-file reads
-//! and rewrites made of `wasi:filesystem` calls (`lockfile_core::wasi_dir`).
-//! Composed with the library component by lockfile-host's build script, it
-//! makes `lockfile-wasi.wasm`, a lock that any component runtime can run with
-//! nothing but WASI.
+//! `labm8:lockfile/process` from WASI alone: what processes are, read from a
+//! preopened `/proc` with the same reader the command component uses
+//! (`lockfile_core::proc_view`). Composed with the library component by
+//! lockfile-host's build script, it makes `lockfile-wasi.wasm`, a lock that
+//! any component runtime can run with nothing but WASI.
 //!
 //! Who the lock is for: the process running the runtime (`/proc/self`), so
 //! that a service's lock lives exactly as long as the service; with
@@ -21,13 +19,7 @@ mod bindings {
     wit_bindgen::generate!({
         world: "provider",
         path: "../wit",
-        with: {
-            "wasi:clocks/wall-clock@0.2.4": wasi::clocks::wall_clock,
-            "wasi:filesystem/types@0.2.4": wasi::filesystem::types,
-            "wasi:io/error@0.2.4": wasi::io::error,
-            "wasi:io/poll@0.2.4": wasi::io::poll,
-            "wasi:io/streams@0.2.4": wasi::io::streams,
-        },
+        with: { "wasi:clocks/wall-clock@0.2.4": wasi::clocks::wall_clock },
     });
 
     use super::Provider;
@@ -36,13 +28,11 @@ mod bindings {
 
 use std::sync::OnceLock;
 
-use bindings::exports::labm8::lockfile::files;
 use bindings::exports::labm8::lockfile::process::{
     Guest, Identity, Liveness, MachineFacts, ProcessInfo,
 };
 use lockfile_core::proc_view::ProcView;
 use wasi::clocks::wall_clock::Datetime;
-use wasi::filesystem::types::{Descriptor, ErrorCode};
 
 /// Linux's USER_HZ: `/proc` counts start times in these ticks on every
 /// mainstream architecture, and WASI cannot ask `sysconf`.
@@ -147,16 +137,5 @@ impl Guest for Provider {
                 nanoseconds: t.nanos,
             }),
         }
-    }
-}
-
-/// `files` from WASI's own calls: the same code the command component uses.
-impl files::Guest for Provider {
-    fn read(dir: &Descriptor, name: String, limit: u64) -> Result<Vec<u8>, ErrorCode> {
-        lockfile_core::wasi_dir::read_file(dir, &name, limit)
-    }
-
-    fn rewrite(dir: &Descriptor, name: String, data: Vec<u8>) -> Result<bool, ErrorCode> {
-        lockfile_core::wasi_dir::rewrite_file(dir, &name, &data)
     }
 }

@@ -321,6 +321,41 @@ fn a_cycling_handle_keeps_one_spare_and_drops_it() {
     );
 }
 
+/// Someone with write access to the directory replaces a cycling handle's
+/// spare with a FIFO. Made of WASI's calls, the rewrite's open would wait
+/// for a reader forever; the host's native `files` never waits, so the next
+/// acquire drops the FIFO and publishes from a fresh file.
+#[test]
+fn a_fifo_in_place_of_the_spare_never_blocks_the_next_acquire() {
+    let dir = sandbox();
+    let path = dir.path().join("LOCK");
+    let rt = runtime();
+    let mut lock = rt.open(&path).expect("open");
+    for _ in 0..2 {
+        lock.acquire(false, false).expect("acquire");
+        lock.release(false).expect("release");
+    }
+    let spare = match names(dir.path()).as_slice() {
+        [spare] => dir.path().join(spare),
+        other => panic!("expected one spare, found {other:?}"),
+    };
+    fs::remove_file(&spare).expect("remove the spare");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &spare,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .expect("mkfifo");
+    // A blocked open would hang here (and the harness reports it as hung).
+    lock.acquire(false, false).expect("acquire past the FIFO");
+    assert_eq!(lock.pid().expect("pid"), Some(std::process::id()));
+    assert!(
+        !spare.exists(),
+        "the FIFO is dropped, not kept as the spare"
+    );
+    lock.release(false).expect("release");
+}
+
 #[test]
 fn acquire_with_waits_with_backoff_until_the_holder_releases() {
     let dir = sandbox();
