@@ -8,7 +8,7 @@
 //! wasmtime and engine settings the host uses, so no process pays for
 //! compiling it at start-up. Two compositions follow (with wac-graph):
 //! `lockfile-wasi.wasm`, the library built for runtimes without a native
-//! `files` (the `portable` feature, in `target/guest/portable`) with the
+//! `files` (`guest-portable/`, the same source as the library) with the
 //! WASI-only process provider, and `lockfile-plugin-example.wasm`, the
 //! example plugin with that.
 
@@ -49,28 +49,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         out.join("guest-target")
     };
 
+    // The library twice: for hosts with a native `files`, and as the
+    // `portable-library` world (lockfile-guest-portable: the same source,
+    // its whole-file calls made of WASI's own), which `lockfile-wasi.wasm`
+    // composes, so that runtimes without a native `files` pay no hop to a
+    // provider for each call.
     nested_build(
         &root,
         &guest_target,
         &[
             "lockfile-guest",
+            "lockfile-guest-portable",
             "lockfile-command",
             "lockfile-provider",
             "lockfile-plugin-example",
         ],
-        None,
-    )?;
-    // The library again with its whole-file calls made of WASI's own (the
-    // `portable-library` world): what `lockfile-wasi.wasm` composes, so that
-    // runtimes without a native `files` do not pay a hop to a provider for
-    // each one. Its own target directory: the same crate with other
-    // features would overwrite the first build's component.
-    let portable_target = guest_target.join("portable");
-    nested_build(
-        &root,
-        &portable_target,
-        &["lockfile-guest"],
-        Some("portable"),
     )?;
     let built = guest_target.join("wasm32-wasip2/release");
     let wasm = built.join("lockfile_guest.wasm");
@@ -100,9 +93,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // The portable library with a `process` from WASI alone: a lock any
     // component runtime can run. Then the example plugin, plugged into that.
-    let portable_built = portable_target.join("wasm32-wasip2/release");
-    rerun_on_inputs(&portable_built.join("lockfile_guest.d"), &root)?;
-    let portable = fs::read(portable_built.join("lockfile_guest.wasm"))?;
+    rerun_on_inputs(&built.join("lockfile_guest_portable.d"), &root)?;
+    let portable = fs::read(built.join("lockfile_guest_portable.wasm"))?;
     let provider = fs::read(built.join("lockfile_provider.wasm"))?;
     let wasi_only = plug(
         ("labm8:lockfile-library", &portable),
@@ -196,6 +188,10 @@ fn plug(
 fn rerun_on_inputs(dep_info: &Path, root: &Path) -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-changed={}", root.join("guest").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("guest-portable").display()
+    );
     println!("cargo:rerun-if-changed={}", root.join("core").display());
     println!("cargo:rerun-if-changed={}", root.join("cli").display());
     println!("cargo:rerun-if-changed={}", root.join("command").display());
@@ -220,12 +216,11 @@ fn rerun_on_inputs(dep_info: &Path, root: &Path) -> Result<(), Box<dyn std::erro
 }
 
 /// Runs `cargo build --release --target wasm32-wasip2` for `packages` in
-/// `target_dir`, with `features` of them on.
+/// `target_dir`.
 fn nested_build(
     root: &Path,
     target_dir: &Path,
     packages: &[&str],
-    features: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -233,9 +228,6 @@ fn nested_build(
         .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]);
     for package in packages {
         cmd.args(["--package", package]);
-    }
-    if let Some(features) = features {
-        cmd.args(["--features", features]);
     }
     cmd.arg("--target-dir").arg(target_dir);
     // Variables cargo sets for this build script would leak into the nested

@@ -10,9 +10,13 @@ use std::path::{Path, PathBuf};
 use crate::format::Timestamp;
 use crate::protocol::{Dir, Kind};
 
-/// Reads the whole (small) file: one read, since a short read of a regular
-/// file is its end, so no second call to see EOF.
-fn read_all(file: &mut fs::File, limit: usize) -> io::Result<Vec<u8>> {
+/// Reads up to `limit` bytes of a (small) file from where it stands: one
+/// read, since a short read of a regular file is its end, so no second call
+/// to see EOF. Also `lockfile_host`'s native `files.read`.
+///
+/// # Errors
+/// The read's.
+pub fn read_all(file: &mut fs::File, limit: usize) -> io::Result<Vec<u8>> {
     let mut bytes = vec![0; limit];
     let mut filled = 0;
     while filled < limit {
@@ -30,6 +34,26 @@ fn read_all(file: &mut fs::File, limit: usize) -> io::Result<Vec<u8>> {
     }
     bytes.truncate(filled);
     Ok(bytes)
+}
+
+/// [`Dir::rewrite`] of a file opened for writing: writes `data` over it and
+/// cuts it to that length if it is a regular file with one link (`true`),
+/// else leaves it alone (`false`). Also `lockfile_host`'s native
+/// `files.rewrite`.
+///
+/// # Errors
+/// The `fstat`'s, the write's or the truncation's.
+pub fn rewrite_open(file: &fs::File, data: &[u8]) -> io::Result<bool> {
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Ok(false);
+    }
+    file.write_all_at(data, 0)?;
+    let len = data.len() as u64;
+    if meta.len() != len {
+        file.set_len(len)?;
+    }
+    Ok(true)
 }
 
 /// Linux/macOS/BSD value of `O_NOFOLLOW`, so a symlink swapped in after the
@@ -137,16 +161,7 @@ impl Dir for StdDir {
             .write(true)
             .custom_flags(O_NOFOLLOW | O_NONBLOCK)
             .open(self.at(name))?;
-        let meta = file.metadata()?;
-        if !meta.is_file() || meta.nlink() != 1 {
-            return Ok(false);
-        }
-        file.write_all_at(data, 0)?;
-        let len = data.len() as u64;
-        if meta.len() != len {
-            file.set_len(len)?;
-        }
-        Ok(true)
+        rewrite_open(&file, data)
     }
 
     fn link(&self, existing: &str, new: &str) -> io::Result<()> {

@@ -102,8 +102,7 @@ fn rewrite_file(dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, Error
     Ok(true)
 }
 
-/// `files` names one entry of the directory it is given, never a path, and
-/// reads at most [`crate::FILES_READ_LIMIT`] bytes.
+/// `files` names one entry of the directory it is given, never a path.
 fn one_component(name: &str) -> Result<(), ErrorCode> {
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
         return Err(ErrorCode::Invalid);

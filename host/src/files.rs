@@ -38,9 +38,10 @@
 //! # }
 //! ```
 //!
-//! Where it differs from WASI's calls: a file is first opened without
-//! waiting (`O_NONBLOCK`), so a FIFO put where a file was expected is never
-//! waited on (a read of one with no writer is empty; a rewrite fails). Off
+//! Where it differs from WASI's calls: a file is opened without waiting
+//! (`O_NONBLOCK`), so a FIFO put where a file was expected is never waited
+//! on (a read of one with no writer is empty; a rewrite fails), and a file
+//! under another process's lease is `would-block` at once. Off
 //! Unix both calls are `unsupported`, and the component falls back to
 //! WASI's calls. Reads are limited to `lockfile_core::FILES_READ_LIMIT`
 //! bytes (`invalid` beyond), which bounds what a component makes its host
@@ -134,73 +135,40 @@ impl wit::Host for ResourceTable {
 #[cfg(unix)]
 mod native {
     use std::fs::File;
-    use std::io::{self, Read};
-    use std::os::unix::fs::{FileExt, MetadataExt};
 
+    use lockfile_core::std_dir::{read_all, rewrite_open};
     use rustix::fs::{Mode, OFlags};
 
     use super::{code, ErrorCode};
 
     /// Opens the entry `name` of `dir` (one component, checked by the
-    /// caller): never through a symlink (`ELOOP`), and first without
-    /// waiting, so that a FIFO is never waited on. An open that would wait
-    /// for another reason (a lease held on the file: Samba, an NFS server's
-    /// own delegations) is made again and waits, as WASI's does.
-    fn open(dir: &File, name: &str, access: OFlags) -> io::Result<File> {
-        let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
-        let fd = match rustix::fs::openat(dir, name, flags | OFlags::NONBLOCK, Mode::empty()) {
-            Err(rustix::io::Errno::AGAIN) => rustix::fs::openat(dir, name, flags, Mode::empty()),
-            opened => opened,
-        }?;
-        Ok(File::from(fd))
+    /// caller): never through a symlink (`ELOOP`), and never waiting, so
+    /// that a FIFO is never waited on. An open that would wait for another
+    /// reason (a lease another process holds on the file: Samba, `F_SETLEASE`)
+    /// is `would-block` at once, where WASI's open waits for the lease to
+    /// break (45 s by default); waiting here would let the lease's holder
+    /// swap a FIFO in while we wait.
+    fn open(dir: &File, name: &str, access: OFlags) -> Result<File, ErrorCode> {
+        let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+            Ok(fd) => Ok(File::from(fd)),
+            // wasmtime-wasi has no code for EAGAIN (it would be `io`, which
+            // the protocol takes for "changed under us" and looks again).
+            Err(rustix::io::Errno::AGAIN) => Err(ErrorCode::WouldBlock),
+            Err(e) => Err(code(e.into())),
+        }
     }
 
     /// Reads up to `limit` bytes (at most `FILES_READ_LIMIT`, checked by the
-    /// caller); a short read of a regular file is its end, so no second call
-    /// to see it (as `lockfile_core::wasi_dir`).
+    /// caller), as `lockfile_core`'s native directory does.
     pub(super) fn read(dir: &File, name: &str, limit: u64) -> Result<Vec<u8>, ErrorCode> {
-        let mut file = open(dir, name, OFlags::RDONLY).map_err(code)?;
         let limit = usize::try_from(limit).map_err(|_| ErrorCode::Invalid)?;
-        let mut bytes = vec![0; limit];
-        let mut filled = 0;
-        while filled < limit {
-            match file.read(&mut bytes[filled..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    filled += n;
-                    if filled < limit {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(code(e)),
-            }
-        }
-        bytes.truncate(filled);
-        Ok(bytes)
+        read_all(&mut open(dir, name, OFlags::RDONLY)?, limit).map_err(code)
     }
 
+    /// Rewrites the file, as `lockfile_core`'s native directory does.
     pub(super) fn rewrite(dir: &File, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
-        let file = open(dir, name, OFlags::WRONLY).map_err(code)?;
-        let meta = file.metadata().map_err(code)?;
-        if !meta.file_type().is_file() || meta.nlink() != 1 {
-            return Ok(false);
-        }
-        let mut at = 0;
-        while at < data.len() {
-            match file.write_at(&data[at..], at as u64) {
-                // A regular file takes at least one byte or fails.
-                Ok(0) => return Err(ErrorCode::Io),
-                Ok(n) => at += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(code(e)),
-            }
-        }
-        let len = data.len() as u64;
-        if meta.len() != len {
-            file.set_len(len).map_err(code)?;
-        }
-        Ok(true)
+        rewrite_open(&open(dir, name, OFlags::WRONLY)?, data).map_err(code)
     }
 }
 
@@ -393,6 +361,44 @@ mod tests {
             table.read(borrow(rep + 1), "x".into(), 1),
             Err(ErrorCode::BadDescriptor)
         );
+    }
+
+    /// A file under another process's lease (Samba's oplocks, `F_SETLEASE`)
+    /// is `would-block` at once, not a wait for the lease to break, during
+    /// which the lease's holder could swap a FIFO in.
+    #[test]
+    fn a_file_under_another_process_lease_is_would_block_at_once() {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("leased");
+        fs::write(&path, b"123 456").expect("write");
+        // The lease's holder ignores SIGIO (the break notice) and holds on.
+        let script = "import fcntl, os, signal, sys, time\n\
+            signal.signal(signal.SIGIO, signal.SIG_IGN)\n\
+            fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)\n\
+            print('leased', flush=True)\n\
+            time.sleep(60)\n";
+        let mut holder = Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python3: this test needs it to take a lease");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the holder's word");
+        assert_eq!(line.trim(), "leased", "the holder could not take a lease");
+        let (mut table, dir) = table_with(tmp.path(), FsPerms::ReadWrite);
+        let started = std::time::Instant::now();
+        let rewrite = table.rewrite(borrow(dir), "leased".into(), b"mine".to_vec());
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert_eq!(rewrite, Err(ErrorCode::WouldBlock));
+        assert!(started.elapsed() < Duration::from_secs(10), "it waited");
+        assert_eq!(fs::read(&path).expect("read"), b"123 456");
     }
 
     /// Under WASI, opening a FIFO blocks until someone opens its other end;

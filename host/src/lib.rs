@@ -60,8 +60,9 @@ pub const PRECOMPILED_LIBRARY: &str = concat!(env!("OUT_DIR"), "/lockfile.cwasm"
 /// The command component for the stock `wasmtime run`, as built.
 pub const COMMAND_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile-command.wasm");
 
-/// The library composed with a `process` provider built from WASI alone (a
-/// preopened `/proc`): it exports `labm8:lockfile/lockfile` and imports
+/// The library built as the `portable-library` world (its file operations
+/// made of WASI's own calls, no `files` import) composed with a `process`
+/// provider built from WASI alone (a preopened `/proc`): it exports `labm8:lockfile/lockfile` and imports
 /// nothing but WASI, so any component runtime can run it, and a plugin can
 /// be composed with it. It locks for the process running the runtime, or
 /// for `LOCKFILE_PID` from its WASI environment.

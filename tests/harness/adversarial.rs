@@ -551,7 +551,8 @@ fn a_stale_lock_of_another_user_in_a_sticky_directory_is_explained() {
 }
 
 /// A third-party host of the library component: its own wasmtime engine,
-/// linker and `process` implementation, which says the lock is for pid 0.
+/// linker and `process` implementation (which says the lock is for the pid
+/// it is given), and a `files` without a native form.
 mod third_party {
     use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
     use wasmtime::{Config, Engine, Store};
@@ -568,12 +569,16 @@ mod third_party {
     });
 
     use exports::labm8::lockfile::lockfile as wit;
-    use labm8::lockfile::process;
+    use labm8::lockfile::{files, process};
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::filesystem::Descriptor;
+    use wasmtime_wasi::p2::bindings::sync::filesystem::types::ErrorCode;
 
     pub struct Host {
         wasi: WasiCtx,
         table: ResourceTable,
         pid: u32,
+        files_calls: u32,
     }
 
     impl WasiView for Host {
@@ -620,9 +625,31 @@ mod third_party {
         }
     }
 
-    /// Runs `acquire(false, false)` on `path` in a host that says the lock
-    /// is for `pid`.
-    pub fn acquire_as(dir: &str, path: &str, pid: u32) -> Result<(), wit::Error> {
+    /// A third-party host without a native `files`: it answers
+    /// `unsupported` to both calls, having done nothing, and counts them.
+    impl files::Host for Host {
+        fn read(
+            &mut self,
+            _dir: Resource<Descriptor>,
+            _name: String,
+            _limit: u64,
+        ) -> Result<Vec<u8>, ErrorCode> {
+            self.files_calls += 1;
+            Err(ErrorCode::Unsupported)
+        }
+        fn rewrite(
+            &mut self,
+            _dir: Resource<Descriptor>,
+            _name: String,
+            _data: Vec<u8>,
+        ) -> Result<bool, ErrorCode> {
+            self.files_calls += 1;
+            Err(ErrorCode::Unsupported)
+        }
+    }
+
+    /// The library component in a host that says the lock is for `pid`.
+    fn instance(dir: &str, pid: u32) -> (Store<Host>, Library) {
         let mut config = Config::new();
         config.wasm_component_model(true);
         let engine = Engine::new(&config).expect("engine");
@@ -635,7 +662,7 @@ mod third_party {
         let mut linker = Linker::<Host>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("link WASI");
         process::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h).expect("link process");
-        lockfile_host::files::add_to_linker(&mut linker).expect("link files");
+        files::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h).expect("link files");
         let mut wasi = WasiCtxBuilder::new();
         wasi.preopened_dir(dir, dir, FsPerms::ReadWrite)
             .expect("preopen");
@@ -645,14 +672,47 @@ mod third_party {
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
                 pid,
+                files_calls: 0,
             },
         );
         let lib = Library::instantiate(&mut store, &component, &linker).expect("instantiate");
+        (store, lib)
+    }
+
+    /// Runs `acquire(false, false)` on `path` in a host that says the lock
+    /// is for `pid`.
+    pub fn acquire_as(dir: &str, path: &str, pid: u32) -> Result<(), wit::Error> {
+        let (mut store, lib) = instance(dir, pid);
         let guest = lib.labm8_lockfile_lockfile().lock_file();
         let lock = guest.call_constructor(&mut store, path).expect("no trap");
         guest
             .call_acquire(&mut store, lock, false, false)
             .expect("no trap: a bad identity is an error, not a trap")
+    }
+
+    /// Acquires and releases `path` `cycles` times through one handle, as
+    /// this process, checking the owner after each acquire; returns how
+    /// many `files` calls the host answered.
+    pub fn cycle(dir: &str, path: &str, cycles: u32) -> u32 {
+        let (mut store, lib) = instance(dir, std::process::id());
+        let guest = lib.labm8_lockfile_lockfile().lock_file();
+        let lock = guest.call_constructor(&mut store, path).expect("no trap");
+        for _ in 0..cycles {
+            guest
+                .call_acquire(&mut store, lock, false, false)
+                .expect("no trap")
+                .expect("acquire");
+            let owner = guest
+                .call_pid(&mut store, lock)
+                .expect("no trap")
+                .expect("pid");
+            assert_eq!(owner, Some(std::process::id()));
+            guest
+                .call_release(&mut store, lock, false)
+                .expect("no trap")
+                .expect("release");
+        }
+        store.data().files_calls
     }
 }
 
@@ -750,6 +810,20 @@ fn a_host_links_the_process_interface_into_its_own_linker() {
     // Another process's context is refused while the holder lives.
     let ctx = lockfile_host::ProcessCtx::current();
     assert!(!linked::acquire(s(dir.path()), s(&lock), ctx));
+}
+
+/// A host without a native `files` answers `unsupported`, and the component
+/// makes the same operations of WASI's own calls: the lock cycles as usual.
+#[test]
+fn a_host_that_answers_files_with_unsupported_still_gets_a_working_lock() {
+    let dir = sandbox();
+    let lock = dir.path().join("x.lock");
+    let calls = third_party::cycle(s(dir.path()), s(&lock), 3);
+    assert!(
+        calls >= 4,
+        "the rewrites and reads were asked of the host first: {calls}"
+    );
+    assert!(!lock.exists(), "released");
 }
 
 /// A host whose `process.current` says pid 0 gets a clear error from the

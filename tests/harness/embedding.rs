@@ -346,9 +346,26 @@ fn a_fifo_in_place_of_the_spare_never_blocks_the_next_acquire() {
         rustix::fs::Mode::from_raw_mode(0o644),
     )
     .expect("mkfifo");
-    // A blocked open would hang here (and the harness reports it as hung).
-    lock.acquire(false, false).expect("acquire past the FIFO");
-    assert_eq!(lock.pid().expect("pid"), Some(std::process::id()));
+    // A blocked open must fail the test, not hang it: the acquire runs on a
+    // thread of its own, with a deadline.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let acquired = lock.acquire(false, false).map(|()| lock.pid());
+            let _ = done.send(acquired);
+        });
+        match finished.recv_timeout(Duration::from_secs(20)) {
+            Ok(acquired) => {
+                let pid = acquired.expect("acquire past the FIFO").expect("pid");
+                assert_eq!(pid, Some(std::process::id()));
+            }
+            Err(_) => {
+                // Unblock the open so the scope can end, then fail.
+                let _ = fs::OpenOptions::new().read(true).open(&spare);
+                panic!("the acquire blocked on a FIFO in place of its spare");
+            }
+        }
+    });
     assert!(
         !spare.exists(),
         "the FIFO is dropped, not kept as the spare"

@@ -129,6 +129,37 @@ mod wasi_only {
     }
 }
 
+/// Only the library `lockfile_host` embeds imports `files`; the one other
+/// runtimes get (`lockfile-wasi.wasm`, and so the composed plugin) is the
+/// portable build, with no `files` anywhere in it: its file operations are
+/// WASI's calls, with no hop to a provider between components for each.
+#[test]
+fn only_the_embedded_library_uses_the_files_interface() {
+    const FILES: &[u8] = b"labm8:lockfile/files";
+    let mentions = |path: &str| {
+        let bytes = fs::read(path).unwrap_or_else(|e| panic!("read `{path}`: {e}"));
+        bytes.windows(FILES.len()).any(|w| w == FILES)
+    };
+    assert!(mentions(lockfile_host::LIBRARY_COMPONENT));
+    assert!(!mentions(lockfile_host::WASI_COMPONENT));
+    assert!(!mentions(PLUGIN_EXAMPLE_COMPONENT));
+    let engine = engine();
+    // SAFETY: produced by lockfile-host's build script with this same
+    // wasmtime; wasmtime refuses a mismatched artifact.
+    let library =
+        unsafe { Component::deserialize_file(&engine, lockfile_host::PRECOMPILED_LIBRARY) }
+            .expect("load the library");
+    let imports: Vec<String> = library
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    assert!(
+        imports.iter().any(|n| n == "labm8:lockfile/files@0.2.0"),
+        "{imports:?}"
+    );
+}
+
 #[test]
 fn lockfile_wasi_imports_only_wasi_and_locks_for_the_process_running_it() {
     let dir = sandbox();

@@ -47,7 +47,9 @@ pub enum Kind {
 pub trait Dir {
     /// What is at `name`, or `None` when nothing is.
     fn kind(&self, name: &str) -> io::Result<Option<Kind>>;
-    /// Up to `limit` bytes of the regular file `name`.
+    /// Up to `limit` bytes of the regular file `name`. `limit` is at most
+    /// [`crate::FILES_READ_LIMIT`]: the component's reads go through its
+    /// host's `files`, which refuses more.
     fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>>;
     /// As [`Dir::read`], and when the file system last modified that same
     /// file (its clock), where it can tell. Asked only for leased locks.
