@@ -31,6 +31,13 @@ fn components(path: &str) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
+/// Whether `name` names one entry of a directory, never a path: not empty,
+/// `.` or `..`, and without `/` or NUL. The rule of `labm8:lockfile/files`,
+/// for its WASI form (`wasi_dir`) and `lockfile_host`'s native one alike.
+pub fn is_entry_name(name: &str) -> bool {
+    !(name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']))
+}
+
 /// Finds the preopen (by guest path, e.g. `/var/lock` or `.`) that holds the
 /// lock at `path`.
 ///
@@ -121,6 +128,16 @@ mod tests {
         assert_eq!(locate("x.lock", &["/tmp", "."]), Ok(at(1, ".", "x.lock")));
         assert_eq!(locate("./sub/x.lock", &["."]), Ok(at(0, "sub", "x.lock")));
         assert!(locate("x.lock", &["/tmp"]).is_err());
+    }
+
+    #[test]
+    fn an_entry_name_is_one_component() {
+        for ok in ["x.lock", ".x.lock.1.2.tmp", "..x", "a b"] {
+            assert!(is_entry_name(ok), "{ok:?}");
+        }
+        for bad in ["", ".", "..", "a/b", "/x", "x/", "../x", "x\0y"] {
+            assert!(!is_entry_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -104,10 +104,9 @@ fn rewrite_file(dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, Error
 
 /// `files` names one entry of the directory it is given, never a path.
 fn one_component(name: &str) -> Result<(), ErrorCode> {
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-        return Err(ErrorCode::Invalid);
-    }
-    Ok(())
+    crate::paths::is_entry_name(name)
+        .then_some(())
+        .ok_or(ErrorCode::Invalid)
 }
 
 /// Opens the directory of the lock at `path` and returns it with the lock's name.

@@ -66,10 +66,8 @@ const FILES: lockfile_core::wasi_dir::Plain = lockfile_core::wasi_dir::Plain;
 
 #[cfg(not(feature = "portable"))]
 mod host_files {
-    use lockfile_core::wasi_dir::Files;
+    use lockfile_core::wasi_dir::{Files, Plain};
     use wasi::filesystem::types::{Descriptor, ErrorCode};
-
-    use lockfile_core::wasi_dir::Plain;
 
     use crate::bindings::labm8::lockfile::files;
 

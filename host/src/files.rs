@@ -74,12 +74,12 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime:
 }
 
 /// The directory `dir` names, with whether it may be written to.
-fn directory(
-    table: &ResourceTable,
+fn directory<'t>(
+    table: &'t ResourceTable,
     dir: &Resource<Descriptor>,
-) -> Result<(std::sync::Arc<std::fs::File>, bool), ErrorCode> {
+) -> Result<(&'t std::fs::File, bool), ErrorCode> {
     match table.get(dir) {
-        Ok(Descriptor::Dir(d)) => Ok((d.dir.clone(), !d.perms.write_not_permitted())),
+        Ok(Descriptor::Dir(d)) => Ok((&d.dir, !d.perms.write_not_permitted())),
         Ok(Descriptor::File(_)) => Err(ErrorCode::NotDirectory),
         Err(_) => Err(ErrorCode::BadDescriptor),
     }
@@ -94,12 +94,11 @@ fn code(error: std::io::Error) -> ErrorCode {
 }
 
 /// `files` names one entry of the directory it is given, never a path: the
-/// same rule as `lockfile_core::wasi_dir`'s.
+/// rule of its WASI form too (`lockfile_core::paths::is_entry_name`).
 fn one_component(name: &str) -> Result<(), ErrorCode> {
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-        return Err(ErrorCode::Invalid);
-    }
-    Ok(())
+    lockfile_core::paths::is_entry_name(name)
+        .then_some(())
+        .ok_or(ErrorCode::Invalid)
 }
 
 impl wit::Host for ResourceTable {
@@ -114,7 +113,7 @@ impl wit::Host for ResourceTable {
             return Err(ErrorCode::Invalid);
         }
         let (dir, _) = directory(self, &dir)?;
-        native::read(&dir, &name, limit)
+        native::read(dir, &name, limit)
     }
 
     fn rewrite(
@@ -128,7 +127,7 @@ impl wit::Host for ResourceTable {
         if !writable {
             return Err(ErrorCode::NotPermitted);
         }
-        native::rewrite(&dir, &name, &data)
+        native::rewrite(dir, &name, &data)
     }
 }
 
