@@ -108,8 +108,9 @@ pub enum Cmd {
     Write {
         /// The lock file.
         path: PathBuf,
-        /// The pid to record.
-        #[arg(value_parser = parse_pid, allow_negative_numbers = true)]
+        /// The pid to record (0 as labm8 allows it: a lock of an owner
+        /// whose liveness is unknown, held until forced).
+        #[arg(value_parser = parse_recorded_pid, allow_negative_numbers = true)]
         pid: u32,
         /// Unix time in seconds (fractions allowed); default: now.
         timestamp: Option<String>,
@@ -194,6 +195,14 @@ fn parse_pid(s: &str) -> Result<u32, String> {
         .filter(|p| (1..=max).contains(p))
         .and_then(|p| u32::try_from(p).ok())
         .ok_or_else(|| format!("`{s}` is not a pid: a pid is a whole number from 1 to {max}"))
+}
+
+/// A pid to record as given (`write`): 0 too, as labm8's `write` takes it.
+fn parse_recorded_pid(s: &str) -> Result<u32, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    parse_pid(s)
 }
 
 fn parse_wait(s: &str) -> Result<Wait, String> {
@@ -505,7 +514,7 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
             pid,
             timestamp,
         } => {
-            lockfile_core::format::check_pid(pid).map_err(Failure::Usage)?;
+            lockfile_core::format::check_recorded_pid(pid).map_err(Failure::Usage)?;
             let timestamp = match timestamp {
                 Some(t) => Timestamp::parse(&t).map_err(Failure::Usage)?,
                 None => now(),

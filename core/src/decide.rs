@@ -318,6 +318,19 @@ pub fn judge_with(
     namespace_alive: impl FnOnce(u64) -> Option<bool>,
 ) -> Judgement {
     let pid = record.pid;
+    if pid == 0 {
+        // labm8's `write` plants pid 0 (its own test of `force` does), and
+        // labm8 reads it as alive (`kill(0, 0)` signals the caller's process
+        // group). No process has pid 0, so no fact about one can tell whether
+        // its owner runs: held until forced, and never taken as stale.
+        return judgement(
+            Cause::UnknownLiveness,
+            Verdict::Held,
+            "the lock names pid 0, which is no process (labm8's `write` allows it), so whether \
+             its owner runs cannot be told; a lock whose owner is unknown is never judged stale"
+                .into(),
+        );
+    }
     let same_host = match (&record.hostname, &machine.hostname) {
         (Some(theirs), Some(ours)) if theirs != ours => {
             return judgement(
@@ -622,6 +635,26 @@ mod tests {
         };
         assert_eq!(verdict(&record(200), dead), Verdict::Stale);
         assert_eq!(verdict(&record(200), ProcessInfo::UNKNOWN), Verdict::Held);
+    }
+
+    #[test]
+    fn pid_0_is_held_by_an_owner_of_unknown_liveness_whatever_is_asked() {
+        let dead = ProcessInfo {
+            liveness: Liveness::Dead,
+            ..ProcessInfo::UNKNOWN
+        };
+        for info in [dead, ProcessInfo::UNKNOWN, alive(Some(1), Some(T0))] {
+            let judged = judge(&record(0), &me(), &machine(), |_| info);
+            assert_eq!(judged.verdict, Verdict::Held);
+            assert_eq!(judged.cause, Cause::UnknownLiveness);
+            assert!(judged.reason.contains("pid 0"), "{}", judged.reason);
+        }
+        let previous_boot = Record {
+            boot_id: Some("boot-old".into()),
+            hostname: Some("here".into()),
+            ..record(0)
+        };
+        assert_eq!(verdict(&previous_boot, dead), Verdict::Held);
     }
 
     #[test]

@@ -290,8 +290,10 @@ fn parse_pid(token: &str) -> Result<u32, FormatError> {
             shown()
         )));
     }
+    // pid 0 is accepted: labm8's `write` plants it (its test of `force`
+    // does), and labm8 reads it as a live owner. It is judged held, by an
+    // owner whose liveness cannot be told (`decide`).
     match token.parse::<u64>() {
-        Ok(0) => Err(FormatError::BadPid("pid 0 is not a process".into())),
         Ok(pid) if pid <= MAX_PID => Ok(pid as u32),
         _ => Err(FormatError::BadPid(format!(
             "pid `{}` is out of range (the largest is {MAX_PID})",
@@ -303,14 +305,26 @@ fn parse_pid(token: &str) -> Result<u32, FormatError> {
 /// The largest pid a lock may name: `pid_t` is a signed 32-bit integer.
 pub const MAX_PID: u64 = i32::MAX as u64;
 
-/// Checks a pid given by a caller (for `write`).
+/// Checks the pid of a process a lock is taken for, or a claim is run by:
+/// a real process, which a reader can judge.
 ///
 /// # Errors
 /// A message when the pid is 0 or beyond [`MAX_PID`].
 pub fn check_pid(pid: u32) -> Result<(), String> {
     if pid == 0 {
         Err("pid 0 is not a process".into())
-    } else if u64::from(pid) > MAX_PID {
+    } else {
+        check_recorded_pid(pid)
+    }
+}
+
+/// Checks a pid a caller asks to record as it is (labm8's static `write`):
+/// anything a reader parses, pid 0 included.
+///
+/// # Errors
+/// A message when the pid is beyond [`MAX_PID`].
+pub fn check_recorded_pid(pid: u32) -> Result<(), String> {
+    if u64::from(pid) > MAX_PID {
         Err(format!(
             "pid {pid} is out of range (the largest is {MAX_PID})"
         ))
@@ -540,7 +554,6 @@ mod tests {
             (b"  \n\t ", "empty"),
             (b"garbage here", "not a number"),
             (b"-5 1700000000.0", "negative"),
-            (b"0 1700000000.0", "pid 0"),
             (b"99999999999999999999 1.0", "out of range"),
             (b"2147483648 1.0", "out of range"),
             (b"12", "no timestamp"),
@@ -596,6 +609,15 @@ mod tests {
         assert!(check_pid(1).is_ok());
         assert!(check_pid(4_194_304).is_ok());
         assert!(check_pid(u32::MAX).is_err());
+        assert!(check_recorded_pid(0).is_ok());
+        assert!(check_recorded_pid(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn pid_0_parses_as_labm8_writes_it() {
+        let r = parse(b"0 1700000000.5\n").expect("parses");
+        assert_eq!(r.pid, 0);
+        assert_eq!(r.timestamp.seconds, 1_700_000_000);
     }
 
     #[test]

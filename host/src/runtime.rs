@@ -251,6 +251,23 @@ impl Runtime {
         })
     }
 
+    /// A runtime sharing this one's engine and loaded component that acts
+    /// for the calling process. A runtime records the process that created
+    /// it, and locks opened from it are taken for that process: a child
+    /// made by `fork` must use one of these (cheap: nothing is loaded
+    /// again), and must [`LockFile::abandon`] the handles it inherited.
+    #[must_use]
+    pub fn for_current_process(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+            pre: self.pre.clone(),
+            machine: self.machine.clone(),
+            runner: process_ctx::this_process(),
+            test_pauses: self.test_pauses.clone(),
+            in_place: self.in_place,
+        }
+    }
+
     /// Whether this runtime runs the component's code where it lies in the
     /// binary ([`Runtime::for_command`]): for tests, since a copy behaves
     /// the same and only costs start-up time.
@@ -343,6 +360,7 @@ impl Runtime {
             lib,
             resource,
             path: full,
+            clean_up: true,
         })
     }
 
@@ -363,7 +381,8 @@ impl Runtime {
     /// replacing a regular file there.
     ///
     /// # Errors
-    /// [`Error::NotAFile`], [`Error::Unreachable`], [`Error::Io`] (also for pid 0).
+    /// [`Error::NotAFile`], [`Error::Unreachable`], [`Error::Io`] (also for a pid
+    /// beyond the largest; pid 0 is written, as labm8 allows it).
     pub fn write(
         &self,
         path: impl AsRef<Path>,
@@ -559,6 +578,9 @@ pub struct LockFile {
     lib: Library,
     resource: ResourceAny,
     path: PathBuf,
+    /// Whether dropping the handle lets the component clean up after it
+    /// (see [`LockFile::abandon`]).
+    clean_up: bool,
 }
 
 impl std::fmt::Debug for LockFile {
@@ -584,6 +606,16 @@ impl LockFile {
     /// The lock's path (absolute, with its directory's links resolved).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Drops the handle without letting the component clean up after it:
+    /// for a child made by `fork`, whose inherited handle is its parent's.
+    /// The files the handle keeps beside the lock (its spare) are the
+    /// parent's, which dropping the handle would remove under it, and
+    /// the child must not take another step with the parent's handle (its
+    /// nonces and names would repeat the parent's).
+    pub fn abandon(mut self) {
+        self.clean_up = false;
     }
 
     /// Claims the lock: when unheld, when this process holds it already, with
@@ -739,6 +771,9 @@ impl Drop for LockFile {
     /// file a cycling handle keeps beside the lock). Does not release the
     /// lock: labm8's `LockFile` does not either; use [`LockFile::lock`] for that.
     fn drop(&mut self) {
+        if !self.clean_up {
+            return;
+        }
         let _runtime = for_call(self.store.data());
         let _ = self.resource.resource_drop(&mut self.store);
     }

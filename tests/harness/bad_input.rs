@@ -14,7 +14,6 @@ const MALFORMED: &[(&str, &[u8], &str)] = &[
     ("blank", b" \n\n", "the file is empty"),
     ("garbage", b"hello world", "pid `hello` is not a number"),
     ("negative pid", b"-12 1700000000.0", "is negative"),
-    ("zero pid", b"0 1700000000.0", "pid 0 is not a process"),
     (
         "overflowing pid",
         b"99999999999 1700000000.0",
@@ -74,6 +73,48 @@ fn malformed_lock_files_are_refused_named_and_kept() {
         expect_code(&lockfile(&["release", "--force", s(&lock)]), 0);
         assert!(!lock.exists(), "{what}: force release removes it");
     }
+}
+
+/// labm8's `write` plants pid 0 (its own test of `force` does) and reads
+/// it as a live owner. No process has pid 0: the lock is held by an owner
+/// whose liveness is unknown, never stale, and only force takes or removes it.
+#[test]
+fn a_lock_naming_pid_0_is_held_by_an_unknown_owner_until_forced() {
+    let dir = sandbox();
+    let lock = dir.path().join("zero.lock");
+    let owner = Sleeper::new();
+    expect_code(&lockfile(&["write", s(&lock), "0", "1700000000.5"]), 0);
+    let planted = fs::read(&lock).expect("planted");
+    assert!(planted.starts_with(b"0 1700000000.5"), "{planted:?}");
+    let v = status_json(&lock, &[]);
+    assert_eq!(v["verdict"], "held");
+    assert_eq!(v["cause"], "unknown-liveness");
+    assert_eq!(v["pid"], 0);
+    for args in [
+        vec!["acquire"],
+        vec!["acquire", "--replace-stale"],
+        vec!["release"],
+    ] {
+        let pid = owner.pid_str();
+        let mut argv = args.clone();
+        argv.extend(["--pid", &pid, s(&lock)]);
+        let out = lockfile(&argv);
+        expect_code(&out, 1);
+        expect_stderr(&out, "held by pid 0 (liveness unknown)");
+        assert_eq!(
+            fs::read(&lock).expect("kept"),
+            planted,
+            "{args:?} changed it"
+        );
+    }
+    expect_code(
+        &lockfile(&["acquire", "--force", "--pid", &owner.pid_str(), s(&lock)]),
+        0,
+    );
+    assert_eq!(status_json(&lock, &[])["pid"], owner.pid());
+    expect_code(&lockfile(&["write", s(&lock), "0"]), 0);
+    expect_code(&lockfile(&["release", "--force", s(&lock)]), 0);
+    assert!(!lock.exists());
 }
 
 #[test]

@@ -168,7 +168,7 @@ fn usage_errors_exit_2() {
         vec!["acquire", "--wait", "soon", s(&lock)],
         vec!["acquire", "--pid", "0", s(&lock)],
         vec!["acquire", "--pid", "-4", s(&lock)],
-        vec!["write", s(&lock), "0"],
+        vec!["write", s(&lock), "-1"],
         vec!["write", s(&lock), "12", "yesterday"],
         vec!["write", s(&lock), "12", "+-5e0"],
         vec!["run", s(&lock)],

@@ -71,7 +71,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// # Errors
     /// `NotAFile` for anything but a regular file at the path; `Io`.
     pub fn write(&self, pid: u32, timestamp: Timestamp) -> Result<(), Error> {
-        format::check_pid(pid).map_err(|message| Error::Io {
+        format::check_recorded_pid(pid).map_err(|message| Error::Io {
             path: self.path.to_owned(),
             message,
         })?;
