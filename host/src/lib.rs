@@ -42,8 +42,8 @@ pub use engine_config::{Allocation, DEFAULT_POOL};
 pub use error::Error;
 pub use lockfile_core::testing::PAUSE_VAR;
 pub use lockfile_core::{
-    display_time, rfc3339, AcquireOptions, Cause, Mode, Owner, Refusal, Status, Timestamp, Verdict,
-    Wait,
+    display_time, rfc3339, AcquireOptions, Backoff, Cause, Mode, Owner, Refusal, Status, Timestamp,
+    Verdict, Wait,
 };
 pub use process_ctx::ProcessCtx;
 pub use runtime::{LockFile, LockGuard, Runtime};

@@ -89,6 +89,50 @@ def test_force(tmp_path, sleeper):
     assert not lock.islocked
 
 
+def test_a_lock_planted_for_pid_0_is_held_until_forced(tmp_path):
+    # labm8's own test of `force` plants pid 0 with the static `write`.
+    path = str(tmp_path / "LOCK")
+    LockFile.write(path, 0, time.time())
+    assert open(path).read().split()[0] == "0"
+    lock = LockFile(path)
+    assert lock.islocked
+    assert lock.pid == 0
+    assert not lock.owned_by_self
+    status = lock.status()
+    assert (status.verdict, status.cause) == ("held", "unknown-liveness")
+    for replace_stale in (False, True):
+        with pytest.raises(UnableToAcquireLockError) as refused:
+            lock.acquire(replace_stale=replace_stale)
+        assert refused.value.pid == 0
+        assert refused.value.cause == "unknown-liveness"
+    with pytest.raises(UnableToReleaseLockError):
+        lock.release()
+    assert lock.pid == 0
+    lock.acquire(force=True)
+    assert lock.islocked and lock.owned_by_self
+    lock.release()
+    assert not os.path.exists(path)
+
+
+def test_flags_may_be_any_truthy_value_as_in_labm8(tmp_path, dead_pid):
+    path = str(tmp_path / "LOCK")
+    LockFile.write(path, dead_pid, time.time())
+    lock = LockFile(path).acquire(replace_stale=1)
+    assert lock.owned_by_self
+    lock.release(force=0)
+    assert not lock.islocked
+
+
+def test_paths_may_be_path_objects_and_tilde_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    lock = LockFile(tmp_path / "LOCK")
+    assert lock.path == str(tmp_path / "LOCK")
+    with lock:
+        assert LockFile("~/LOCK").owned_by_self
+        assert LockFile.read(tmp_path / "LOCK")[0] == os.getpid()
+    assert repr(LockFile("~/LOCK")) == str(tmp_path / "LOCK")
+
+
 def test_release_of_anothers_lock_needs_force(tmp_path, sleeper):
     path = str(tmp_path / "LOCK")
     LockFile.write(path, sleeper.pid, time.time())

@@ -1,8 +1,11 @@
 //! The Python and Node packages' own test suites (pytest, node's test
-//! runner), run against what this build produced: the WASI-only component
-//! and the `lockfile` CLI. Each installs its pinned dependencies into the
-//! project (target/py-venv, node/node_modules) and fails, saying what to
-//! install, when its language is missing.
+//! runner), run against what this build produced: the `lockfile` CLI, and
+//! the WASI-only component. The Python suite builds the package's wheel
+//! with maturin (its native module reuses this build's wasmtime: same
+//! workspace, same profile) and installs it into a fresh virtual
+//! environment. Each installs its pinned dependencies into the project
+//! (target/py-*, node/node_modules) and fails, saying what to install, when
+//! its language is missing.
 
 use std::process::Command;
 

@@ -1,0 +1,136 @@
+"""labm8's exceptions, and the native module's failures turned into them."""
+
+import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover - import cycle at run time
+    from ._lock import LockFile
+
+
+class Owner(NamedTuple):
+    """Who a lock file names."""
+
+    pid: int
+    """The owner's pid (0 when planted so by labm8's ``write``)."""
+    acquired: datetime.datetime
+    """When the lock was acquired (local time, to the microsecond)."""
+    hostname: Optional[str]
+    """The host it was taken on, when recorded."""
+    token: Optional[int]
+    """The fencing token its acquisition issued, if it issued one."""
+
+
+class Status(NamedTuple):
+    """How a lock stands for this process, and why."""
+
+    path: str
+    owner: Optional[Owner]
+    verdict: str
+    """``unlocked``, ``owned-by-self``, ``held``, ``stale``, ``foreign`` or ``malformed``."""
+    cause: str
+    """Why, as a word: ``running``, ``dead``, ``recycled``, ``unknown-liveness``, ..."""
+    reason: str
+    """Why, as a sentence."""
+
+
+def to_datetime(seconds: int, nanos: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds + nanos / 1e9)
+
+
+def to_owner(owner: Optional[Tuple[int, int, int, Optional[str], Optional[int]]]) -> Optional[Owner]:
+    if owner is None:
+        return None
+    pid, seconds, nanos, hostname, token = owner
+    return Owner(pid, to_datetime(seconds, nanos), hostname, token)
+
+
+class Error(Exception):
+    """labm8's base class of lock file errors; every error here is one."""
+
+
+class _Refused(Error):
+    _what = ""
+
+    def __init__(self, lock: "LockFile", refusal: Any = None) -> None:
+        super().__init__()
+        self.lock = lock
+        owner, verdict, cause, reason = refusal if refusal is not None else (None,) * 4
+        owner = to_owner(owner)
+        #: The owner, as recorded (None when constructed without a refusal).
+        self.owner: Optional[Owner] = owner
+        #: The owner's pid.
+        self.pid: Optional[int] = owner.pid if owner is not None else None
+        #: ``held``, ``foreign`` or ``stale``.
+        self.verdict: Optional[str] = verdict
+        #: Why, as a word (see :class:`Status`).
+        self.cause: Optional[str] = cause
+        #: Why, as a sentence.
+        self.reason: Optional[str] = reason
+
+    @property
+    def date(self) -> Optional[datetime.date]:
+        """The day the owner acquired the lock (labm8's ``date``)."""
+        return self.owner.acquired.date() if self.owner is not None else None
+
+    def __str__(self) -> str:
+        # labm8's three lines, then why.
+        text = (
+            "Unable to {} file lock owned by a different process.\n"
+            "Lock acquired by process {} on {}.\n"
+            "Lock path: {}"
+        ).format(self._what, self.pid, self.date, self.lock.path)
+        if self.reason:
+            text += "\nWhy: {} ({})".format(self.reason, self.verdict)
+        return text
+
+
+class UnableToAcquireLockError(_Refused):
+    """labm8's error: another owner holds the lock (also when a wait for it
+    ran out)."""
+
+    _what = "acquire"
+
+
+class UnableToReleaseLockError(_Refused):
+    """labm8's error: the lock belongs to another owner."""
+
+    _what = "release"
+
+
+class LockFileError(Error):
+    """Any other failure, with the path and what is wrong.
+
+    ``kind`` is one of ``malformed`` (the file cannot be parsed; it is left
+    alone, only ``force`` replaces it), ``not-a-file``, ``unreachable`` (no
+    such directory), ``denied``, ``contended`` (the lock changed hands too
+    often while we looked: try again, or wait), ``lost`` (``refresh`` found
+    the lock no longer ours), ``io``, ``invalid-identity``,
+    ``no-such-process`` and ``runtime`` (a bug: please report it).
+    """
+
+    def __init__(self, kind: str, path: str, message: str, text: Optional[str] = None) -> None:
+        super().__init__(text if text is not None else "{}: {}".format(path, message))
+        self.kind = kind
+        self.path = path
+        self.message = message
+
+
+class LockLostError(LockFileError):
+    """``refresh`` found the lock no longer ours: gone, taken over after its
+    lease ran out, or its lease already ran out. Whatever the holder does
+    now, it does without the lock."""
+
+
+def from_failure(lock: Optional["LockFile"], failure: BaseException) -> Error:
+    """The native module's ``Failure(kind, path, message, text, refusal)`` as ours."""
+    kind, path, message, text, refusal = failure.args
+    if kind == "unable-to-acquire" or kind == "unable-to-release":
+        if lock is None:
+            from ._lock import LockFile
+
+            lock = LockFile(path)
+        cls = UnableToAcquireLockError if kind == "unable-to-acquire" else UnableToReleaseLockError
+        return cls(lock, refusal)
+    if kind == "lost":
+        return LockLostError(kind, path, message, text)
+    return LockFileError(kind, path, message, text)

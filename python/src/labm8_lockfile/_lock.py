@@ -1,0 +1,322 @@
+"""``LockFile``: labm8's API over the native module, plus waits, leases,
+tokens and asyncio."""
+
+import asyncio
+import atexit
+import datetime
+import os
+import time
+import weakref
+from typing import Any, Callable, Optional, Tuple, TypeVar, Union
+
+from . import _native
+from ._errors import Status, from_failure, to_datetime, to_owner
+
+_Failure = _native.Failure
+#: Failures a wait retries: another owner holds the lock, or it changed
+#: hands too often while we looked.
+_RETRIED = ("unable-to-acquire", "contended")
+
+PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
+
+#: Every LockFile that may have a handle open, closed at exit: a handle that
+#: acquires and releases keeps a spare file beside the lock, removed when
+#: the handle closes (a collected LockFile closes as it goes).
+_open: "weakref.WeakSet[LockFile]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for lock in list(_open):
+        try:
+            lock.close()
+        except Exception:  # noqa: BLE001 - the interpreter is going away
+            pass
+
+
+def _check_timeout(timeout: Optional[float]) -> None:
+    if timeout is not None and not timeout >= 0:
+        raise ValueError(
+            "timeout={!r}: give None (wait for ever), 0 (do not wait) or a "
+            "positive number of seconds".format(timeout)
+        )
+
+
+class LockFile:
+    """A lock file at ``path``: labm8's ``LockFile``.
+
+    The lock is the process's: every thread of it shares the lock (as with
+    labm8), and ``acquire`` when this process holds it already is a no-op.
+    A ``LockFile`` may be used from several threads, and after ``os.fork()``
+    the child acts for itself (its own pid) at once.
+
+    Attributes:
+        path (str): the path as given, with ``~`` expanded (as labm8 keeps it).
+    """
+
+    __slots__ = ("path", "_native", "__weakref__")
+
+    def __init__(self, path: PathLike) -> None:
+        self.path: str = os.path.expanduser(os.fspath(path))
+        # Opens nothing yet: labm8 touches nothing until the lock is used.
+        self._native = _native.Lock(self.path)
+        _open.add(self)
+
+    # -- labm8's API --------------------------------------------------------
+
+    def acquire(
+        self,
+        replace_stale: bool = False,
+        force: bool = False,
+        *,
+        timeout: Optional[float] = 0,
+        lease: Optional[float] = None,
+        token: bool = False,
+    ) -> "LockFile":
+        """Claims the lock: when unheld, when this process holds it already (a
+        no-op), with ``force`` always, with ``replace_stale`` when its owner
+        is gone. Returns self.
+
+        Args:
+            replace_stale: also take over a lock whose owner is gone (dead,
+                its pid recycled, from a previous boot).
+            force: take it whoever holds it (even a malformed file).
+            timeout: how long to keep trying while another owner holds it,
+                in seconds: 0 (the default, labm8's behaviour) tries once,
+                ``None`` waits for ever. Pauses grow from 5 ms to 250 ms.
+            lease: seconds after which another host may take the lock unless
+                it is refreshed (see :meth:`refresh`); for locks on shared
+                file systems.
+            token: issue a fencing token with the acquisition (see :attr:`token`).
+
+        Raises:
+            UnableToAcquireLockError: another owner holds it (when the wait
+                ran out, the last owner seen).
+            LockFileError: anything else (a malformed file, a missing directory).
+            ValueError: a negative timeout or lease.
+        """
+        if timeout != 0:
+            _check_timeout(timeout)
+        native = self._native
+        # labm8 takes any truthy value for its flags.
+        replace_stale, force, token = bool(replace_stale), bool(force), bool(token)
+        try:
+            native.acquire(replace_stale, force, lease, token)
+            return self
+        except _Failure as failure:
+            if timeout == 0 or failure.args[0] not in _RETRIED:
+                raise from_failure(self, failure) from None
+            last = failure
+        schedule = _native.Schedule(timeout)
+        start = time.monotonic()
+        while True:
+            pause = schedule.pause(time.monotonic() - start)
+            if pause is None:
+                raise from_failure(self, last) from None
+            time.sleep(pause)
+            try:
+                native.acquire(replace_stale, force, lease, token)
+                return self
+            except _Failure as failure:
+                if failure.args[0] not in _RETRIED:
+                    raise from_failure(self, failure) from None
+                last = failure
+
+    def release(self, force: bool = False) -> None:
+        """Releases the lock: a no-op when unheld; with ``force``, whoever holds it.
+
+        Raises:
+            UnableToReleaseLockError: another owner holds it.
+            LockFileError: anything else.
+        """
+        try:
+            self._native.release(bool(force))
+        except _Failure as failure:
+            raise from_failure(self, failure) from None
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The owner's pid; None when the lock is not held."""
+        return self._query(self._native.pid, None)
+
+    @property
+    def date(self) -> Optional[datetime.date]:
+        """The day the lock was acquired (labm8's ``datetime.date``); None when not held."""
+        acquired = self.acquired
+        return acquired.date() if acquired is not None else None
+
+    @property
+    def islocked(self) -> bool:
+        """Whether a lock file exists."""
+        return self._query(self._native.is_locked, False)
+
+    @property
+    def owned_by_self(self) -> bool:
+        """Whether this process holds the lock."""
+        return self._query(self._native.owned_by_self, False)
+
+    def __repr__(self) -> str:
+        return self.path
+
+    def __enter__(self) -> "LockFile":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    @staticmethod
+    def read(path: PathLike) -> Tuple[Optional[int], Optional[datetime.date]]:
+        """labm8's ``LockFile.read``: ``(pid, date)`` of the owner at
+        ``path``, or ``(None, None)`` when unlocked."""
+        path = os.path.expanduser(os.fspath(path))
+        try:
+            owner = to_owner(_native.read(path))
+        except _Failure as failure:
+            if _missing_directory(failure):
+                return None, None  # labm8's answer
+            raise from_failure(None, failure) from None
+        if owner is None:
+            return None, None
+        return owner.pid, owner.acquired.date()
+
+    @staticmethod
+    def write(path: PathLike, pid: int, timestamp: Union[float, datetime.datetime]) -> None:
+        """labm8's ``LockFile.write``: plants ``PID TIMESTAMP`` at ``path``,
+        replacing a regular file there atomically. ``timestamp``: Unix
+        seconds (``time.time()``) or a ``datetime``. Any pid from 0 up, as
+        labm8 allows: a lock naming pid 0 is held by an owner whose liveness
+        cannot be told, never stale, taken only by force."""
+        if isinstance(timestamp, datetime.datetime):
+            timestamp = timestamp.timestamp()
+        seconds = float(timestamp)
+        if not 0 <= seconds < 1e15:
+            raise ValueError("timestamp {!r} is not a time after 1970".format(timestamp))
+        if not 0 <= int(pid) < 2**32:
+            raise ValueError("pid {!r} is not a pid".format(pid))
+        whole = int(seconds)
+        nanos = min(int(round((seconds - whole) * 1e9)), 999_999_999)
+        try:
+            _native.write(os.path.expanduser(os.fspath(path)), int(pid), whole, nanos)
+        except _Failure as failure:
+            raise from_failure(None, failure) from None
+
+    # -- beyond labm8 -------------------------------------------------------
+
+    @property
+    def acquired(self) -> Optional[datetime.datetime]:
+        """When the lock was acquired, to the microsecond; None when not held."""
+        date = self._query(self._native.date, None)
+        return to_datetime(*date) if date is not None else None
+
+    @property
+    def token(self) -> Optional[int]:
+        """The fencing token of the lock's current acquisition (taken with
+        ``token=True``): larger than every earlier acquisition's of this
+        lock. Pass it to the storage you write to, which refuses tokens
+        lower than one it has seen. None when unlocked or taken without one."""
+        return self._query(self._native.token, None)
+
+    def refresh(self) -> None:
+        """Renews the lease of the lock this process holds (taken with
+        ``lease=``). Call it well within the lease (a third of it, say).
+
+        Raises:
+            LockLostError: the lock is gone, not ours, or its lease already ran out.
+            LockFileError: anything else.
+        """
+        try:
+            self._native.refresh()
+        except _Failure as failure:
+            raise from_failure(self, failure) from None
+
+    def status(self) -> Status:
+        """The owner, the verdict (``unlocked``, ``owned-by-self``, ``held``,
+        ``stale``, ``foreign``, ``malformed``), its cause and the reason.
+
+        Raises:
+            LockFileError: the lock cannot be read (a malformed file is a
+                verdict, not an error).
+        """
+        try:
+            path, owner, verdict, cause, reason = self._native.status()
+        except _Failure as failure:
+            raise from_failure(self, failure) from None
+        return Status(path, to_owner(owner), verdict, cause, reason)
+
+    @property
+    def verdict(self) -> str:
+        """How the lock stands for this process (see :meth:`status`)."""
+        return self.status().verdict
+
+    @property
+    def reason(self) -> str:
+        """Why, as a sentence (see :meth:`status`)."""
+        return self.status().reason
+
+    def close(self) -> None:
+        """Lets the component clean up after this handle (a handle that
+        acquires and releases keeps a spare file beside the lock, removed
+        here). Does not release the lock (labm8's rule). Called when the
+        object is collected, and for every open handle at exit; the object
+        stays usable."""
+        self._native.close()
+
+    # -- asyncio ------------------------------------------------------------
+
+    async def acquire_async(
+        self,
+        replace_stale: bool = False,
+        force: bool = False,
+        *,
+        timeout: Optional[float] = 0,
+        lease: Optional[float] = None,
+        token: bool = False,
+    ) -> "LockFile":
+        """:meth:`acquire` for asyncio: pauses between attempts are
+        ``asyncio.sleep``, so waiting never blocks the event loop. Each
+        attempt is one call of a few microseconds on a local disk, made
+        inline, so that a cancelled wait never leaves a lock taken behind
+        it."""
+        _check_timeout(timeout)
+        schedule = _native.Schedule(timeout)
+        native = self._native
+        replace_stale, force, token = bool(replace_stale), bool(force), bool(token)
+        start = time.monotonic()
+        while True:
+            try:
+                native.acquire(replace_stale, force, lease, token)
+                return self
+            except _Failure as failure:
+                if failure.args[0] not in _RETRIED:
+                    raise from_failure(self, failure) from None
+                pause = schedule.pause(time.monotonic() - start)
+                if pause is None:
+                    raise from_failure(self, failure) from None
+            await asyncio.sleep(pause)
+
+    async def release_async(self, force: bool = False) -> None:
+        """:meth:`release`, for symmetry in asyncio code (one short call)."""
+        self.release(force)
+
+    async def __aenter__(self) -> "LockFile":
+        return await self.acquire_async()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.release()
+
+    # -- internals ----------------------------------------------------------
+
+    def _query(self, call: Callable[[], T], absent: T) -> T:
+        # labm8 answers "not locked" for a lock whose directory is missing.
+        try:
+            return call()
+        except _Failure as failure:
+            if _missing_directory(failure):
+                return absent
+            raise from_failure(self, failure) from None
+
+
+def _missing_directory(failure: BaseException) -> bool:
+    kind, path = failure.args[0], failure.args[1]
+    return kind == "unreachable" and not os.path.isdir(os.path.dirname(os.path.abspath(path)))
