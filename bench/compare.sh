@@ -8,13 +8,13 @@ cd "$(dirname "$0")/.."
 if [ ! -x target/bench-venv/bin/python ]; then
   python3 -m venv target/bench-venv
 fi
-target/bench-venv/bin/pip install -q --disable-pip-version-check labm8==0.1.2 filelock >&2 || true
+target/bench-venv/bin/pip install -q --disable-pip-version-check labm8==0.1.2 filelock==4.3.2 >&2 || true
 
 rustup target add wasm32-wasip2 >&2
 cargo build --release --bin lockfile --examples >&2
-# This project's Python package, carrying the component just built.
-LOCKFILE_WASI_COMPONENT="$PWD/target/release/lockfile-wasi.wasm" \
-  target/bench-venv/bin/pip install -q --disable-pip-version-check --force-reinstall ./python >&2
+# This project's Python package, built as users build it (`pip install
+# ./python`: maturin, the release profile, the same target/).
+target/bench-venv/bin/pip install -q --disable-pip-version-check --force-reinstall ./python >&2
 bin=target/release/lockfile
 work="$(mktemp -d)"
 sleep 3600 & holder=$!
@@ -72,4 +72,14 @@ target/bench-venv/bin/python bench/peers.py "$work" | tee "$work/peers.txt"
 node bench/node-cycle.mjs "$work" | tee -a "$work/peers.txt"
 while read -r _ name value _; do
   ratio "${name%_cycle}_vs_component" "$value" "$comp"
-done < <(grep '^BENCH' "$work/peers.txt")
+done < <(grep '^BENCH [a-z0-9_]*_cycle ' "$work/peers.txt")
+# The Python package against the Python peers, from the same interleaved run.
+peer() { awk -v n="$1" '$1 == "BENCH" && $2 == n {print $3}' "$work/peers.txt"; }
+if [ -n "$(peer labm8_lockfile_cycle)" ]; then
+  ratio labm8_lockfile_vs_filelock_cycle "$(peer labm8_lockfile_cycle)" "$(peer filelock_cycle)"
+  [ -z "$(peer labm8_cycle)" ] ||
+    ratio labm8_lockfile_vs_labm8_cycle "$(peer labm8_lockfile_cycle)" "$(peer labm8_cycle)"
+  python3 -c "print('BENCH labm8_lockfile_import %.2f ms' % ($(peer import_labm8_lockfile) - $(peer python_pass)))"
+  [ -z "$(peer labm8_process)" ] ||
+    ratio labm8_lockfile_vs_labm8_process "$(peer labm8_lockfile_process)" "$(peer labm8_process)"
+fi

@@ -1,36 +1,42 @@
 """labm8's exceptions, and the native module's failures turned into them."""
 
-import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Tuple
+from __future__ import annotations
 
-if TYPE_CHECKING:  # pragma: no cover - import cycle at run time
+import collections
+import datetime
+TYPE_CHECKING = False  # as `typing.TYPE_CHECKING`, without importing typing
+
+if TYPE_CHECKING:  # typing costs ~10 ms to import: for type checkers only
+    from typing import Any, NamedTuple, Optional, Tuple
+
     from ._lock import LockFile
 
+    class Owner(NamedTuple):
+        pid: int
+        acquired: datetime.datetime
+        hostname: Optional[str]
+        token: Optional[int]
 
-class Owner(NamedTuple):
-    """Who a lock file names."""
+    class Status(NamedTuple):
+        path: str
+        owner: Optional[Owner]
+        verdict: str
+        cause: str
+        reason: str
 
-    pid: int
-    """The owner's pid (0 when planted so by labm8's ``write``)."""
-    acquired: datetime.datetime
-    """When the lock was acquired (local time, to the microsecond)."""
-    hostname: Optional[str]
-    """The host it was taken on, when recorded."""
-    token: Optional[int]
-    """The fencing token its acquisition issued, if it issued one."""
+else:
+    Owner = collections.namedtuple("Owner", "pid acquired hostname token")
+    Status = collections.namedtuple("Status", "path owner verdict cause reason")
 
-
-class Status(NamedTuple):
-    """How a lock stands for this process, and why."""
-
-    path: str
-    owner: Optional[Owner]
-    verdict: str
-    """``unlocked``, ``owned-by-self``, ``held``, ``stale``, ``foreign`` or ``malformed``."""
-    cause: str
-    """Why, as a word: ``running``, ``dead``, ``recycled``, ``unknown-liveness``, ..."""
-    reason: str
-    """Why, as a sentence."""
+Owner.__doc__ = """Who a lock file names: ``pid`` (0 when planted so by labm8's
+``write``), ``acquired`` (a local ``datetime``, to the microsecond),
+``hostname`` (when recorded) and ``token`` (the fencing token its
+acquisition issued, if any)."""
+Status.__doc__ = """How a lock stands for this process: ``path``, ``owner`` (an
+:class:`Owner`, or None), ``verdict`` (``unlocked``, ``owned-by-self``,
+``held``, ``stale``, ``foreign`` or ``malformed``), ``cause`` (why, as a
+word: ``running``, ``dead``, ``recycled``, ``unknown-liveness``, ...) and
+``reason`` (why, as a sentence)."""
 
 
 def to_datetime(seconds: int, nanos: int) -> datetime.datetime:

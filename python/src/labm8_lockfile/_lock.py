@@ -1,29 +1,33 @@
 """``LockFile``: labm8's API over the native module, plus waits, leases,
 tokens and asyncio."""
 
-import asyncio
+from __future__ import annotations
+
 import atexit
 import datetime
 import os
 import time
 import weakref
-from typing import Any, Callable, Optional, Tuple, TypeVar, Union
+TYPE_CHECKING = False  # as `typing.TYPE_CHECKING`, without importing typing
 
 from . import _native
 from ._errors import Status, from_failure, to_datetime, to_owner
+
+if TYPE_CHECKING:  # typing costs ~10 ms to import: for type checkers only
+    from typing import Any, Callable, Optional, Tuple, TypeVar, Union
+
+    PathLike = Union[str, "os.PathLike[str]"]
+    T = TypeVar("T")
 
 _Failure = _native.Failure
 #: Failures a wait retries: another owner holds the lock, or it changed
 #: hands too often while we looked.
 _RETRIED = ("unable-to-acquire", "contended")
 
-PathLike = Union[str, "os.PathLike[str]"]
-T = TypeVar("T")
-
 #: Every LockFile that may have a handle open, closed at exit: a handle that
 #: acquires and releases keeps a spare file beside the lock, removed when
 #: the handle closes (a collected LockFile closes as it goes).
-_open: "weakref.WeakSet[LockFile]" = weakref.WeakSet()
+_open: weakref.WeakSet[LockFile] = weakref.WeakSet()
 
 
 @atexit.register
@@ -293,7 +297,7 @@ class LockFile:
                 pause = schedule.pause(time.monotonic() - start)
                 if pause is None:
                     raise from_failure(self, failure) from None
-            await asyncio.sleep(pause)
+            await _sleep(pause)
 
     async def release_async(self, force: bool = False) -> None:
         """:meth:`release`, for symmetry in asyncio code (one short call)."""
@@ -315,6 +319,14 @@ class LockFile:
             if _missing_directory(failure):
                 return absent
             raise from_failure(self, failure) from None
+
+
+async def _sleep(seconds: float) -> None:
+    # asyncio is imported on first use: it is most of what importing the
+    # package would cost otherwise (about 35 ms), and sync users never need it.
+    import asyncio
+
+    await asyncio.sleep(seconds)
 
 
 def _missing_directory(failure: BaseException) -> bool:
