@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import errno
 TYPE_CHECKING = False  # as `typing.TYPE_CHECKING`, without importing typing
 
 if TYPE_CHECKING:  # typing costs ~10 ms to import: for type checkers only
@@ -40,7 +41,17 @@ word: ``running``, ``dead``, ``recycled``, ``unknown-liveness``, ...) and
 
 
 def to_datetime(seconds: int, nanos: int) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(seconds + nanos / 1e9)
+    """A record's time as a local ``datetime``, to the microsecond (cut, not
+    rounded: never into the next second). A time a local ``datetime`` cannot
+    hold (the file format allows up to the end of year 9999 UTC, which some
+    time zones put in year 10000) is ``datetime.max``: an error naming its
+    owner must not become a ValueError."""
+    try:
+        return datetime.datetime.fromtimestamp(seconds) + datetime.timedelta(
+            microseconds=nanos // 1000
+        )
+    except (OverflowError, ValueError, OSError):
+        return datetime.datetime.max
 
 
 def to_owner(owner: Optional[Tuple[int, int, int, Optional[str], Optional[int]]]) -> Optional[Owner]:
@@ -58,7 +69,7 @@ class _Refused(Error):
     _what = ""
 
     def __init__(self, lock: "LockFile", refusal: Any = None) -> None:
-        super().__init__()
+        super().__init__(lock, refusal)
         self.lock = lock
         owner, verdict, cause, reason = refusal if refusal is not None else (None,) * 4
         owner = to_owner(owner)
@@ -103,8 +114,11 @@ class UnableToReleaseLockError(_Refused):
     _what = "release"
 
 
-class LockFileError(Error):
-    """Any other failure, with the path and what is wrong.
+class LockFileError(Error, OSError):
+    """Any other failure, with the path and what is wrong. An ``OSError``
+    too (labm8's lock raised ``OSError`` for these), with ``errno`` set
+    where one fits (``ENOENT`` for ``unreachable``, ``EACCES`` for
+    ``denied``, ``EIO`` for ``io``) and ``filename`` the path.
 
     ``kind`` is one of ``malformed`` (the file cannot be parsed; it is left
     alone, only ``force`` replaces it), ``not-a-file``, ``unreachable`` (no
@@ -115,16 +129,31 @@ class LockFileError(Error):
     """
 
     def __init__(self, kind: str, path: str, message: str, text: Optional[str] = None) -> None:
-        super().__init__(text if text is not None else "{}: {}".format(path, message))
+        text = text if text is not None else "{}: {}".format(path, message)
+        super().__init__(text)
         self.kind = kind
         self.path = path
         self.message = message
+        self.text = text
+        self.errno = _ERRNO.get(kind)
+        self.strerror = message
+        self.filename = path
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __reduce__(self) -> Any:
+        # Survives pickling (multiprocessing sends a worker's errors home).
+        return (type(self), (self.kind, self.path, self.message, self.text))
 
 
 class LockLostError(LockFileError):
     """``refresh`` found the lock no longer ours: gone, taken over after its
     lease ran out, or its lease already ran out. Whatever the holder does
     now, it does without the lock."""
+
+
+_ERRNO = {"unreachable": errno.ENOENT, "denied": errno.EACCES, "io": errno.EIO}
 
 
 def from_failure(lock: Optional["LockFile"], failure: BaseException) -> Error:

@@ -16,7 +16,7 @@ from ._errors import Status, from_failure, to_datetime, to_owner
 if TYPE_CHECKING:  # typing costs ~10 ms to import: for type checkers only
     from typing import Any, Callable, Optional, Tuple, TypeVar, Union
 
-    PathLike = Union[str, "os.PathLike[str]"]
+    PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
     T = TypeVar("T")
 
 _Failure = _native.Failure
@@ -59,13 +59,33 @@ class LockFile:
         path (str): the path as given, with ``~`` expanded (as labm8 keeps it).
     """
 
-    __slots__ = ("path", "_native", "__weakref__")
+    __slots__ = ("_path", "_native", "__weakref__")
 
     def __init__(self, path: PathLike) -> None:
-        self.path: str = os.path.expanduser(os.fspath(path))
-        # Opens nothing yet: labm8 touches nothing until the lock is used.
-        self._native = _native.Lock(self.path)
+        self.path = path  # type: ignore[assignment]
         _open.add(self)
+
+    @property
+    def path(self) -> str:
+        """The path as given, with ``~`` expanded (as labm8 keeps it)."""
+        return self._path
+
+    @path.setter
+    def path(self, path: PathLike) -> None:
+        # labm8 reads its `path` attribute on every call, so assigning it
+        # moves the lock: so it does here (the old handle is closed).
+        self._path = _path(path)
+        old = getattr(self, "_native", None)
+        if old is not None:
+            old.close()
+        # Opens nothing yet: labm8 touches nothing until the lock is used.
+        # A relative path is resolved now, not when first used, so that a
+        # later chdir (or a fork child's) cannot move the lock.
+        self._native = _native.Lock(os.path.abspath(self._path))
+
+    def __reduce__(self) -> Tuple[type, Tuple[str]]:
+        # As labm8's pickles: the path only (a handle is per process).
+        return (LockFile, (self._path,))
 
     # -- labm8's API --------------------------------------------------------
 
@@ -137,6 +157,8 @@ class LockFile:
         try:
             self._native.release(bool(force))
         except _Failure as failure:
+            if _missing_directory(failure):
+                return  # no directory, so no lock: labm8 returns too
             raise from_failure(self, failure) from None
 
     @property
@@ -173,7 +195,7 @@ class LockFile:
     def read(path: PathLike) -> Tuple[Optional[int], Optional[datetime.date]]:
         """labm8's ``LockFile.read``: ``(pid, date)`` of the owner at
         ``path``, or ``(None, None)`` when unlocked."""
-        path = os.path.expanduser(os.fspath(path))
+        path = _path(path)
         try:
             owner = to_owner(_native.read(path))
         except _Failure as failure:
@@ -194,14 +216,16 @@ class LockFile:
         if isinstance(timestamp, datetime.datetime):
             timestamp = timestamp.timestamp()
         seconds = float(timestamp)
-        if not 0 <= seconds < 1e15:
-            raise ValueError("timestamp {!r} is not a time after 1970".format(timestamp))
-        if not 0 <= int(pid) < 2**32:
-            raise ValueError("pid {!r} is not a pid".format(pid))
+        if not 0 <= seconds < _END_OF_9999:
+            raise ValueError(
+                "timestamp {!r} is not a time from 1970 to the year 9999".format(timestamp)
+            )
+        if not 0 <= int(pid) <= _MAX_PID:
+            raise ValueError("pid {!r} is not a pid (0 to {})".format(pid, _MAX_PID))
         whole = int(seconds)
         nanos = min(int(round((seconds - whole) * 1e9)), 999_999_999)
         try:
-            _native.write(os.path.expanduser(os.fspath(path)), int(pid), whole, nanos)
+            _native.write(_path(path), int(pid), whole, nanos)
         except _Failure as failure:
             raise from_failure(None, failure) from None
 
@@ -319,6 +343,18 @@ class LockFile:
             if _missing_directory(failure):
                 return absent
             raise from_failure(self, failure) from None
+
+
+#: The largest pid a lock file may name (`pid_t` is a signed 32-bit integer).
+_MAX_PID = 2**31 - 1
+#: 10000-01-01T00:00:00Z: the file format's timestamps end before it.
+_END_OF_9999 = 253402300800
+
+
+def _path(path: PathLike) -> str:
+    """A path as labm8 keeps it: ``os.fspath``, bytes decoded as the file
+    system does, ``~`` expanded."""
+    return os.path.expanduser(os.fsdecode(path))
 
 
 async def _sleep(seconds: float) -> None:
