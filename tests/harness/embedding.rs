@@ -3,7 +3,7 @@
 use std::fs;
 use std::time::Duration;
 
-use lockfile_host::{AcquireOptions, Error, Runtime, Timestamp, Verdict};
+use lockfile_host::{AcquireOptions, Cause, Error, Runtime, Timestamp, Verdict};
 
 use crate::common::*;
 
@@ -259,7 +259,7 @@ fn write_refuses_what_no_reader_could_read() {
     let dir = sandbox();
     let path = dir.path().join("LOCK");
     let rt = runtime();
-    for (pid, ts) in [(0, 1), (12, 253_402_300_800), (u32::MAX, 1)] {
+    for (pid, ts) in [(12, 253_402_300_800), (u32::MAX, 1)] {
         let result = rt.write(&path, pid, Timestamp::new(ts, 0));
         assert!(
             matches!(result, Err(Error::Io { .. })),
@@ -267,6 +267,17 @@ fn write_refuses_what_no_reader_could_read() {
         );
         assert!(!path.exists());
     }
+    // pid 0 is written, as labm8 writes it, and reads back as a lock held by
+    // an owner whose liveness is unknown.
+    rt.write(&path, 0, Timestamp::new(1, 0))
+        .expect("pid 0 is written");
+    let mut lock = rt.open(&path).expect("open");
+    let status = lock.status().expect("status");
+    assert_eq!(status.verdict, Verdict::Held);
+    assert_eq!(status.cause, Cause::UnknownLiveness);
+    assert!(lock.acquire(true, false).is_err());
+    lock.acquire(false, true).expect("force takes it");
+    assert!(lock.owned_by_self().expect("owned"));
 }
 
 /// A handle that cycles publishes from one retained file (the spare), never
