@@ -550,6 +550,52 @@ fn a_stale_lock_of_another_user_in_a_sticky_directory_is_explained() {
     assert_eq!(fs::metadata(&lock).expect("lock").uid(), 65534);
 }
 
+/// An acquisition that fails after it published the lock removes the lock
+/// before it reports failure. Here: in a sticky directory another user's
+/// `.NAME.token` cannot be replaced, so confirming the token fails; the lock
+/// must not stay held by a process that was told it did not get it.
+#[test]
+fn an_acquisition_that_fails_after_publishing_leaves_no_lock() {
+    require_root("files of several users need root");
+    let dir = sandbox();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).expect("chmod +t");
+    let lock = dir.path().join("x.lock");
+    let root_owner = Sleeper::new();
+    let pid = root_owner.pid_str();
+    expect_code(
+        &lockfile(&["acquire", "--print-token", "--pid", &pid, s(&lock)]),
+        0,
+    );
+    expect_code(&lockfile(&["release", "--pid", &pid, s(&lock)]), 0);
+    assert!(dir.path().join(".x.lock.token").exists());
+    let bin = world_executable_lockfile();
+    let holder = Sleeper::new();
+    let as_other_user =
+        |args: &[&str]| output_retrying(Command::new(&bin).args(args).uid(1234).gid(1234));
+    let out = as_other_user(&[
+        "acquire",
+        "--print-token",
+        "--pid",
+        &holder.pid_str(),
+        s(&lock),
+    ]);
+    expect_code(&out, 3);
+    assert!(
+        !lock.exists(),
+        "a failed acquisition left the lock: {}",
+        stderr(&out)
+    );
+    let marker = dir.path().join("ran");
+    let out = as_other_user(&["run", "--token", s(&lock), "--", "touch", s(&marker)]);
+    expect_code(&out, 3);
+    assert!(!marker.exists(), "COMMAND ran without the lock");
+    assert!(
+        !lock.exists(),
+        "a failed `run` left the lock: {}",
+        stderr(&out)
+    );
+}
+
 /// A third-party host of the library component: its own wasmtime engine,
 /// linker and `process` implementation (which says the lock is for the pid
 /// it is given), and a `files` without a native form.

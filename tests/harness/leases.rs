@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use lockfile_host::PAUSE_VAR;
+
 use crate::common::*;
 
 /// The lease the tests use, and how long after taking (or last renewing) a
@@ -276,4 +278,134 @@ fn fencing_tokens_grow_across_releases_takeovers_and_hosts() {
             .code()
             == Some(1)
     );
+}
+
+/// A token sequence at its end is an error, never a repeated token: the
+/// acquisition that cannot have a fresh one publishes nothing.
+#[test]
+fn an_exhausted_token_sequence_refuses_instead_of_repeating_a_token() {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let tokens = dir.path().join(".job.lock.token");
+    std::fs::write(&tokens, format!("{}\n", u64::MAX - 1)).expect("plant the token file");
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
+    let acquire = || lockfile(&["acquire", "--print-token", "--pid", &pid, s(&lock)]);
+    assert_eq!(token(&acquire()), u64::MAX);
+    expect_code(&lockfile(&["release", "--pid", &pid, s(&lock)]), 0);
+    for _ in 0..2 {
+        let out = acquire();
+        expect_code(&out, 3);
+        expect_stderr(&out, "fencing-token");
+        assert!(!lock.exists(), "nothing is published: {}", stderr(&out));
+    }
+    // A record carrying the last token is no way around it either.
+    std::fs::remove_file(&tokens).expect("remove the token file");
+    std::fs::write(
+        &lock,
+        format!("{} 1700000000.0\ntoken={}\n", DEAD_PID, u64::MAX),
+    )
+    .expect("plant a stale record with the last token");
+    let out = lockfile(&[
+        "acquire",
+        "--replace-stale",
+        "--print-token",
+        "--pid",
+        &pid,
+        s(&lock),
+    ]);
+    expect_code(&out, 3);
+    expect_stderr(&out, "fencing-token");
+    assert_eq!(
+        status_json(&lock, &["--pid", &pid])["pid"],
+        DEAD_PID,
+        "the stale record stays"
+    );
+}
+
+/// A token file is one decimal number and an optional newline, read whole:
+/// anything longer than a token, or anything else, is malformed (a file read
+/// in part could make tokens go backwards).
+#[test]
+fn a_token_file_that_is_not_one_number_is_malformed_and_kept() {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let tokens = dir.path().join(".job.lock.token");
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
+    let long = format!("{}41\n", "0".repeat(69));
+    for bad in [
+        long.as_str(),
+        "41 42\n",
+        " 41\n",
+        "41\n\n",
+        "4x1\n",
+        "",
+        "-3\n",
+    ] {
+        std::fs::write(&tokens, bad).expect("plant the token file");
+        let out = lockfile(&["acquire", "--print-token", "--pid", &pid, s(&lock)]);
+        expect_code(&out, 3);
+        expect_stderr(&out, "fencing-token file");
+        assert!(!lock.exists(), "{bad:?}: nothing is published");
+        assert_eq!(std::fs::read_to_string(&tokens).expect("kept"), bad);
+    }
+    std::fs::write(&tokens, "0041\n").expect("plant the token file");
+    assert_eq!(
+        token(&lockfile(&[
+            "acquire",
+            "--print-token",
+            "--pid",
+            &pid,
+            s(&lock)
+        ])),
+        42
+    );
+}
+
+/// A host that crashes while releasing its leased lock leaves a claim that
+/// names a process no other host can judge. The claim expires with the lease
+/// of the record it claims, so once that lease has run out another host
+/// takes the lock over: a crash never wedges a leased lock.
+#[test]
+fn a_crashed_hosts_release_claim_expires_with_the_lease_it_claims() {
+    let _namespaces = creating_namespaces();
+    let flags = sandbox();
+    for checkpoint in ["after-claim", "before-remove"] {
+        let dir = sandbox();
+        let lock = dir.path().join("job.lock");
+        let owner = Sleeper::new();
+        let pid = owner.pid_str();
+        expect_code(
+            &lockfile(&["acquire", "--lease", LEASE, "--pid", &pid, s(&lock)]),
+            0,
+        );
+        let flag = flags.path().join(checkpoint);
+        let mut release = Command::new(lockfile_bin())
+            .args(["release", "--pid", &pid, s(&lock)])
+            .env(PAUSE_VAR, format!("{checkpoint}:{}", s(&flag)))
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lockfile release");
+        wait_for_file(&flag);
+        // The host crashes: its release and the lock's owner die mid-claim.
+        release.kill().expect("kill the release");
+        let _ = release.wait();
+        drop(owner);
+        let _ = std::fs::remove_file(&flag);
+        assert!(
+            names(dir.path()).iter().any(|n| n.contains(".break.")),
+            "{checkpoint}: the crashed release left its claim: {:?}",
+            names(dir.path())
+        );
+        sleep(EXPIRED);
+        let out = takeover_elsewhere(&lock);
+        assert!(
+            out.status.success(),
+            "{checkpoint}: another host cannot take over after the lease ran out: {}",
+            stderr(&out)
+        );
+        assert_eq!(status_elsewhere(&lock)["hostname"], "elsewhere");
+    }
 }

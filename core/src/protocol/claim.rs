@@ -69,12 +69,17 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 ),
             });
         }
+        // A claim abandoned by a crashed host is foreign, and only a lease
+        // lets another host step over it: the claimer's own, else that of the
+        // record it claims (a release for a leased lock has no lease of its
+        // own, and its claim must not outlive the lock's).
+        let lease_ms = self
+            .lease_ms
+            .or_else(|| format::parse(&target).ok().and_then(|r| r.lease_ms));
         // chain[0] is the lock; chain[i + 1] an abandoned claim on chain[i].
         let mut chain: Vec<(String, Vec<u8>)> = vec![(self.name.to_owned(), target)];
-        // With the lock's lease: a claim abandoned by a crashed host is
-        // foreign, and only its lease lets another host step over it.
         let mut claim_record = Record {
-            lease_ms: self.lease_ms,
+            lease_ms,
             ..self.record_for(self.sys.runner())
         };
         let name = loop {

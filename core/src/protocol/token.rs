@@ -50,23 +50,36 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         }
         let mut looks = 0;
         let bytes = loop {
-            match self.dir.read(&name, 64) {
+            // One byte more than a token file may hold: a file read in part
+            // could make the sequence go backwards.
+            match self.dir.read(&name, TOKEN_FILE_MAX + 1) {
                 Ok(bytes) => break bytes,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
                 Err(e) if super::changed_under_us(&e) && looks < 16 => looks += 1,
                 Err(e) => return Err(self.io_error(&self.sibling(&name), "read", &e)),
             }
         };
-        std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
-            .ok_or_else(|| Error::Malformed {
-                path: self.sibling(&name),
-                message: "the fencing-token file does not hold a number; it is left as it is \
-                          (remove it by hand to restart the sequence, which re-issues old \
-                          tokens)"
-                    .into(),
-            })
+        parse_token_file(&bytes).ok_or_else(|| Error::Malformed {
+            path: self.sibling(&name),
+            message: "the fencing-token file does not hold one decimal number (and an optional \
+                      newline); it is left as it is (remove it by hand to restart the \
+                      sequence, which re-issues old tokens)"
+                .into(),
+        })
+    }
+
+    /// The token after `floor`: an error when the sequence is exhausted,
+    /// never a repeated token.
+    fn next_token(&self, floor: u64) -> Result<u64, Error> {
+        floor.checked_add(1).ok_or_else(|| Error::Io {
+            path: self.path.to_owned(),
+            message: format!(
+                "the fencing-token sequence is exhausted (token {floor} was issued, the largest \
+                 there is); nothing was published (restarting it by removing `{}` would \
+                 re-issue old tokens)",
+                self.token_name()
+            ),
+        })
     }
 
     /// Picks the token of the record about to be published: one more than
@@ -78,19 +91,31 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         let floor = self
             .token_floor()?
             .max(replacing.and_then(|r| r.token).unwrap_or(0));
-        self.issued.set(Some(floor.saturating_add(1)));
+        self.issued.set(Some(self.next_token(floor)?));
         Ok(())
     }
 
     /// Once the lock is ours: makes sure no earlier acquisition issued our
-    /// token (re-issuing if one did), then records it as the floor.
+    /// token (re-issuing if one did), then records it as the floor. If that
+    /// fails, the lock we just published is withdrawn before the failure is
+    /// reported: an acquisition that says it failed must not leave the lock
+    /// held (unless it was taken over meanwhile, and so is not ours).
     pub(super) fn confirm_token(&self) -> Result<(), Error> {
+        self.record_token().inspect_err(|e| {
+            if !matches!(e, Error::Lost { .. }) {
+                // Best effort: the failure reported is the one that matters.
+                let _ = self.release(false);
+            }
+        })
+    }
+
+    fn record_token(&self) -> Result<(), Error> {
         let Some(mut token) = self.issued.get().filter(|_| self.tokens) else {
             return Ok(());
         };
         let floor = self.token_floor()?;
         if floor >= token {
-            token = floor.saturating_add(1);
+            token = self.next_token(floor)?;
             self.reissue(token)?;
         }
         let temp = self.write_temp(format!("{token}\n").as_bytes())?;
@@ -121,5 +146,50 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         let result = self.replace(&self.my_record());
         self.settle(&claim, result.is_ok());
         result
+    }
+}
+
+/// The most a token file may hold: 20 digits and a newline, with room for
+/// leading zeros.
+const TOKEN_FILE_MAX: usize = 64;
+
+/// A token file's number: decimal digits and an optional newline, nothing
+/// else (no sign, no spaces), within `u64`.
+fn parse_token_file(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() > TOKEN_FILE_MAX {
+        return None;
+    }
+    let digits = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_token_file;
+
+    #[test]
+    fn a_token_file_is_one_number_and_an_optional_newline() {
+        assert_eq!(parse_token_file(b"41\n"), Some(41));
+        assert_eq!(parse_token_file(b"41"), Some(41));
+        assert_eq!(parse_token_file(b"0041\n"), Some(41));
+        assert_eq!(parse_token_file(b"18446744073709551615\n"), Some(u64::MAX));
+        let long = format!("{}41\n", "0".repeat(69));
+        for bad in [
+            long.as_bytes(),
+            b"18446744073709551616",
+            b"",
+            b"\n",
+            b" 41",
+            b"41 ",
+            b"41\n\n",
+            b"+41",
+            b"-1",
+            b"4x1",
+        ] {
+            assert_eq!(parse_token_file(bad), None, "{bad:?}");
+        }
     }
 }
