@@ -192,7 +192,12 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         if self.holds(name, bytes) {
             return Ok(());
         }
-        if e.kind() == io::ErrorKind::AlreadyExists {
+        // EEXIST: the name is taken. EIO and ESTALE (NFS: the server or the
+        // client lost track of the request; userspace clients say EIO): the
+        // link may or may not have happened, and the name does not hold our
+        // record, so whatever is there (or nothing) is looked at again, as
+        // for a name taken: a transient reply must not fail the acquisition.
+        if e.kind() == io::ErrorKind::AlreadyExists || super::changed_under_us(&e) {
             return Err(Published::Exists);
         }
         Err(Published::Failed(self.io_error(
