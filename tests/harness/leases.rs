@@ -409,3 +409,177 @@ fn a_crashed_hosts_release_claim_expires_with_the_lease_it_claims() {
         assert_eq!(status_elsewhere(&lock)["hostname"], "elsewhere");
     }
 }
+
+/// A leased record of a host that is gone, whose lease ran out long ago.
+fn plant_expired_lease(lock: &Path) {
+    std::fs::write(
+        lock,
+        format!("{DEAD_PID} 1700000000.000000\nhost=gone\nlease_ms=1000\n"),
+    )
+    .expect("plant");
+    let touched = Command::new("touch")
+        .args(["-m", "-d", "2020-01-01", s(lock)])
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+}
+
+/// Host B takes the lock over with a 30 s lease; prints its token, then
+/// `pid=N` (its holder, a `sleep` that outlives the call).
+fn take_over_elsewhere_for_30s(lock: &Path) -> (u64, String) {
+    let out = elsewhere(
+        lock,
+        r#"sleep 60 </dev/null >/dev/null 2>&1 & B=$!; "$L" acquire --replace-stale --lease 30 --print-token --pid $B "$P" && echo "pid=$B""#,
+    );
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let token = lines.next().and_then(|t| t.trim().parse().ok());
+    let pid = lines.next().and_then(|l| l.strip_prefix("pid="));
+    match (token, pid) {
+        (Some(token), Some(pid)) => (token, pid.to_owned()),
+        _ => panic!("unexpected output from host B: {text}"),
+    }
+}
+
+fn paused_breaker(lock: &Path, owner: &Sleeper, checkpoint: &str, flag: &Path) -> Child {
+    Command::new(lockfile_bin())
+        .args([
+            "acquire",
+            "--replace-stale",
+            "--lease",
+            LEASE,
+            "--print-token",
+            "--pid",
+            &owner.pid_str(),
+            s(lock),
+        ])
+        .env(PAUSE_VAR, format!("{checkpoint}:{}", s(flag)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the breaker")
+}
+
+/// Resumes a paused `lockfile` and lets it through every later stop at
+/// the same checkpoint (re-issuing a token passes it again), until it ends.
+fn finish(mut child: Child, flag: &Path) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("try_wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the paused lockfile did not finish"
+        );
+        let _ = std::fs::remove_file(flag);
+        sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// A breaker paused past its lease, whose claim another host stepped over
+/// to take the lock, must not then publish over that host's lock: it checks
+/// that its claim still stands just before it publishes.
+#[test]
+fn a_breaker_paused_past_its_lease_never_overwrites_the_next_holders_lock() {
+    let _namespaces = creating_namespaces();
+    let (dir, flags) = (sandbox(), sandbox());
+    let lock = dir.path().join("job.lock");
+    plant_expired_lease(&lock);
+    let owner = Sleeper::new();
+    let flag = flags.path().join("a");
+    let breaker = paused_breaker(&lock, &owner, "before-publish", &flag);
+    // Its stops there: publishing before looking (a link, which fails on
+    // the stale lock), publishing its claim, and then the takeover's, with
+    // the claim made and checked and the rename not done: pause at that.
+    for _ in 0..2 {
+        wait_for_file(&flag);
+        std::fs::remove_file(&flag).expect("let the breaker go on");
+    }
+    wait_for_file(&flag);
+    sleep(EXPIRED);
+    let (_, b_pid) = take_over_elsewhere_for_30s(&lock);
+    let out = finish(breaker, &flag);
+    expect_code(&out, 1);
+    expect_stderr(&out, "on host elsewhere");
+    let st = status_elsewhere(&lock);
+    assert_eq!(st["pid"].to_string(), b_pid, "{st}");
+    let out = elsewhere(&lock, &format!(r#""$L" refresh --pid {b_pid} "$P""#));
+    expect_code(&out, 0);
+}
+
+/// The residual (docs/PROTOCOL.md): a breaker paused between that check and
+/// its rename, past its lease, does publish over the next holder. Then the
+/// later publisher holds the higher fencing token (every leased acquisition
+/// has one), and the earlier holder learns it lost at its next refresh.
+#[test]
+fn in_the_residual_window_the_later_publisher_holds_the_higher_token() {
+    let _namespaces = creating_namespaces();
+    let (dir, flags) = (sandbox(), sandbox());
+    let lock = dir.path().join("job.lock");
+    plant_expired_lease(&lock);
+    let owner = Sleeper::new();
+    let flag = flags.path().join("a");
+    let breaker = paused_breaker(&lock, &owner, "after-claim-check", &flag);
+    wait_for_file(&flag);
+    sleep(EXPIRED);
+    let (b_token, b_pid) = take_over_elsewhere_for_30s(&lock);
+    let a_token = token(&finish(breaker, &flag));
+    assert!(a_token > b_token, "A {a_token}, B {b_token}");
+    assert_eq!(
+        status_json(&lock, &["--pid", &owner.pid_str()])["token"],
+        a_token
+    );
+    let out = elsewhere(&lock, &format!(r#""$L" refresh --pid {b_pid} "$P""#));
+    expect_code(&out, 1);
+    expect_stderr(&out, "lost the lock");
+}
+
+/// Every leased acquisition carries a fencing token, asked for or not.
+#[test]
+fn every_leased_acquisition_has_a_token() {
+    let dir = sandbox();
+    let lock = dir.path().join("job.lock");
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
+    for expected in 1..=2u64 {
+        expect_code(
+            &lockfile(&["acquire", "--lease", LEASE, "--pid", &pid, s(&lock)]),
+            0,
+        );
+        assert_eq!(status_json(&lock, &["--pid", &pid])["token"], expected);
+        expect_code(&lockfile(&["release", "--pid", &pid, s(&lock)]), 0);
+    }
+}
+
+/// The other side of a release claim that expires with its lease: a release
+/// paused past that lease, whose claim another host stepped over to take
+/// the lock, must not then remove that host's lock.
+#[test]
+fn a_release_paused_past_the_lease_never_removes_the_next_holders_lock() {
+    let _namespaces = creating_namespaces();
+    let (dir, flags) = (sandbox(), sandbox());
+    let lock = dir.path().join("job.lock");
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
+    expect_code(
+        &lockfile(&["acquire", "--lease", LEASE, "--pid", &pid, s(&lock)]),
+        0,
+    );
+    let flag = flags.path().join("r");
+    let release = Command::new(lockfile_bin())
+        .args(["release", "--pid", &pid, s(&lock)])
+        .env(PAUSE_VAR, format!("before-remove:{}", s(&flag)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lockfile release");
+    wait_for_file(&flag);
+    sleep(EXPIRED);
+    let (_, b_pid) = take_over_elsewhere_for_30s(&lock);
+    let out = finish(release, &flag);
+    expect_code(&out, 1);
+    expect_stderr(&out, "on host elsewhere");
+    assert_eq!(status_elsewhere(&lock)["pid"].to_string(), b_pid);
+}

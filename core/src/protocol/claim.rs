@@ -17,6 +17,8 @@ pub(super) enum Purpose {
 /// against (`chain[0]` is the lock, the rest abandoned claims).
 pub(super) struct Claim {
     name: String,
+    /// The claim file's bytes, as we published them.
+    bytes: Vec<u8>,
     chain: Vec<(String, Vec<u8>)>,
 }
 
@@ -37,12 +39,47 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             self.sweep();
             return Ok(false);
         };
-        let result = self.replace(&self.my_record());
-        self.settle(&claim, result.is_ok());
-        if result.is_ok() {
-            self.sweep();
+        match self.replace_claimed(&self.my_record(), &claim) {
+            Ok(true) => {
+                self.settle(&claim, true);
+                self.sweep();
+                Ok(true)
+            }
+            // Our claim is gone: the name may be another claimer's now
+            // (claims on the same record share it), so nothing is removed.
+            Ok(false) => Ok(false),
+            Err(e) => {
+                self.settle(&claim, false);
+                Err(e)
+            }
         }
-        result.map(|()| true)
+    }
+
+    /// Whether our claim still stands: the file is ours, byte for byte.
+    /// A claim on a leased record expires with that lease, and another host
+    /// may then step over it (removing it when it acts): a claimer paused
+    /// that long must not act on what it claimed.
+    pub(super) fn claim_stands(&self, claim: &Claim) -> bool {
+        let stands = self.holds(&claim.name, &claim.bytes);
+        // For tests: a pause here is the residual window (docs/PROTOCOL.md).
+        self.sys.checkpoint("after-claim-check");
+        stands
+    }
+
+    /// Replaces the lock with `record` if `claim` still stands just before
+    /// the rename; `false` (nothing done) if it does not.
+    pub(super) fn replace_claimed(&self, record: &Record, claim: &Claim) -> Result<bool, Error> {
+        let temp = self.write_temp(format::serialize(record).as_bytes())?;
+        self.sys.checkpoint("before-publish");
+        if !self.claim_stands(claim) {
+            let _ = self.dir.remove(&temp);
+            return Ok(false);
+        }
+        self.dir.rename(&temp, self.name).map_err(|e| {
+            let _ = self.dir.remove(&temp);
+            self.io_error(self.path, "replace", &e)
+        })?;
+        Ok(true)
     }
 
     /// Claims the exclusive right to replace or remove the record whose
@@ -82,7 +119,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             lease_ms,
             ..self.record_for(self.sys.runner())
         };
-        let name = loop {
+        let (name, bytes) = loop {
             let Some((_, target)) = chain.last() else {
                 return Ok(None);
             };
@@ -97,8 +134,9 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 });
             }
             let name = self.claim_name(target);
-            match self.publish(&name, format::serialize(&claim_record).as_bytes(), None) {
-                Ok(()) => break name,
+            let ours = format::serialize(&claim_record).into_bytes();
+            match self.publish(&name, &ours, None) {
+                Ok(()) => break (name, ours),
                 Err(Published::Failed(e)) => return Err(e),
                 Err(Published::Exists) => {}
             }
@@ -147,7 +185,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             // A fresh nonce: our claim on the next link must differ from any other.
             claim_record.nonce = Some(format::hex16(self.sys.random()));
         };
-        let claim = Claim { name, chain };
+        let claim = Claim { name, bytes, chain };
         self.sys.checkpoint("after-claim");
         let intact = claim.chain.iter().all(|(name, bytes)| {
             matches!(self.load_name(name), Ok(State::Present { bytes: ref now, .. }) if now == bytes)

@@ -401,11 +401,19 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     /// The same lock, issuing a fencing token with every acquisition (see
-    /// [`Lock::token`]).
+    /// [`Lock::token`]). A leased acquisition issues one whatever this says.
     #[must_use]
     pub fn with_tokens(mut self, tokens: bool) -> Self {
         self.tokens = tokens;
         self
+    }
+
+    /// Whether acquisitions issue fencing tokens: when asked to, and always
+    /// with a lease, since a lease lets another host take over from a holder
+    /// that is merely paused, and only a token fences what that holder
+    /// writes when it wakes.
+    pub(super) fn issues_tokens(&self) -> bool {
+        self.tokens || self.lease_ms.is_some()
     }
 
     /// The same lock, taking locks with a lease of `lease_ms` (see
@@ -580,7 +588,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             companion_start_ticks: companion.and_then(|c| c.start_ticks),
             holder: self.sys.holder(),
             lease_ms: self.lease_ms,
-            token: self.issued.get().filter(|_| self.tokens),
+            token: self.issued.get().filter(|_| self.issues_tokens()),
             ..self.record_for(self.sys.current())
         }
     }

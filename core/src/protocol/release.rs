@@ -64,6 +64,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 continue;
             };
             self.sys.checkpoint("before-remove");
+            if !self.claim_stands(&claim) {
+                // Stepped over (we were paused past the lease it carries):
+                // what is there now is not what we judged. Look again.
+                continue;
+            }
             let removed = self.remove_lock();
             self.settle(&claim, removed.is_ok());
             // Stepping over an abandoned claim means a breaker or releaser

@@ -85,7 +85,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// Picks the token of the record about to be published: one more than
     /// the floor and than the record it replaces, if any.
     pub(super) fn issue_token(&self, replacing: Option<&Record>) -> Result<(), Error> {
-        if !self.tokens {
+        if !self.issues_tokens() {
             return Ok(());
         }
         let floor = self
@@ -110,7 +110,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn record_token(&self) -> Result<(), Error> {
-        let Some(mut token) = self.issued.get().filter(|_| self.tokens) else {
+        let Some(mut token) = self.issued.get().filter(|_| self.issues_tokens()) else {
             return Ok(());
         };
         let floor = self.token_floor()?;
@@ -143,9 +143,18 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             return Err(lost());
         };
         self.issued.set(Some(token));
-        let result = self.replace(&self.my_record());
-        self.settle(&claim, result.is_ok());
-        result
+        match self.replace_claimed(&self.my_record(), &claim) {
+            Ok(true) => {
+                self.settle(&claim, true);
+                Ok(())
+            }
+            // Stepped over: not ours to remove, and the lock is not ours.
+            Ok(false) => Err(lost()),
+            Err(e) => {
+                self.settle(&claim, false);
+                Err(e)
+            }
+        }
     }
 }
 
