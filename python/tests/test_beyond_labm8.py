@@ -138,6 +138,10 @@ def test_tokens_grow_with_every_acquisition(tmp_path):
     lock.acquire()
     assert lock.token is None
     lock.release()
+    # A lease always issues one.
+    other = LockFile(str(tmp_path / "LEASED")).acquire(lease=30)
+    assert other.token == 1
+    other.release()
 
 
 def test_status_names_owner_verdict_cause_and_reason(tmp_path, sleeper, lockfile_bin):
