@@ -31,7 +31,8 @@ Exit status:
 
 A lock taken with `acquire` belongs to --pid, by default the process that ran
 `lockfile` (your shell or script): it stays held until released or until that
-process exits, after which --replace-stale may take it over.";
+process exits. `acquire` and `run` take over a lock whose owner is certainly
+gone (--no-replace-stale refuses it, as labm8 does).";
 
 /// PID lock files, compatible with labm8's `LockFile`, run in a WebAssembly sandbox.
 #[derive(Debug, Parser)]
@@ -40,7 +41,18 @@ pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]
     pub command: Cmd,
+    /// Say who holds the lock while waiting for it (on stderr).
+    #[arg(short, long, global = true, overrides_with = "quiet")]
+    pub verbose: bool,
+    /// Print nothing when the lock is held or the wait runs out (the exit
+    /// status still says so); other errors are always printed.
+    #[arg(short, long, global = true, overrides_with = "verbose")]
+    pub quiet: bool,
 }
+
+/// Whether `-v` was given: the wait loop says who it waits for. A flag of
+/// the process, set once from the command line, like a log level.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The subcommands.
 // Doc comments here are clap's help text; the flattened `--pid` and
@@ -50,9 +62,8 @@ pub struct Cli {
 pub enum Cmd {
     /// Take the lock for --pid (default: the calling process).
     Acquire {
-        /// Take over a lock whose owner is gone (dead, recycled pid, previous boot).
-        #[arg(long)]
-        replace_stale: bool,
+        #[command(flatten)]
+        stale: StaleArg,
         /// Take the lock whoever holds it, replacing even a malformed file.
         #[arg(long)]
         force: bool,
@@ -123,9 +134,8 @@ pub enum Cmd {
     /// credentials, or ignores SIGTERM) keeps the lock held until it ends.
     /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to COMMAND.
     Run {
-        /// Take over a lock whose owner is gone.
-        #[arg(long)]
-        replace_stale: bool,
+        #[command(flatten)]
+        stale: StaleArg,
         #[command(flatten)]
         wait: WaitArg,
         /// Take the lock with a lease of SECONDS and renew it every third of
@@ -138,14 +148,53 @@ pub enum Cmd {
         token: bool,
         /// Exit with N (not 1) when the lock is held or `--wait` times out,
         /// so that "busy" differs from COMMAND's own exit 1 (flock's -E).
-        #[arg(long, value_name = "N", default_value_t = HELD)]
+        #[arg(short = 'E', long, value_name = "N", default_value_t = HELD)]
         conflict_exit_code: u8,
+        /// Run STRING with `sh -c` instead of COMMAND (flock's -c).
+        #[arg(
+            short = 'c',
+            long = "command",
+            value_name = "STRING",
+            conflicts_with = "argv"
+        )]
+        shell: Option<String>,
         /// The lock file.
         path: PathBuf,
-        /// The command and its arguments.
-        #[arg(last = true, required = true, value_name = "COMMAND")]
+        /// The command and its arguments: everything after the lock file
+        /// (`--` before it is accepted, and needed only if COMMAND starts
+        /// with `-`).
+        #[arg(
+            id = "argv",
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required_unless_present = "shell",
+            value_name = "COMMAND"
+        )]
         command: Vec<String>,
     },
+}
+
+/// `--no-replace-stale` (and the old `--replace-stale`, now the default).
+#[derive(Debug, clap::Args)]
+pub struct StaleArg {
+    /// Refuse a lock whose owner is certainly gone (dead, recycled pid,
+    /// previous boot, ended PID namespace, expired lease) instead of taking
+    /// it over, as labm8 does by default. A lock whose owner is alive,
+    /// unknown or on another host, or a malformed file, is never taken
+    /// without --force either way.
+    #[arg(long, overrides_with = "replace_stale")]
+    pub no_replace_stale: bool,
+    /// Take over a lock whose owner is certainly gone: the default (a crash
+    /// must not wedge a cron job); accepted for scripts that say so.
+    #[arg(long, overrides_with = "no_replace_stale")]
+    pub replace_stale: bool,
+}
+
+impl StaleArg {
+    /// Whether to take over a stale lock.
+    pub fn replace(&self) -> bool {
+        !self.no_replace_stale
+    }
 }
 
 /// `--pid`.
@@ -157,12 +206,33 @@ pub struct PidArg {
     pub pid: Option<u32>,
 }
 
-/// `--wait`.
+/// `--wait` and `-n`.
 #[derive(Debug, clap::Args)]
 pub struct WaitArg {
     /// Retry until the lock is free, for up to SECONDS (fractions allowed, or `forever`).
-    #[arg(long, value_name = "SECONDS", value_parser = parse_wait, allow_negative_numbers = true)]
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "SECONDS",
+        value_parser = parse_wait,
+        allow_negative_numbers = true,
+        overrides_with = "nonblock"
+    )]
     pub wait: Option<Wait>,
+    /// Do not wait: fail at once if the lock is held (the default; flock's -n).
+    #[arg(short = 'n', long, overrides_with = "wait")]
+    pub nonblock: bool,
+}
+
+impl WaitArg {
+    /// How long to wait: `-n` (or nothing) means not at all.
+    pub fn wait(&self) -> Option<Wait> {
+        if self.nonblock {
+            None
+        } else {
+            self.wait
+        }
+    }
 }
 
 /// `--lease`.
@@ -269,7 +339,10 @@ impl Failure {
                 match (f.verdict, f.cause) {
                     (Verdict::Held, Cause::Running | Cause::RunningUnverified) => head,
                     (Verdict::Stale, _) if acquiring => {
-                        format!("{head}; {} (use --replace-stale to take it over)", f.reason)
+                        format!(
+                            "{head}; {} (without --no-replace-stale it is taken over)",
+                            f.reason
+                        )
                     }
                     (Verdict::Stale, _) => {
                         format!("{head}; {} (use --force to remove it)", f.reason)
@@ -453,19 +526,23 @@ pub fn main<B: Backend>(
             return if e.use_stderr() { USAGE } else { 0 };
         }
     };
-    match backend().and_then(|b| execute(&b, cli.command)) {
+    VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
+    let quiet = cli.quiet;
+    match backend().and_then(|b| execute(&b, cli.command, quiet)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lockfile: {}", e.message());
+            if !(quiet && e.code() == HELD) {
+                eprintln!("lockfile: {}", e.message());
+            }
             e.code()
         }
     }
 }
 
-fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
+fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Failure> {
     match command {
         Cmd::Acquire {
-            replace_stale,
+            stale,
             force,
             pid,
             wait,
@@ -476,9 +553,9 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
             let mut lock = backend.open(&path, check_pid(pid.pid)?)?;
             acquire(
                 &mut lock,
-                replace_stale,
+                stale.replace(),
                 force,
-                wait.wait,
+                wait.wait(),
                 lease.lease,
                 print_token,
             )?;
@@ -522,18 +599,25 @@ fn execute<B: Backend>(backend: &B, command: Cmd) -> Result<u8, Failure> {
             backend.write(&path, pid, timestamp)?;
         }
         Cmd::Run {
-            replace_stale,
+            stale,
             wait,
             lease,
             token,
             conflict_exit_code,
+            shell,
             path,
             command,
         } => {
             let token = token || lease.is_some();
-            return match backend.run(&path, replace_stale, wait.wait, lease, token, &command) {
+            let command = match shell {
+                Some(string) => vec!["sh".to_owned(), "-c".to_owned(), string],
+                None => command,
+            };
+            return match backend.run(&path, stale.replace(), wait.wait(), lease, token, &command) {
                 Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => {
-                    eprintln!("lockfile: {}", f.message());
+                    if !quiet {
+                        eprintln!("lockfile: {}", f.message());
+                    }
                     Ok(conflict_exit_code)
                 }
                 other => other,
@@ -562,7 +646,9 @@ pub fn now() -> Timestamp {
 }
 
 /// Acquires, retrying with backoff (5 ms growing to 250 ms) while another
-/// owner holds the lock and `wait` allows; says once on stderr who holds it.
+/// owner holds the lock and `wait` allows; with `-v`, says once on stderr
+/// who holds it (a wait that ends well is otherwise silent: cron mails
+/// whatever a job writes).
 ///
 /// # Errors
 /// The last refusal when the wait is over, or any other failure at once.
@@ -586,7 +672,7 @@ pub fn acquire<L: Lock>(
         let Some(pause) = wait.pause(start.elapsed(), &mut backoff) else {
             return Err(refusal);
         };
-        if !told {
+        if !told && VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
             let message = refusal.message();
             let rest = message.strip_prefix("cannot acquire ").unwrap_or(&message);
             eprintln!("lockfile: waiting for {rest}");

@@ -109,27 +109,73 @@ fn stale_lock_message_and_replace_stale() {
     assert_eq!(v["verdict"], "stale");
     assert_eq!(v["timestamp"], 1_700_000_000.25);
     assert_eq!(v["acquired"], "2023-11-14T22:13:20.250000Z");
-    let out = lockfile(&["acquire", s(&lock)]);
+    // labm8's refusal, on request.
+    let out = lockfile(&["acquire", "--no-replace-stale", s(&lock)]);
     expect_code(&out, 1);
     let msg = stderr(&out);
     assert!(
         msg.contains("held by pid 4194304 (stale) since 2023-11-14 22:13:20 UTC"),
         "{msg}"
     );
-    assert!(msg.contains("--replace-stale"), "{msg}");
+    assert!(msg.contains("without --no-replace-stale"), "{msg}");
+    // By default (and with the old flag) a stale lock is taken over: a
+    // crash never wedges a cron job.
     let owner = Sleeper::new();
-    expect_code(
-        &lockfile(&[
-            "acquire",
-            "--replace-stale",
-            "--pid",
-            &owner.pid_str(),
-            s(&lock),
-        ]),
-        0,
-    );
-    assert_eq!(status_json(&lock, &[])["pid"], owner.pid());
-    assert_eq!(names(dir.path()), vec!["stale.lock"]);
+    for flags in [&[][..], &["--replace-stale"][..]] {
+        let mut argv = vec!["acquire"];
+        argv.extend_from_slice(flags);
+        let pid = owner.pid_str();
+        argv.extend(["--pid", &pid, s(&lock)]);
+        expect_code(&lockfile(&argv), 0);
+        assert_eq!(status_json(&lock, &[])["pid"], owner.pid());
+        assert_eq!(names(dir.path()), vec!["stale.lock"]);
+        fs::write(&lock, format!("{DEAD_PID} 1700000000.25\n")).expect("stale again");
+    }
+}
+
+/// `lockfile run` after a `kill -9` of the previous `lockfile run`: the
+/// next run takes the stale lock over and runs its command (exit 0);
+/// `--no-replace-stale` refuses, as labm8 would.
+#[test]
+fn a_killed_run_never_wedges_the_next_run() {
+    let dir = sandbox();
+    let lock = dir.path().join("cron.lock");
+    let marker = dir.path().join("ran");
+    let mut first = std::process::Command::new(lockfile_bin())
+        .args(["run", s(&lock), "--", "sleep", "600"])
+        .spawn()
+        .expect("spawn lockfile run");
+    wait_for_file(&lock);
+    let record = fs::read_to_string(&lock).expect("lock");
+    let command_pid: u32 = record
+        .lines()
+        .find_map(|l| l.strip_prefix("companion="))
+        .and_then(|p| p.parse().ok())
+        .expect("the command's pid");
+    first.kill().expect("kill -9 lockfile run");
+    let _ = first.wait();
+    // The command survives its `lockfile` (on Linux it gets SIGTERM; make
+    // sure it is gone, as after a reboot of a container).
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &command_pid.to_string()])
+        .status();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(lock.exists(), "the killed run left its lock");
+    let out = lockfile(&[
+        "run",
+        "--no-replace-stale",
+        s(&lock),
+        "--",
+        "touch",
+        s(&marker),
+    ]);
+    expect_code(&out, 1);
+    assert!(!marker.exists());
+    let out = lockfile(&["run", s(&lock), "--", "touch", s(&marker)]);
+    expect_code(&out, 0);
+    assert!(marker.exists(), "the next run ran its command");
+    assert!(!lock.exists());
+    assert!(stderr(&out).is_empty(), "quiet: {}", stderr(&out));
 }
 
 #[test]
@@ -208,6 +254,7 @@ fn wait_times_out_with_exit_1_and_says_who_holds_it() {
     let other = Sleeper::new();
     let out = lockfile(&[
         "acquire",
+        "-v",
         "--wait",
         "0.3",
         "--pid",
@@ -221,6 +268,71 @@ fn wait_times_out_with_exit_1_and_says_who_holds_it() {
         msg.contains(&format!("held by pid {}", holder.pid())),
         "{msg}"
     );
+    // Without -v only the outcome is told; with -q not even that (the exit
+    // status says it).
+    let out = lockfile(&["acquire", "-w", "0.2", "--pid", &other.pid_str(), s(&lock)]);
+    expect_code(&out, 1);
+    assert_eq!(stderr(&out).matches("waiting for").count(), 0);
+    assert!(stderr(&out).contains("cannot acquire"), "{}", stderr(&out));
+    let out = lockfile(&[
+        "acquire",
+        "-q",
+        "-w",
+        "0.2",
+        "--pid",
+        &other.pid_str(),
+        s(&lock),
+    ]);
+    expect_code(&out, 1);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let out = lockfile(&["run", "-q", "-E", "75", s(&lock), "true"]);
+    expect_code(&out, 75);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    // Errors are always told.
+    let out = lockfile(&["acquire", "-q", s(&dir.path().join("no/such/dir.lock"))]);
+    expect_code(&out, 3);
+    assert!(!stderr(&out).is_empty());
+}
+
+/// flock's habits: `-w`, `-n`, `-E`, `-c`, and the command without `--`.
+#[test]
+fn run_takes_flocks_options_and_a_command_without_dashes() {
+    let dir = sandbox();
+    let lock = dir.path().join("f.lock");
+    let out = lockfile(&["run", s(&lock), "sh", "-c", "echo $0 $1", "a", "b"]);
+    expect_code(&out, 0);
+    assert_eq!(stdout(&out), "a b\n");
+    let out = lockfile(&["run", "-n", s(&lock), "-c", "echo via sh; exit 4"]);
+    expect_code(&out, 4);
+    assert_eq!(stdout(&out), "via sh\n");
+    let out = lockfile(&["run", "-w", "1", s(&lock), "--", "ls", "-d", "/"]);
+    expect_code(&out, 0);
+    assert_eq!(stdout(&out), "/\n");
+    assert!(!lock.exists());
+    // -c and a COMMAND together are a usage error.
+    expect_code(&lockfile(&["run", s(&lock), "-c", "true", "false"]), 2);
+}
+
+/// A wait never waits on a lock it can take over.
+#[test]
+fn a_wait_takes_a_stale_lock_over_at_once_and_quietly() {
+    let dir = sandbox();
+    let lock = dir.path().join("s.lock");
+    fs::write(&lock, format!("{DEAD_PID} 1700000000.0\n")).expect("plant");
+    let owner = Sleeper::new();
+    let start = Instant::now();
+    let out = lockfile(&[
+        "acquire",
+        "-w",
+        "forever",
+        "--pid",
+        &owner.pid_str(),
+        s(&lock),
+    ]);
+    expect_code(&out, 0);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert_eq!(status_json(&lock, &[])["pid"], owner.pid());
 }
 
 #[test]
@@ -252,6 +364,11 @@ fn wait_succeeds_when_the_holder_releases() {
     );
     let out = waiter.wait_with_output().expect("waiter ends");
     expect_code(&out, 0);
+    assert!(
+        stderr(&out).is_empty(),
+        "a wait that succeeds is silent (cron mails stderr): {}",
+        stderr(&out)
+    );
     assert_eq!(status_json(&lock, &[])["pid"], other.pid());
 }
 

@@ -176,18 +176,18 @@ fn our_own_recycled_pid_in_a_labm8_file_is_not_ours() {
     let v = status_json(&lock, &["--pid", &p.pid_str()]);
     assert_eq!(v["verdict"], "stale", "{v}");
     assert_eq!(v["owned_by_self"], false);
-    expect_code(&lockfile(&["acquire", "--pid", &p.pid_str(), s(&lock)]), 1);
-    expect_code(&lockfile(&["release", "--pid", &p.pid_str(), s(&lock)]), 1);
     expect_code(
         &lockfile(&[
             "acquire",
-            "--replace-stale",
+            "--no-replace-stale",
             "--pid",
             &p.pid_str(),
             s(&lock),
         ]),
-        0,
+        1,
     );
+    expect_code(&lockfile(&["release", "--pid", &p.pid_str(), s(&lock)]), 1);
+    expect_code(&lockfile(&["acquire", "--pid", &p.pid_str(), s(&lock)]), 0);
     assert_eq!(
         status_json(&lock, &["--pid", &p.pid_str()])["verdict"],
         "owned-by-self"

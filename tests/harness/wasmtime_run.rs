@@ -170,22 +170,23 @@ fn stale_takeover_under_wasmtime_run() {
         &wt,
         dir.path(),
         true,
-        &["acquire", "--pid", &owner.pid_str(), s(&lock)],
+        &[
+            "acquire",
+            "--no-replace-stale",
+            "--pid",
+            &owner.pid_str(),
+            s(&lock),
+        ],
     );
     expect_code(&out, 1);
     expect_stderr(&out, "(stale)");
+    // The command component takes a stale lock over by default, as the CLI.
     expect_code(
         &run(
             &wt,
             dir.path(),
             true,
-            &[
-                "acquire",
-                "--replace-stale",
-                "--pid",
-                &owner.pid_str(),
-                s(&lock),
-            ],
+            &["acquire", "--pid", &owner.pid_str(), s(&lock)],
         ),
         0,
     );
