@@ -43,6 +43,14 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             let record = record.map_err(|e| self.malformed(e))?;
             let judgement = self.judge(&record);
             match judgement.verdict {
+                // The record we just published (its token is the one this
+                // acquisition issued), though the link reported failure:
+                // ours, and its token still to be confirmed.
+                Verdict::OwnedBySelf
+                    if self.issued.get().is_some() && record.token == self.issued.get() =>
+                {
+                    return self.confirm_token()
+                }
                 Verdict::OwnedBySelf => return Ok(()),
                 Verdict::Stale if replace_stale => {
                     self.issue_token(Some(&record))?;
@@ -56,6 +64,9 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     ))))
                 }
             }
+        }
+        if let Some(failed) = self.link_failure.take() {
+            return Err(failed);
         }
         Err(Error::Contended {
             path: self.path.to_owned(),

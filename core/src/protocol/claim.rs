@@ -55,15 +55,28 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         }
     }
 
-    /// Whether our claim still stands: the file is ours, byte for byte.
-    /// A claim on a leased record expires with that lease, and another host
-    /// may then step over it (removing it when it acts): a claimer paused
-    /// that long must not act on what it claimed.
-    pub(super) fn claim_stands(&self, claim: &Claim) -> bool {
-        let stands = self.holds(&claim.name, &claim.bytes);
+    /// Whether our claim still stands: the file is ours, byte for byte, and
+    /// nobody has claimed it. A claim on a leased record expires with that
+    /// lease, and another host may then step over it: it claims our claim
+    /// first (`.STEM.break.FP` of our claim's bytes), acts, and only then
+    /// removes ours. A claimer paused that long must not act on what it
+    /// claimed. An error reading either is an error, not a verdict.
+    ///
+    /// # Errors
+    /// As [`Lock::load_name`].
+    pub(super) fn claim_stands(&self, claim: &Claim) -> Result<bool, Error> {
+        let ours = match self.load_name(&claim.name)? {
+            State::Present { bytes, .. } => bytes == claim.bytes,
+            State::Absent => false,
+        };
+        let claimed = ours
+            && !matches!(
+                self.load_name(&self.claim_name(&claim.bytes))?,
+                State::Absent
+            );
         // For tests: a pause here is the residual window (docs/PROTOCOL.md).
         self.sys.checkpoint("after-claim-check");
-        stands
+        Ok(ours && !claimed)
     }
 
     /// Replaces the lock with `record` if `claim` still stands just before
@@ -71,7 +84,10 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     pub(super) fn replace_claimed(&self, record: &Record, claim: &Claim) -> Result<bool, Error> {
         let temp = self.write_temp(format::serialize(record).as_bytes())?;
         self.sys.checkpoint("before-publish");
-        if !self.claim_stands(claim) {
+        let stands = self.claim_stands(claim).inspect_err(|_| {
+            let _ = self.dir.remove(&temp);
+        })?;
+        if !stands {
             let _ = self.dir.remove(&temp);
             return Ok(false);
         }
@@ -141,6 +157,10 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 Err(Published::Exists) => {}
             }
             let bytes = match self.load_name(&name)? {
+                // Our own claim, linked although the link reported failure
+                // (a lost reply, or EIO over NFS, with the read that should
+                // have told us failing too).
+                State::Present { bytes, .. } if bytes == ours => break (name, ours),
                 State::Absent => return Ok(None),
                 State::Present { record: Err(e), .. } => {
                     return Err(Error::Malformed {

@@ -381,6 +381,10 @@ pub struct Lock<'a, D, S> {
     tokens: bool,
     /// The token the record being published carries.
     issued: std::cell::Cell<Option<u64>>,
+    /// The last `link` that failed with EIO or ESTALE and was retried as if
+    /// the name were taken: reported, rather than "contended", if the
+    /// attempts run out.
+    link_failure: std::cell::RefCell<Option<Error>>,
 }
 
 impl<'a, D: Dir, S: System> Lock<'a, D, S> {
@@ -397,6 +401,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             lease_ms: None,
             tokens: false,
             issued: std::cell::Cell::new(None),
+            link_failure: std::cell::RefCell::new(None),
         }
     }
 
@@ -588,7 +593,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             companion_start_ticks: companion.and_then(|c| c.start_ticks),
             holder: self.sys.holder(),
             lease_ms: self.lease_ms,
-            token: self.issued.get().filter(|_| self.issues_tokens()),
+            token: self.issued.get(),
             ..self.record_for(self.sys.current())
         }
     }

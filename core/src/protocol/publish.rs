@@ -197,7 +197,15 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         // link may or may not have happened, and the name does not hold our
         // record, so whatever is there (or nothing) is looked at again, as
         // for a name taken: a transient reply must not fail the acquisition.
-        if e.kind() == io::ErrorKind::AlreadyExists || super::changed_under_us(&e) {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            return Err(Published::Exists);
+        }
+        if super::changed_under_us(&e) {
+            self.link_failure.replace(Some(self.io_error(
+                &self.sibling(name),
+                "link the lock file into place",
+                &e,
+            )));
             return Err(Published::Exists);
         }
         Err(Published::Failed(self.io_error(

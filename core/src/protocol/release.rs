@@ -64,10 +64,15 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 continue;
             };
             self.sys.checkpoint("before-remove");
-            if !self.claim_stands(&claim) {
+            match self.claim_stands(&claim) {
+                Ok(true) => {}
                 // Stepped over (we were paused past the lease it carries):
                 // what is there now is not what we judged. Look again.
-                continue;
+                Ok(false) => continue,
+                Err(e) => {
+                    self.settle(&claim, false);
+                    return Err(e);
+                }
             }
             let removed = self.remove_lock();
             self.settle(&claim, removed.is_ok());

@@ -84,13 +84,19 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
 
     /// Picks the token of the record about to be published: one more than
     /// the floor and than the record it replaces, if any.
+    ///
+    /// Replacing a record that carries a token or a lease issues one even
+    /// when not asked: the sequence goes on (dropping it would let the next
+    /// acquisition re-issue the replaced holder's token), and a breaker of a
+    /// leased lock may be the one a paused holder's writes race.
     pub(super) fn issue_token(&self, replacing: Option<&Record>) -> Result<(), Error> {
-        if !self.issues_tokens() {
+        let replaced = replacing.and_then(|r| r.token);
+        let leased = replacing.is_some_and(|r| r.lease_ms.is_some());
+        if !(self.issues_tokens() || replaced.is_some() || leased) {
+            self.issued.set(None);
             return Ok(());
         }
-        let floor = self
-            .token_floor()?
-            .max(replacing.and_then(|r| r.token).unwrap_or(0));
+        let floor = self.token_floor()?.max(replaced.unwrap_or(0));
         self.issued.set(Some(self.next_token(floor)?));
         Ok(())
     }
@@ -101,16 +107,27 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// reported: an acquisition that says it failed must not leave the lock
     /// held (unless it was taken over meanwhile, and so is not ours).
     pub(super) fn confirm_token(&self) -> Result<(), Error> {
-        self.record_token().inspect_err(|e| {
-            if !matches!(e, Error::Lost { .. }) {
-                // Best effort: the failure reported is the one that matters.
-                let _ = self.release(false);
+        self.record_token().map_err(|e| {
+            if matches!(e, Error::Lost { .. }) {
+                return e;
+            }
+            match self.release(false) {
+                Ok(()) => e,
+                // Both failed (a full disk fails the claim a leased release
+                // needs, too): say the lock is still held, not only why.
+                Err(w) => Error::Io {
+                    path: self.path.to_owned(),
+                    message: format!(
+                        "{e}; and the lock it had published could not be withdrawn ({w}): it is \
+                         still held for this process, so release it once the cause is fixed"
+                    ),
+                },
             }
         })
     }
 
     fn record_token(&self) -> Result<(), Error> {
-        let Some(mut token) = self.issued.get().filter(|_| self.issues_tokens()) else {
+        let Some(mut token) = self.issued.get() else {
             return Ok(());
         };
         let floor = self.token_floor()?;
