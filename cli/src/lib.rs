@@ -148,7 +148,14 @@ pub enum Cmd {
         token: bool,
         /// Exit with N (not 1) when the lock is held or `--wait` times out,
         /// so that "busy" differs from COMMAND's own exit 1 (flock's -E).
-        #[arg(short = 'E', long, value_name = "N", default_value_t = HELD)]
+        #[arg(
+            short = 'E',
+            long,
+            value_name = "N",
+            default_value_t = HELD,
+            value_parser = parse_exit_code,
+            allow_negative_numbers = true
+        )]
         conflict_exit_code: u8,
         /// Run STRING with `sh -c` instead of COMMAND (flock's -c).
         #[arg(
@@ -280,11 +287,18 @@ fn parse_wait(s: &str) -> Result<Wait, String> {
         return Ok(Wait::Forever);
     }
     match s.parse::<f64>() {
-        Ok(v) if (0.0..1e9).contains(&v) => Ok(Wait::For(Duration::from_secs_f64(v))),
+        // Longer than a Duration holds (about 585 billion years) is for ever.
+        Ok(v) if v >= 0.0 => Ok(Duration::try_from_secs_f64(v).map_or(Wait::Forever, Wait::For)),
         _ => Err(format!(
             "`{s}` is not a wait: give a number of seconds, 0 or more (fractions allowed), or `forever`"
         )),
     }
+}
+
+/// An exit status for `-E`: clap's own error for `-1` would suggest `-- -1`.
+fn parse_exit_code(s: &str) -> Result<u8, String> {
+    s.parse::<u8>()
+        .map_err(|_| format!("`{s}` is not an exit status: give a whole number from 0 to 255"))
 }
 
 /// Another owner holds the lock: the refusal, and what was refused.

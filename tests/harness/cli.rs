@@ -313,6 +313,28 @@ fn run_takes_flocks_options_and_a_command_without_dashes() {
     expect_code(&lockfile(&["run", s(&lock), "-c", "true", "false"]), 2);
 }
 
+/// `--wait` takes any number of seconds (what no Duration holds is for
+/// ever); `-E` says what an exit status is, not clap's `-- -1` advice.
+#[test]
+fn waits_of_any_length_and_exit_statuses_are_understood() {
+    let dir = sandbox();
+    let lock = dir.path().join("x.lock");
+    for wait in ["1e9", "1e300", "0", "forever"] {
+        expect_code(&lockfile(&["run", "-w", wait, s(&lock), "true"]), 0);
+    }
+    for wait in ["-1", "nan", "soon"] {
+        let out = lockfile(&["run", "-w", wait, s(&lock), "true"]);
+        expect_code(&out, 2);
+        expect_stderr(&out, "is not a wait");
+    }
+    for code in ["-1", "256", "x"] {
+        let out = lockfile(&["run", "-E", code, s(&lock), "true"]);
+        expect_code(&out, 2);
+        expect_stderr(&out, "is not an exit status");
+        assert!(!stderr(&out).contains("-- -1"), "{}", stderr(&out));
+    }
+}
+
 /// A wait never waits on a lock it can take over.
 #[test]
 fn a_wait_takes_a_stale_lock_over_at_once_and_quietly() {
