@@ -183,20 +183,53 @@ fn stepped_over_claim(
     (ra, rb, lock_record(&root), names(&root))
 }
 
-/// A Dir whose reads of claim files fail once with EIO.
-struct Flaky {
+/// A directory with the faults a network file system shows, each off until
+/// a test sets it.
+struct Faulty {
     dir: StdDir,
+    /// The next this many reads of claim files fail with EIO.
     fail_claim_reads: Cell<u32>,
+    /// Creating a file fails with ENOSPC once the lock exists.
     fail_creates_after_lock: Cell<bool>,
+    /// The next this many links happen yet answer EIO, and the look that
+    /// follows (a read of a name containing `read_match`) fails with ESTALE.
+    linked_but_eio: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    fail_reads: Cell<u32>,
+    read_match: &'static str,
+    /// Every link fails with EIO, linking nothing.
+    always_eio: Cell<bool>,
 }
-impl Dir for Flaky {
+
+impl Faulty {
+    fn new(tmp: &Path) -> Self {
+        Faulty {
+            dir: StdDir::new(tmp),
+            fail_claim_reads: Cell::new(0),
+            fail_creates_after_lock: Cell::new(false),
+            linked_but_eio: std::sync::Arc::default(),
+            fail_reads: Cell::new(0),
+            read_match: "x.lock",
+            always_eio: Cell::new(false),
+        }
+    }
+}
+
+fn take(counter: &Cell<u32>) -> bool {
+    let left = counter.get();
+    counter.set(left.saturating_sub(1));
+    left > 0
+}
+
+impl Dir for Faulty {
     fn kind(&self, n: &str) -> io::Result<Option<Kind>> {
         self.dir.kind(n)
     }
     fn read(&self, n: &str, l: usize) -> io::Result<Vec<u8>> {
-        if n.contains(".break.") && self.fail_claim_reads.get() > 0 {
-            self.fail_claim_reads.set(self.fail_claim_reads.get() - 1);
+        if n.contains(".break.") && take(&self.fail_claim_reads) {
             return Err(io::Error::from_raw_os_error(5));
+        }
+        if n.contains(self.read_match) && take(&self.fail_reads) {
+            return Err(io::Error::from_raw_os_error(116));
         }
         self.dir.read(n, l)
     }
@@ -213,62 +246,13 @@ impl Dir for Flaky {
         self.dir.create(n, d)
     }
     fn link(&self, a: &str, b: &str) -> io::Result<()> {
-        self.dir.link(a, b)
-    }
-    fn rename(&self, a: &str, b: &str) -> io::Result<()> {
-        self.dir.rename(a, b)
-    }
-    fn remove(&self, n: &str) -> io::Result<()> {
-        self.dir.remove(n)
-    }
-    fn names(&self) -> io::Result<Vec<String>> {
-        self.dir.names()
-    }
-}
-
-/// A Dir whose links may happen yet answer EIO, whose next reads of a name
-/// fail with EIO, or whose links always fail with EIO.
-struct LinkEio {
-    dir: StdDir,
-    linked_but_eio: std::sync::Arc<std::sync::atomic::AtomicU32>,
-    fail_reads: Cell<u32>,
-    always_eio: Cell<bool>,
-    read_match: &'static str,
-}
-impl Dir for LinkEio {
-    fn kind(&self, n: &str) -> io::Result<Option<Kind>> {
-        self.dir.kind(n)
-    }
-    fn read(&self, n: &str, l: usize) -> io::Result<Vec<u8>> {
-        if n.contains(self.read_match) && self.fail_reads.get() > 0 {
-            self.fail_reads.set(self.fail_reads.get() - 1);
-            return Err(io::Error::from_raw_os_error(116));
-        }
-        self.dir.read(n, l)
-    }
-    fn read_modified(&self, n: &str, l: usize) -> io::Result<(Vec<u8>, Option<Timestamp>)> {
-        self.dir.read_modified(n, l)
-    }
-    fn touch(&self, n: &str) -> io::Result<()> {
-        self.dir.touch(n)
-    }
-    fn create(&self, n: &str, d: &[u8]) -> io::Result<()> {
-        self.dir.create(n, d)
-    }
-    fn link(&self, a: &str, b: &str) -> io::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
         if self.always_eio.get() {
             return Err(io::Error::from_raw_os_error(5));
         }
         let r = self.dir.link(a, b);
-        if r.is_ok()
-            && self
-                .linked_but_eio
-                .load(std::sync::atomic::Ordering::SeqCst)
-                > 0
-        {
-            self.linked_but_eio
-                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            // The look that `linked` takes then fails too (ESTALE).
+        if r.is_ok() && self.linked_but_eio.load(SeqCst) > 0 {
+            self.linked_but_eio.fetch_sub(1, SeqCst);
             self.fail_reads.set(1);
             return Err(io::Error::from_raw_os_error(5));
         }
@@ -308,12 +292,11 @@ fn a_claimer_waking_inside_anothers_step_over_does_not_act() {
     }
 }
 
-fn flaky(tmp: &Path, fail_claim_reads: u32, fail_creates_after_lock: bool) -> Flaky {
-    Flaky {
-        dir: StdDir::new(tmp),
-        fail_claim_reads: Cell::new(fail_claim_reads),
-        fail_creates_after_lock: Cell::new(fail_creates_after_lock),
-    }
+fn flaky(tmp: &Path, fail_claim_reads: u32, fail_creates_after_lock: bool) -> Faulty {
+    let d = Faulty::new(tmp);
+    d.fail_claim_reads.set(fail_claim_reads);
+    d.fail_creates_after_lock.set(fail_creates_after_lock);
+    d
 }
 
 /// One transient EIO reading our own claim was taken as "stepped over": the
@@ -389,13 +372,10 @@ fn a_withdrawal_that_fails_says_the_lock_is_still_held() {
     assert_eq!(lock.status().unwrap().verdict, Verdict::OwnedBySelf);
 }
 
-fn link_eio(tmp: &Path, read_match: &'static str) -> LinkEio {
-    LinkEio {
-        dir: StdDir::new(tmp),
-        linked_but_eio: std::sync::Arc::default(),
-        fail_reads: Cell::new(0),
-        always_eio: Cell::new(false),
+fn link_eio(tmp: &Path, read_match: &'static str) -> Faulty {
+    Faulty {
         read_match,
+        ..Faulty::new(tmp)
     }
 }
 

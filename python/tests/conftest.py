@@ -50,3 +50,25 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+#: A process that takes the lock at argv[1], says so, holds it for argv[2]
+#: seconds and releases it.
+HOLD = (
+    "import sys, time\n"
+    "from labm8_lockfile import LockFile\n"
+    "lock = LockFile(sys.argv[1]).acquire()\n"
+    "print('held', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+    "lock.release()\n"
+)
+
+
+def hold(path, seconds):
+    """A process holding the lock at `path` for `seconds`, then releasing it
+    (returned once it holds the lock)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, path, str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline() == "held\n"
+    return child

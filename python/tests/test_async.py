@@ -1,30 +1,12 @@
 """asyncio: waits that never block the event loop, and `async with`."""
 
 import asyncio
-import subprocess
-import sys
 import time
 
 import pytest
 
+from conftest import hold
 from labm8_lockfile import LockFile, UnableToAcquireLockError
-
-HOLD = (
-    "import sys, time\n"
-    "from labm8_lockfile import LockFile\n"
-    "lock = LockFile(sys.argv[1]).acquire()\n"
-    "print('held', flush=True)\n"
-    "time.sleep(float(sys.argv[2]))\n"
-    "lock.release()\n"
-)
-
-
-def hold(path, seconds):
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLD, path, str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdout.readline() == "held\n"
-    return child
 
 
 async def ticking(ticks, stop):

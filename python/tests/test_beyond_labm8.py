@@ -2,35 +2,17 @@
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
+from conftest import hold
 from labm8_lockfile import (
     LockFile,
     LockFileError,
     LockLostError,
     UnableToAcquireLockError,
 )
-
-HOLD = (
-    "import sys, time\n"
-    "from labm8_lockfile import LockFile\n"
-    "lock = LockFile(sys.argv[1]).acquire()\n"
-    "print('held', flush=True)\n"
-    "time.sleep(float(sys.argv[2]))\n"
-    "lock.release()\n"
-)
-
-
-def hold(path, seconds):
-    """A process that holds the lock at `path` for `seconds`, then releases it."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLD, path, str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdout.readline() == "held\n"
-    return child
 
 
 def test_timeout_waits_for_the_holder_to_release(tmp_path):

@@ -3,7 +3,6 @@ for itself at once (no thread of the parent's is needed in the child)."""
 
 import multiprocessing
 import os
-import sys
 import threading
 import time
 

@@ -507,13 +507,29 @@ fn every_operation_works_on_lock_names_up_to_255_bytes() {
     }
 }
 
+/// A directory with the sticky bit, as `/tmp` and `/run/lock` have it.
+fn sticky_sandbox() -> tempfile::TempDir {
+    let dir = sandbox();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).expect("chmod +t");
+    dir
+}
+
+/// Runs `lockfile` as uid and gid 1234.
+fn as_other_user(args: &[&str]) -> Output {
+    output_retrying(
+        Command::new(world_executable_lockfile())
+            .args(args)
+            .uid(1234)
+            .gid(1234),
+    )
+}
+
 /// In a sticky directory (`/tmp`, `/run/lock`) another user's stale lock
 /// cannot be replaced or removed; the message says why and what would work.
 #[test]
 fn a_stale_lock_of_another_user_in_a_sticky_directory_is_explained() {
     require_root("files of several users need root");
-    let dir = sandbox();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).expect("chmod +t");
+    let dir = sticky_sandbox();
     let lock = dir.path().join("x.lock");
     fs::write(&lock, format!("{DEAD_PID} 1700000000.0\n")).expect("plant");
     rustix::fs::chown(
@@ -523,10 +539,7 @@ fn a_stale_lock_of_another_user_in_a_sticky_directory_is_explained() {
     )
     .expect("chown");
     let before = fs::read(&lock).expect("lock");
-    let bin = world_executable_lockfile();
     let holder = Sleeper::new();
-    let as_other_user =
-        |args: &[&str]| output_retrying(Command::new(&bin).args(args).uid(1234).gid(1234));
     let out = as_other_user(&[
         "acquire",
         "--replace-stale",
@@ -557,8 +570,7 @@ fn a_stale_lock_of_another_user_in_a_sticky_directory_is_explained() {
 #[test]
 fn an_acquisition_that_fails_after_publishing_leaves_no_lock() {
     require_root("files of several users need root");
-    let dir = sandbox();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).expect("chmod +t");
+    let dir = sticky_sandbox();
     let lock = dir.path().join("x.lock");
     let root_owner = Sleeper::new();
     let pid = root_owner.pid_str();
@@ -568,10 +580,7 @@ fn an_acquisition_that_fails_after_publishing_leaves_no_lock() {
     );
     expect_code(&lockfile(&["release", "--pid", &pid, s(&lock)]), 0);
     assert!(dir.path().join(".x.lock.token").exists());
-    let bin = world_executable_lockfile();
     let holder = Sleeper::new();
-    let as_other_user =
-        |args: &[&str]| output_retrying(Command::new(&bin).args(args).uid(1234).gid(1234));
     let out = as_other_user(&[
         "acquire",
         "--print-token",

@@ -122,30 +122,23 @@ class LockFile:
         """
         if timeout != 0:
             _check_timeout(timeout)
-        native = self._native
         # labm8 takes any truthy value for its flags.
-        replace_stale, force, token = bool(replace_stale), bool(force), bool(token)
-        try:
-            native.acquire(replace_stale, force, lease, token)
+        flags = (bool(replace_stale), bool(force), lease, bool(token))
+        failure = self._attempt(flags)
+        if failure is None:
             return self
-        except _Failure as failure:
-            if timeout == 0 or failure.args[0] not in _RETRIED:
-                raise from_failure(self, failure) from None
-            last = failure
+        if timeout == 0:
+            raise from_failure(self, failure) from None
         schedule = _native.Schedule(timeout)
         start = time.monotonic()
         while True:
             pause = schedule.pause(time.monotonic() - start)
             if pause is None:
-                raise from_failure(self, last) from None
+                raise from_failure(self, failure) from None
             time.sleep(pause)
-            try:
-                native.acquire(replace_stale, force, lease, token)
+            failure = self._attempt(flags)
+            if failure is None:
                 return self
-            except _Failure as failure:
-                if failure.args[0] not in _RETRIED:
-                    raise from_failure(self, failure) from None
-                last = failure
 
     def release(self, force: bool = False) -> None:
         """Releases the lock: a no-op when unheld; with ``force``, whoever holds it.
@@ -308,19 +301,15 @@ class LockFile:
         it."""
         _check_timeout(timeout)
         schedule = _native.Schedule(timeout)
-        native = self._native
-        replace_stale, force, token = bool(replace_stale), bool(force), bool(token)
+        flags = (bool(replace_stale), bool(force), lease, bool(token))
         start = time.monotonic()
         while True:
-            try:
-                native.acquire(replace_stale, force, lease, token)
+            failure = self._attempt(flags)
+            if failure is None:
                 return self
-            except _Failure as failure:
-                if failure.args[0] not in _RETRIED:
-                    raise from_failure(self, failure) from None
-                pause = schedule.pause(time.monotonic() - start)
-                if pause is None:
-                    raise from_failure(self, failure) from None
+            pause = schedule.pause(time.monotonic() - start)
+            if pause is None:
+                raise from_failure(self, failure) from None
             await _sleep(pause)
 
     async def release_async(self, force: bool = False) -> None:
@@ -334,6 +323,17 @@ class LockFile:
         self.release()
 
     # -- internals ----------------------------------------------------------
+
+    def _attempt(self, flags: Tuple[bool, bool, Optional[float], bool]) -> Any:
+        """One attempt to acquire: None when taken; the failure when a wait
+        may retry it (held, or changing hands); anything else is raised."""
+        try:
+            self._native.acquire(*flags)
+            return None
+        except _Failure as failure:
+            if failure.args[0] not in _RETRIED:
+                raise from_failure(self, failure) from None
+            return failure
 
     def _query(self, call: Callable[[], T], absent: T) -> T:
         # labm8 answers "not locked" for a lock whose directory is missing.
