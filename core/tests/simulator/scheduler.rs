@@ -1,0 +1,619 @@
+//! Who moves next: every directory call is a step an actor waits for;
+//! the scheduler picks a step or a death, exhaustively or at random,
+//! and runs whole schedules.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+
+use lockfile_core::protocol::{Kind, Lock, Spare};
+use lockfile_core::Verdict;
+
+use crate::dir::{SimDir, SimSys};
+use crate::world::*;
+
+pub(crate) struct Sim {
+    pub(crate) world: Mutex<World>,
+    /// Where each actor waits for its turn.
+    pub(crate) turns: Vec<Condvar>,
+    /// Where the scheduler waits for every live actor to wait or finish.
+    pub(crate) settled: Condvar,
+}
+
+pub(crate) fn dead() -> io::Error {
+    io::Error::other("the simulated process is dead")
+}
+
+impl Sim {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The scheduler, run by whichever actor has just stopped to wait or
+    /// finished, once every live actor waits or is done: it applies deaths
+    /// until it picks an actor to move, and hands that actor the turn (which
+    /// costs no thread switch when the actor picks itself).
+    pub(crate) fn decide(&self, w: &mut World) {
+        loop {
+            if !w.settled() || w.finished {
+                return;
+            }
+            w.check();
+            let runnable: Vec<usize> = (0..w.actors.len()).filter(|&a| w.runnable(a)).collect();
+            if w.violation.is_some() || runnable.is_empty() {
+                w.finished = true;
+                w.abort = true;
+                for turn in &self.turns {
+                    turn.notify_one();
+                }
+                self.settled.notify_one();
+                return;
+            }
+            let cur = w.current.filter(|c| runnable.contains(c));
+            let mut options = Vec::new();
+            match cur {
+                Some(c) => {
+                    options.push(Choice::Run(c));
+                    if w.preemptions < w.bounds.preemptions {
+                        options.extend(
+                            runnable
+                                .iter()
+                                .filter(|&&a| a != c)
+                                .map(|&a| Choice::Run(a)),
+                        );
+                    }
+                }
+                None => options.extend(runnable.iter().map(|&a| Choice::Run(a))),
+            }
+            if w.kills < w.bounds.kills {
+                let mortal: Vec<Pid> = w.mortal.iter().copied().filter(|p| w.alive[p]).collect();
+                options.extend(mortal.into_iter().map(Choice::Kill));
+            }
+            let pick = w.strategy.choose(&options, cur.is_some());
+            match options[pick] {
+                Choice::Run(a) => {
+                    if cur.is_some_and(|c| c != a) {
+                        w.preemptions += 1;
+                    }
+                    w.current = Some(a);
+                    w.clock += 1;
+                    w.granted = Some(a);
+                    self.turns[a].notify_one();
+                    return;
+                }
+                Choice::Kill(p) => {
+                    w.kills += 1;
+                    w.alive.insert(p, false);
+                    if w.tracing {
+                        w.trace.push(format!("-- pid {p} dies"));
+                    }
+                    for a in 0..w.specs.len() {
+                        if w.specs[a].runner == p {
+                            self.turns[a].notify_one();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One atomic step of `actor`: waits for the scheduler's turn, then
+    /// applies `f` to the world. A dead actor's steps fail without effect.
+    pub(crate) fn step<T>(
+        &self,
+        actor: usize,
+        what: impl FnOnce() -> String,
+        f: impl FnOnce(&mut World, usize) -> io::Result<T>,
+    ) -> io::Result<T>
+    where
+        T: Show,
+    {
+        let mut w = self.lock();
+        let label = if w.tracing { what() } else { String::new() };
+        if !w.solo {
+            if w.abort || w.runner_dead(actor) {
+                return Err(dead());
+            }
+            w.actors[actor].phase = Phase::Waiting;
+            w.actors[actor].next.clone_from(&label);
+            self.decide(&mut w);
+            while !(w.granted == Some(actor) || w.abort || w.runner_dead(actor)) {
+                w = self.turns[actor].wait(w).unwrap_or_else(|e| e.into_inner());
+            }
+            if w.granted != Some(actor) {
+                return Err(dead());
+            }
+            w.granted = None;
+            w.actors[actor].phase = Phase::Running;
+        }
+        let result = f(&mut w, actor);
+        if w.tracing {
+            let shown = match &result {
+                Ok(v) => v.show(),
+                Err(e) => format!("error: {e}"),
+            };
+            let line = format!("{}: {label} -> {shown}", w.specs[actor].name);
+            w.trace.push(line);
+        }
+        w.check();
+        result
+    }
+}
+
+/// How a step's result reads in a trace.
+pub(crate) trait Show {
+    fn show(&self) -> String;
+}
+
+impl Show for () {
+    fn show(&self) -> String {
+        "ok".into()
+    }
+}
+
+impl Show for bool {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Show for Option<Kind> {
+    fn show(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl Show for Vec<u8> {
+    fn show(&self) -> String {
+        describe(self)
+    }
+}
+
+impl Show for Vec<String> {
+    fn show(&self) -> String {
+        self.join(" ")
+    }
+}
+
+// ------------------------------------------------------------------ actors
+
+pub(crate) fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
+    let dir = SimDir {
+        sim: Arc::clone(sim),
+        me,
+    };
+    let sys = SimSys {
+        sim: Arc::clone(sim),
+        spec: spec.clone(),
+        counter: std::cell::Cell::new(0),
+        seed: me as u64 + 1,
+    };
+    let spare = Spare::default();
+    let lock = Lock::new(&dir, LOCK, PATH, &sys);
+    let lock = if spec.spare {
+        lock.with_spare(&spare)
+    } else {
+        lock
+    };
+    for op in &spec.script {
+        {
+            let mut w = sim.lock();
+            let a = &mut w.actors[me];
+            a.judged = None;
+            a.forced = matches!(
+                op,
+                Op::Acquire { force: true, .. } | Op::Release { force: true }
+            );
+            if matches!(op, Op::Release { .. }) {
+                // From here on it no longer relies on holding the lock.
+                a.believes = false;
+            }
+        }
+        let (outcome, ok) = match *op {
+            Op::Acquire {
+                replace_stale,
+                force,
+            } => {
+                let r = lock.acquire(replace_stale, force);
+                let ok = r.is_ok();
+                if ok {
+                    sim.lock().actors[me].believes = true;
+                }
+                (format!("acquire -> {}", show_result(&r)), ok)
+            }
+            Op::Hold => {
+                let r = sim.step(me, || "works while holding".into(), |_, _| Ok(()));
+                (String::new(), r.is_ok())
+            }
+            Op::Release { force } => {
+                let r = lock.release(force);
+                (format!("release -> {}", show_result(&r)), r.is_ok())
+            }
+            Op::Status => {
+                let r = lock.status();
+                let shown = match &r {
+                    Ok(s) => format!("status -> {}: {}", s.verdict.as_str(), s.reason),
+                    Err(e) => format!("status -> error: {e}"),
+                };
+                (shown, true)
+            }
+        };
+        if !outcome.is_empty() && sim.lock().tracing {
+            let mut w = sim.lock();
+            let line = format!("{}: {outcome}", spec.name);
+            w.trace.push(line);
+        }
+        if !ok {
+            break;
+        }
+    }
+    if spec.spare {
+        spare.discard(&dir);
+    }
+}
+
+pub(crate) fn show_result(r: &Result<(), lockfile_core::Error>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+// --------------------------------------------------------------- schedules
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Choice {
+    Run(usize),
+    Kill(Pid),
+}
+
+/// Picks one of the options at each scheduling point. Option 0 is always
+/// "the actor that moved last goes on" when it can.
+#[derive(Debug)]
+pub(crate) enum Strat {
+    Exhaustive(Exhaustive),
+    Random(Random),
+}
+
+impl Strat {
+    pub(crate) fn choose(&mut self, options: &[Choice], current_first: bool) -> usize {
+        match self {
+            Strat::Exhaustive(e) => e.choose(options.len()),
+            Strat::Random(r) => r.choose(options, current_first),
+        }
+    }
+}
+
+/// Depth-first enumeration of every schedule within the bounds: replays a
+/// prefix of choices, then takes the first option at each new point.
+#[derive(Debug, Default)]
+pub(crate) struct Exhaustive {
+    pub(crate) prefix: Vec<usize>,
+    pub(crate) taken: Vec<(usize, usize)>,
+}
+
+impl Exhaustive {
+    pub(crate) fn choose(&mut self, n: usize) -> usize {
+        let i = self.taken.len();
+        let c = self.prefix.get(i).copied().unwrap_or(0);
+        self.taken.push((c, n));
+        c
+    }
+
+    /// Moves to the next schedule; false when all are done.
+    pub(crate) fn advance(&mut self) -> bool {
+        let mut taken = std::mem::take(&mut self.taken);
+        while let Some((c, n)) = taken.pop() {
+            if c + 1 < n {
+                taken.push((c + 1, n));
+                self.prefix = taken.iter().map(|&(c, _)| c).collect();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// SplitMix64: small, good enough, and the same everywhere.
+#[derive(Debug)]
+pub(crate) struct Random(pub(crate) u64);
+
+impl Random {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+impl Random {
+    pub(crate) fn choose(&mut self, options: &[Choice], current_first: bool) -> usize {
+        let runs = options
+            .iter()
+            .filter(|c| matches!(c, Choice::Run(_)))
+            .count();
+        let kills = options.len() - runs;
+        if kills > 0 && (runs == 0 || self.below(40) == 0) {
+            return runs + self.below(kills);
+        }
+        if current_first && self.below(4) != 0 {
+            return 0;
+        }
+        self.below(runs.max(1))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub(crate) preemptions: usize,
+    pub(crate) kills: usize,
+}
+
+/// A schedule that broke an invariant.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) scenario: &'static str,
+    pub(crate) violation: String,
+    pub(crate) trace: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "scenario `{}`: {}", self.scenario, self.violation)?;
+        writeln!(f, "trace:")?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) const RECOVERER: Pid = 999;
+
+/// Runs one schedule of `sc` chosen by `strategy`; returns the trace.
+pub(crate) fn run_schedule(
+    sc: &Scenario,
+    strategy: &mut Strat,
+    bounds: Bounds,
+    tracing: bool,
+) -> Result<Vec<String>, Failure> {
+    let mut alive: BTreeMap<Pid, bool> = BTreeMap::new();
+    for &p in &sc.processes {
+        alive.insert(p, true);
+    }
+    for a in &sc.actors {
+        alive.insert(a.runner, true);
+        alive.entry(a.acting).or_insert(true);
+    }
+    if let Some(owner) = sc.initial_owner {
+        alive.entry(owner).or_insert(false);
+    }
+    let mut world = World {
+        names: BTreeMap::new(),
+        inodes: Vec::new(),
+        alive,
+        actors: Vec::new(),
+        specs: sc.actors.clone(),
+        granted: None,
+        abort: false,
+        faulty_link: sc.faulty_link,
+        solo: false,
+        clock: 0,
+        strategy: std::mem::replace(strategy, Strat::Random(Random(0))),
+        bounds,
+        mortal: sc.mortal.clone(),
+        current: None,
+        preemptions: 0,
+        kills: 0,
+        finished: false,
+        initial_holder: None,
+        tracing,
+        trace: Vec::new(),
+        violation: None,
+    };
+    for _ in &sc.actors {
+        world.actors.push(ActorState {
+            phase: Phase::Running,
+            believes: false,
+            judged: None,
+            forced: false,
+            open: None,
+            next: String::new(),
+        });
+    }
+    if let Some(owner) = sc.initial_owner {
+        let record = record_of(owner, 0xfeed);
+        let inode = world.new_inode(record.clone());
+        world.names.insert(LOCK.into(), inode);
+        let alive = world.alive[&owner];
+        if alive {
+            world.initial_holder = Some((owner, record));
+        }
+        world.trace.push(format!(
+            "start: the lock holds pid {owner}'s record ({})",
+            if alive { "alive" } else { "dead" }
+        ));
+    }
+    let sim = Arc::new(Sim {
+        world: Mutex::new(world),
+        turns: sc.actors.iter().map(|_| Condvar::new()).collect(),
+        settled: Condvar::new(),
+    });
+    let threads: Vec<_> = sc
+        .actors
+        .iter()
+        .enumerate()
+        .map(|(me, spec)| {
+            let sim = Arc::clone(&sim);
+            let spec = spec.clone();
+            thread::spawn(move || {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_actor(&sim, me, &spec)
+                }));
+                let mut w = sim.lock();
+                if let Err(panic) = run {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    let msg = format!("{} panicked: {what}", spec.name);
+                    w.fail(msg);
+                }
+                w.actors[me].phase = Phase::Done;
+                if !w.runner_dead(me) {
+                    sim.decide(&mut w);
+                }
+            })
+        })
+        .collect();
+
+    {
+        let mut w = sim.lock();
+        while !w.finished {
+            w = sim.settled.wait(w).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let mut w = sim.lock();
+    *strategy = std::mem::replace(&mut w.strategy, Strat::Random(Random(0)));
+    if let Some(violation) = w.violation.take() {
+        return Err(Failure {
+            scenario: sc.name,
+            violation,
+            trace: std::mem::take(&mut w.trace),
+        });
+    }
+    // Everyone dies; a newcomer must recover the lock without force, and a
+    // sweep must leave nothing behind.
+    w.solo = true;
+    w.abort = false;
+    for alive in w.alive.values_mut() {
+        *alive = false;
+    }
+    w.alive.insert(RECOVERER, true);
+    w.trace
+        .push("-- every process dies; a newcomer recovers the lock".into());
+    let spec = actor("recoverer", RECOVERER, &[BREAK]);
+    w.specs.push(spec.clone());
+    w.actors.push(ActorState {
+        phase: Phase::Running,
+        believes: false,
+        judged: None,
+        forced: false,
+        open: None,
+        next: String::new(),
+    });
+    let me = w.actors.len() - 1;
+    drop(w);
+    let dir = SimDir {
+        sim: Arc::clone(&sim),
+        me,
+    };
+    let sys = SimSys {
+        sim: Arc::clone(&sim),
+        spec,
+        counter: std::cell::Cell::new(0),
+        seed: 0xabc,
+    };
+    let lock = Lock::new(&dir, LOCK, PATH, &sys);
+    let recovered = lock.acquire(true, false);
+    let status = lock.status();
+    let released = lock.release(false);
+    lock.sweep();
+    let mut w = sim.lock();
+    let mut problem = None;
+    if let Err(e) = &recovered {
+        problem = Some(format!(
+            "after every process died, replace_stale failed: {e}"
+        ));
+    } else if !matches!(&status, Ok(s) if s.verdict == Verdict::OwnedBySelf) {
+        problem = Some(format!(
+            "the recovered lock is not the newcomer's: {status:?}"
+        ));
+    } else if let Err(e) = &released {
+        problem = Some(format!("the newcomer cannot release: {e}"));
+    } else if !w.names.is_empty() {
+        let left: Vec<&String> = w.names.keys().collect();
+        problem = Some(format!("a sweep after every process died left {left:?}"));
+    }
+    let violation = problem.or_else(|| w.violation.take());
+    let trace = std::mem::take(&mut w.trace);
+    match violation {
+        Some(violation) => Err(Failure {
+            scenario: sc.name,
+            violation,
+            trace,
+        }),
+        None => Ok(trace),
+    }
+}
+
+/// Every schedule of `sc` within `bounds`, up to `cap`; the number run, and
+/// whether that was all of them.
+pub(crate) fn explore(sc: &Scenario, bounds: Bounds, cap: usize) -> Result<(usize, bool), Failure> {
+    let mut strategy = Strat::Exhaustive(Exhaustive::default());
+    let mut runs = 0;
+    loop {
+        let failed = run_schedule(sc, &mut strategy, bounds, false).is_err();
+        let Strat::Exhaustive(ex) = &mut strategy else {
+            unreachable!("explore runs the exhaustive strategy")
+        };
+        if failed {
+            // Run the same schedule again, this time writing its trace.
+            let choices = ex.taken.iter().map(|&(c, _)| c).collect();
+            let mut again = Strat::Exhaustive(Exhaustive {
+                prefix: choices,
+                taken: Vec::new(),
+            });
+            return Err(match run_schedule(sc, &mut again, bounds, true) {
+                Err(f) => f,
+                Ok(trace) => Failure {
+                    scenario: sc.name,
+                    violation: "a schedule failed, then passed when replayed: \
+                                the simulation is not deterministic"
+                        .into(),
+                    trace,
+                },
+            });
+        }
+        runs += 1;
+        if !ex.advance() {
+            return Ok((runs, true));
+        }
+        if runs >= cap {
+            return Ok((runs, false));
+        }
+    }
+}
+
+pub(crate) fn seed_for(base: u64, scenario: usize, i: usize) -> u64 {
+    Random(base ^ ((scenario as u64) << 48) ^ (i as u64)).next()
+}
+
+pub(crate) fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| {
+            let v = v.trim();
+            match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                None => v.parse().ok(),
+            }
+        })
+        .unwrap_or(default)
+}
+
+pub(crate) const RANDOM_BOUNDS: Bounds = Bounds {
+    preemptions: usize::MAX,
+    kills: usize::MAX,
+};
