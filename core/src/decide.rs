@@ -119,7 +119,9 @@ pub enum Cause {
     /// The owner's pid runs a process that started after the lock was taken (`stale`).
     StartedAfter,
     /// Taken on another host or in another PID namespace with a lease, not
-    /// refreshed for longer than the lease plus the clock allowance (`stale`).
+    /// refreshed for longer than the lease plus the clock allowance
+    /// (`stale`); or our own lock, whose lease ran out (`owned-by-self`,
+    /// but `refresh` fails: another host may take it over).
     LeaseExpired,
     /// Our own process, but another holder in it (`held`): another plugin
     /// of the same application (see [`with_holder`]).
@@ -248,10 +250,29 @@ pub fn with_lease(record: &Record, now: Timestamp, judged: Judgement) -> Judgeme
     let (Some(lease), Some(modified)) = (record.lease_ms, record.modified) else {
         return judged;
     };
+    let age_ms = millis_since(now, modified);
+    if judged.verdict == Verdict::OwnedBySelf {
+        // The same test as `refresh`'s, so that `status` and `refresh` agree
+        // on when our own lease is gone: past it, another host may take the
+        // lock over, and whatever we do we do without it.
+        let over = age_ms - i128::from(MTIME_GRANULARITY_MS) - i128::from(lease);
+        if over <= 0 {
+            return judged;
+        }
+        return judgement(
+            Cause::LeaseExpired,
+            Verdict::OwnedBySelf,
+            format!(
+                "ours, but its lease of {} ran out {} ago: another host may take it over \
+                 (`refresh` fails; acquire it again to hold it)",
+                human_ms(i128::from(lease)),
+                human_ms(over)
+            ),
+        );
+    }
     if judged.verdict != Verdict::Foreign {
         return judged;
     }
-    let age_ms = millis_since(now, modified);
     let limit = i128::from(lease) + i128::from(LEASE_SKEW_MS) + i128::from(MTIME_GRANULARITY_MS);
     // "taken on host X, not on this host Y": what "never judged stale"
     // said about it no longer holds with a lease.

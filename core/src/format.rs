@@ -56,6 +56,19 @@ impl Timestamp {
         }
     }
 
+    /// The moment `ms` milliseconds later (saturating: a lease is at most
+    /// about 31 years, far from the end of `u64` seconds).
+    pub fn plus_millis(self, ms: u64) -> Self {
+        let nanos = u64::from(self.nanos) + (ms % 1000) * 1_000_000;
+        Self {
+            seconds: self
+                .seconds
+                .saturating_add(ms / 1000)
+                .saturating_add(nanos / 1_000_000_000),
+            nanos: (nanos % 1_000_000_000) as u32,
+        }
+    }
+
     /// Seconds as a float, as labm8 and `status --json` show them.
     pub fn as_f64(self) -> f64 {
         self.seconds as f64 + f64::from(self.nanos) / 1e9

@@ -446,3 +446,41 @@ fn a_link_that_always_answers_eio_is_reported_as_an_io_error() {
         other => panic!("expected the link's I/O error, got {other:?}"),
     }
 }
+
+/// Our own leased lock whose lease ran out: `status` said `owned-by-self`
+/// while `refresh` said lost, and acquiring again was a no-op that left the
+/// lock free for any other host to take. Now `status` says the lease ran
+/// out, and acquiring again takes the lock anew, with a new token.
+#[test]
+fn our_own_expired_lease_is_reported_and_acquiring_again_takes_it_anew() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = StdDir::new(tmp.path());
+    let sys = Sys::new("ha", 100);
+    let lock = Lock::new(&d, "x.lock", "/d/x.lock", &sys).with_lease(Some(1000));
+    lock.acquire(false, false).unwrap();
+    let first = lock_record(tmp.path()).token.expect("a leased lock has a token");
+    let fresh = lock.status().unwrap();
+    assert_eq!(fresh.verdict, Verdict::OwnedBySelf);
+    let owner = fresh.owner.expect("an owner");
+    assert_eq!(owner.lease_ms, Some(1000));
+    let expires = owner.expires.expect("a leased lock expires");
+    assert!(millis(expires) - millis(sys.now()) <= 1000);
+
+    age(&tmp.path().join("x.lock"), 10);
+    let old = lock.status().unwrap();
+    assert_eq!(old.verdict, Verdict::OwnedBySelf);
+    assert_eq!(old.cause, lockfile_core::Cause::LeaseExpired, "{}", old.reason);
+    assert!(old.reason.contains("ran out"), "{}", old.reason);
+    assert!(matches!(lock.refresh(), Err(Error::Lost { .. })));
+
+    lock.acquire(false, false).unwrap();
+    let again = lock_record(tmp.path());
+    assert_eq!(again.pid, 100);
+    assert_eq!(again.token, Some(first + 1), "taken anew, with a new token");
+    lock.refresh().expect("the new lease is ours");
+    assert_eq!(lock.status().unwrap().cause, lockfile_core::Cause::Ours);
+}
+
+fn millis(t: Timestamp) -> i128 {
+    i128::from(t.seconds) * 1000 + i128::from(t.nanos / 1_000_000)
+}

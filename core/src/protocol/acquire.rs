@@ -1,7 +1,7 @@
 //! Acquire (publish first, then look), and labm8's static `write`.
 use super::publish::Published;
 use super::{not_a_file, Dir, Error, Kind, Lock, Refusal, State, System, MAX_ATTEMPTS};
-use crate::decide::Verdict;
+use crate::decide::{Cause, Verdict};
 use crate::format::{self, Record, Timestamp};
 
 impl<'a, D: Dir, S: System> Lock<'a, D, S> {
@@ -50,6 +50,17 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                     if self.issued.get().is_some() && record.token == self.issued.get() =>
                 {
                     return self.confirm_token()
+                }
+                // Ours, but its lease ran out: another host may take it at
+                // any moment, so "already ours" would be a false promise.
+                // Taken anew as any lock no one holds, with a fresh record
+                // (and token); should another host have taken it meanwhile,
+                // the claim on the bytes we read fails and we look again.
+                Verdict::OwnedBySelf if judgement.cause == Cause::LeaseExpired => {
+                    self.issue_token(Some(&record))?;
+                    if self.take_over(bytes)? {
+                        return self.confirm_token();
+                    }
                 }
                 Verdict::OwnedBySelf => return Ok(()),
                 Verdict::Stale if replace_stale => {

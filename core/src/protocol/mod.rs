@@ -172,6 +172,13 @@ pub struct Owner {
     pub hostname: Option<String>,
     /// The fencing token its acquisition issued, if it issued one.
     pub token: Option<u64>,
+    /// The lease it was taken with, in milliseconds, if any.
+    pub lease_ms: Option<u64>,
+    /// When that lease runs out unless renewed: the file's modification
+    /// time plus the lease (other hosts allow 3 s more for clock skew and
+    /// coarse timestamps before they take it over). `None` without a lease,
+    /// or where the file's time is unknown.
+    pub expires: Option<Timestamp>,
 }
 
 impl From<&Record> for Owner {
@@ -181,6 +188,8 @@ impl From<&Record> for Owner {
             date: r.timestamp,
             hostname: r.hostname.clone(),
             token: r.token,
+            lease_ms: r.lease_ms,
+            expires: r.lease_ms.zip(r.modified).map(|(ms, m)| m.plus_millis(ms)),
         }
     }
 }
