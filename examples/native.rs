@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lockfile_cli::{Backend, CoreLock, Failure, Wait};
+use lockfile_cli::{Backend, CoreLock, Failure, Listing, Wait};
+use lockfile_core::protocol::Leftover;
 use lockfile_core::std_dir::StdDir;
 use lockfile_core::{Identity, Liveness, Lock, Machine, ProcessInfo, System, Timestamp};
 use lockfile_host::process;
@@ -110,6 +111,25 @@ impl Backend for Native {
             },
             failure: lockfile_cli::failure,
         })
+    }
+
+    fn list(&self, dir: &Path, pid: Option<u32>) -> Result<Listing, Failure> {
+        let lock = self.open(&dir.join("probe"), pid)?;
+        let dir_path = lock.dir.path().to_string_lossy().into_owned();
+        let found = lockfile_core::protocol::survey(&lock.dir, &dir_path, &lock.sys)
+            .map_err(lockfile_cli::failure)?;
+        Ok(Listing {
+            dir: dir_path,
+            locks: found.locks,
+            unreadable: found.unreadable.iter().map(ToString::to_string).collect(),
+            leftovers: found.leftovers,
+        })
+    }
+
+    fn sweep(&self, dir: &Path) -> Result<Vec<Leftover>, Failure> {
+        let lock = self.open(&dir.join("probe"), Some(std::process::id()))?;
+        lockfile_core::protocol::sweep_dir(&lock.dir, &dir.to_string_lossy(), &lock.sys)
+            .map_err(lockfile_cli::failure)
     }
 
     fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure> {

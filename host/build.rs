@@ -145,9 +145,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The interface the library imports and the provider exports.
-const PROCESS: &str = "labm8:lockfile/process@0.2.0";
+const PROCESS: &str = "labm8:lockfile/process@0.3.0";
 /// The interface the library exports and plugins import.
-const LOCKFILE: &str = "labm8:lockfile/lockfile@0.2.0";
+const LOCKFILE: &str = "labm8:lockfile/lockfile@0.3.0";
 
 /// Composes `socket`, whose imports `interfaces` are satisfied by an
 /// instance of `plug`, into one component that exports what `socket`

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use lockfile_cli::{Backend, Failure, Lock, Refused, Wait, OTHER};
-use lockfile_host::{AcquireOptions, Error, LockFile, Runtime, Status, Timestamp};
+use lockfile_cli::{Backend, Failure, Listing, Lock, Refused, Wait, OTHER};
+use lockfile_host::{AcquireOptions, Error, Leftover, LockFile, Runtime, Status, Timestamp};
 
 #[cfg(unix)]
 mod gate;
@@ -122,6 +122,36 @@ impl Backend for Native {
             .open_as(path, pid)
             .map(|l| NativeLock(ManuallyDrop::new(l)))
             .map_err(failure)
+    }
+
+    fn inspect(&self, path: &Path, pid: Option<u32>) -> Result<NativeLock, Failure> {
+        // A report takes any point of view, a process that has ended too.
+        match pid {
+            Some(pid) => self
+                .0
+                .inspect_as(path, pid)
+                .map(|l| NativeLock(ManuallyDrop::new(l)))
+                .map_err(failure),
+            None => self.open(path, None),
+        }
+    }
+
+    fn list(&self, dir: &Path, pid: Option<u32>) -> Result<Listing, Failure> {
+        let pid = pid.or_else(lockfile_host::process::parent_pid);
+        let found = self.0.list_locks(dir, pid).map_err(failure)?;
+        Ok(Listing {
+            dir: std::fs::canonicalize(dir)
+                .unwrap_or_else(|_| dir.to_path_buf())
+                .to_string_lossy()
+                .into_owned(),
+            locks: found.locks,
+            unreadable: found.unreadable.iter().map(ToString::to_string).collect(),
+            leftovers: found.leftovers,
+        })
+    }
+
+    fn sweep(&self, dir: &Path) -> Result<Vec<Leftover>, Failure> {
+        self.0.sweep_leftovers(dir).map_err(failure)
     }
 
     fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure> {

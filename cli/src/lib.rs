@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use lockfile_core::protocol::Leftover;
 use lockfile_core::{display_time, rfc3339, Backoff, Cause, Refusal, Status, Timestamp, Verdict};
+
+mod survey;
+pub use survey::Listing;
 
 /// Exit code: the lock is held by another owner.
 pub const HELD: u8 = 1;
@@ -114,6 +118,40 @@ pub enum Cmd {
         pid: Option<u32>,
         /// The lock file.
         path: PathBuf,
+    },
+    /// List the locks in directories (default: the current one), who holds
+    /// them, and what crashed processes left beside them.
+    ///
+    /// A regular file is listed when it reads as a lock (labm8's files
+    /// included), is named `*.lock`, or has private files beside it.
+    /// Symlinks are never followed and FIFOs never opened; files that
+    /// cannot be read are reported on stderr, and the listing goes on.
+    List {
+        /// Print one JSON object per lock (as `status --json`, with its
+        /// private files under `leftovers`), one per line.
+        #[arg(long)]
+        json: bool,
+        /// Whose point of view `owned-by-self` takes (default: the parent of
+        /// `lockfile`, the shell or script that ran it).
+        #[arg(long, value_name = "PID", value_parser = parse_pid, allow_negative_numbers = true)]
+        pid: Option<u32>,
+        /// Directories to list, or lock files to show.
+        #[arg(value_name = "DIR|LOCK")]
+        paths: Vec<PathBuf>,
+    },
+    /// Remove stale locks (through the protocol, as `acquire` takes them
+    /// over) and what processes that are gone left beside locks.
+    ///
+    /// Only a lock that `status` judges stale is removed: never one that is
+    /// held, foreign, unknown or malformed, and never one taken while
+    /// `clean` runs. The token sequence (`.NAME.token`) is kept.
+    Clean {
+        /// Say what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The directories to clean.
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
     },
     /// Plant the record `PID TIMESTAMP` as given (labm8's static `write`).
     Write {
@@ -324,6 +362,8 @@ pub enum Failure {
     Lost(String),
     /// Exit 3.
     Other(String),
+    /// This exit code, with what went wrong already said.
+    Silent(u8),
 }
 
 impl Failure {
@@ -333,6 +373,7 @@ impl Failure {
             Failure::Refused(_) | Failure::Busy(_) | Failure::Lost(_) => HELD,
             Failure::Usage(_) => USAGE,
             Failure::Other(_) => OTHER,
+            Failure::Silent(code) => *code,
         }
     }
 
@@ -367,6 +408,7 @@ impl Failure {
             Failure::Busy(m) | Failure::Usage(m) | Failure::Lost(m) | Failure::Other(m) => {
                 m.clone()
             }
+            Failure::Silent(_) => String::new(),
         }
     }
 }
@@ -423,6 +465,26 @@ pub trait Backend {
     /// A [`Failure`] saying why.
     fn inspect(&self, path: &Path, pid: Option<u32>) -> Result<Self::Lock, Failure> {
         self.open(path, pid)
+    }
+    /// Every lock in the directory `dir`, seen from `pid` (`None`: the
+    /// caller's parent, or no process where that cannot be told).
+    ///
+    /// # Errors
+    /// A [`Failure`] saying why the directory cannot be listed.
+    fn list(&self, dir: &Path, pid: Option<u32>) -> Result<Listing, Failure>;
+    /// Removes the private files in `dir` of processes that are gone, and
+    /// returns them.
+    ///
+    /// # Errors
+    /// As [`Backend::list`].
+    fn sweep(&self, dir: &Path) -> Result<Vec<Leftover>, Failure>;
+    /// The pid of the process running the command (the one `clean` takes
+    /// stale locks over for).
+    ///
+    /// # Errors
+    /// A [`Failure`] where it cannot be told.
+    fn own_pid(&self) -> Result<u32, Failure> {
+        Ok(std::process::id())
     }
     /// Plants a record.
     ///
@@ -545,7 +607,7 @@ pub fn main<B: Backend>(
     match backend().and_then(|b| execute(&b, cli.command, quiet)) {
         Ok(code) => code,
         Err(e) => {
-            if !(quiet && e.code() == HELD) {
+            if !(quiet && e.code() == HELD || matches!(e, Failure::Silent(_))) {
                 eprintln!("lockfile: {}", e.message());
             }
             e.code()
@@ -599,6 +661,12 @@ fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Fai
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other.map_err(|e| Failure::Other(format!("cannot print: {e}")))?,
             }
+        }
+        Cmd::List { json, pid, paths } => {
+            survey::list(backend, &paths, check_pid(pid)?, json)?;
+        }
+        Cmd::Clean { dry_run, dirs } => {
+            survey::clean(backend, &dirs, dry_run)?;
         }
         Cmd::Write {
             path,
@@ -696,25 +764,57 @@ pub fn acquire<L: Lock>(
     }
 }
 
+/// The JSON object `status --json` prints (and `list --json`, one per lock).
+pub fn status_json(s: &Status) -> serde_json::Value {
+    let o = s.owner.as_ref();
+    serde_json::json!({
+        "path": s.path,
+        "locked": !matches!(s.verdict, Verdict::Unlocked),
+        "pid": o.map(|o| o.pid),
+        "token": o.and_then(|o| o.token),
+        "timestamp": o.map(|o| o.date.as_f64()),
+        "acquired": o.and_then(|o| rfc3339(o.date)),
+        "hostname": o.and_then(|o| o.hostname.clone()),
+        "lease_ms": o.and_then(|o| o.lease_ms),
+        "expires": o.and_then(|o| o.expires).and_then(rfc3339),
+        "owned_by_self": s.verdict == Verdict::OwnedBySelf,
+        "verdict": s.verdict.as_str(),
+        "cause": s.cause.as_str(),
+        "reason": s.reason,
+    })
+}
+
+/// `30 s, runs out at 2026-… (in 12 s)`, or `… ran out 4 s ago`.
+fn lease_line(lease_ms: u64, expires: Option<Timestamp>) -> String {
+    let lease = lockfile_core::decide::human_duration(i128::from(lease_ms / 1000));
+    let lease = if lease_ms < 10_000 {
+        format!("{:.1} s", lease_ms as f64 / 1000.0)
+    } else {
+        lease
+    };
+    let Some(expires) = expires else {
+        return lease;
+    };
+    let left = lockfile_core::decide::millis_since(expires, now()) / 1000;
+    let when = display_time(expires);
+    if left >= 0 {
+        format!(
+            "{lease}, runs out at {when} (in {}) unless renewed",
+            lockfile_core::decide::human_duration(left)
+        )
+    } else {
+        format!(
+            "{lease}, ran out at {when} ({} ago)",
+            lockfile_core::decide::human_duration(-left)
+        )
+    }
+}
+
 fn print_status(s: &Status, json: bool) -> std::io::Result<()> {
     let locked = !matches!(s.verdict, Verdict::Unlocked);
-    let owned = s.verdict == Verdict::OwnedBySelf;
     let mut out = std::io::stdout().lock();
     if json {
-        let value = serde_json::json!({
-            "path": s.path,
-            "locked": locked,
-            "pid": s.owner.as_ref().map(|o| o.pid),
-            "token": s.owner.as_ref().and_then(|o| o.token),
-            "timestamp": s.owner.as_ref().map(|o| o.date.as_f64()),
-            "acquired": s.owner.as_ref().and_then(|o| rfc3339(o.date)),
-            "hostname": s.owner.as_ref().and_then(|o| o.hostname.clone()),
-            "owned_by_self": owned,
-            "verdict": s.verdict.as_str(),
-            "cause": s.cause.as_str(),
-            "reason": s.reason,
-        });
-        writeln!(out, "{value}")
+        writeln!(out, "{}", status_json(s))
     } else {
         writeln!(out, "path:     {}", s.path)?;
         writeln!(out, "locked:   {}", if locked { "yes" } else { "no" })?;
@@ -723,6 +823,12 @@ fn print_status(s: &Status, json: bool) -> std::io::Result<()> {
             writeln!(out, "acquired: {} ({})", display_time(o.date), o.date)?;
             if let Some(host) = &o.hostname {
                 writeln!(out, "host:     {host}")?;
+            }
+            if let Some(ms) = o.lease_ms {
+                writeln!(out, "lease:    {}", lease_line(ms, o.expires))?;
+            }
+            if let Some(token) = o.token {
+                writeln!(out, "token:    {token}")?;
             }
         }
         writeln!(out, "verdict:  {}", s.verdict.as_str())?;

@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lockfile_cli::{Backend, CoreLock, Failure, Wait};
-use lockfile_core::protocol::{self, Lock};
-use lockfile_core::wasi_dir::{resolve, WasiDir};
+use lockfile_cli::{Backend, CoreLock, Failure, Listing, Wait};
+use lockfile_core::protocol::{self, Leftover, Lock};
+use lockfile_core::wasi_dir::{resolve, resolve_dir_with, Plain, WasiDir};
 use lockfile_core::{Timestamp, Verdict};
 
 use crate::proc::{self, ProcSystem};
@@ -81,6 +81,18 @@ impl Backend for Wasi {
     }
 
     fn inspect(&self, path: &Path, pid: Option<u32>) -> Result<WasiLock, Failure> {
+        if let Some(pid) = pid {
+            // A report takes any point of view, a process that has ended too.
+            let path = guest_path(path)?;
+            let (dir, name) = resolve(&path).map_err(failure)?;
+            return Ok(WasiLock {
+                dir,
+                name,
+                path,
+                sys: ProcSystem::viewer(pid),
+                failure,
+            });
+        }
         match self.open(path, pid) {
             // Without /proc there is no parent to default to, but the lock's
             // state needs no owner: look at it from no process's point of view.
@@ -96,6 +108,38 @@ impl Backend for Wasi {
                 })
             }
             other => other,
+        }
+    }
+
+    fn list(&self, dir: &Path, pid: Option<u32>) -> Result<Listing, Failure> {
+        let path = guest_path(dir)?;
+        let d = resolve_dir_with(&path, Plain).map_err(failure)?;
+        let sys = match pid {
+            Some(pid) => ProcSystem::viewer(pid),
+            None => ProcSystem::new(None).unwrap_or_else(|_| ProcSystem::spectator()),
+        };
+        let found = protocol::survey(&d, &path, &sys).map_err(failure)?;
+        Ok(Listing {
+            dir: path,
+            locks: found.locks,
+            unreadable: found.unreadable.iter().map(ToString::to_string).collect(),
+            leftovers: found.leftovers,
+        })
+    }
+
+    fn sweep(&self, dir: &Path) -> Result<Vec<Leftover>, Failure> {
+        let path = guest_path(dir)?;
+        let d = resolve_dir_with(&path, Plain).map_err(failure)?;
+        protocol::sweep_dir(&d, &path, &ProcSystem::spectator()).map_err(failure)
+    }
+
+    fn own_pid(&self) -> Result<u32, Failure> {
+        match proc::runner().pid {
+            0 => Err(Failure::Usage(format!(
+                "cannot tell this process's pid: {}",
+                proc::blind_because().unwrap_or("no /proc")
+            ))),
+            pid => Ok(pid),
         }
     }
 

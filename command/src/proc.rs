@@ -50,7 +50,7 @@ pub fn blind_because() -> Option<&'static str> {
 
 /// The process running this component (the wasmtime process); pid 0 where
 /// it cannot be told (no /proc: WASI has no getpid).
-fn runner() -> Identity {
+pub fn runner() -> Identity {
     proc().me().unwrap_or(Identity {
         pid: 0,
         start_ticks: None,
@@ -107,6 +107,19 @@ impl ProcSystem {
     /// `owned-by-self`, and acquiring or releasing refuses.
     pub fn spectator() -> Self {
         ProcSystem::unchecked(0)
+    }
+
+    /// Looks from `pid`'s point of view, whether or not it runs: for
+    /// reports (`status --pid`, `list --pid`), which act for no one.
+    pub fn viewer(pid: u32) -> Self {
+        let sys = ProcSystem::unchecked(pid);
+        ProcSystem {
+            acting: Identity {
+                pid,
+                start_ticks: sys.query(pid).start_ticks,
+            },
+            ..sys
+        }
     }
 
     /// Acts for `pid` without checking it runs: for planting a record.

@@ -169,6 +169,23 @@ pub fn resolve_with<F: Files>(path: &str, files: F) -> Result<(WasiDir<F>, Strin
     })
 }
 
+/// Opens the directory `dir` itself (for a survey of its locks).
+///
+/// # Errors
+/// As [`resolve_with`], naming `dir`.
+pub fn resolve_dir_with<F: Files>(dir: &str, files: F) -> Result<WasiDir<F>, Error> {
+    // A name inside it resolves to it: the one way in that `locate` knows.
+    let inside = if dir.is_empty() { "." } else { dir };
+    match resolve_with(&format!("{inside}/probe"), files) {
+        Ok((d, _)) => Ok(d),
+        Err(Error::Unreachable { message, .. }) => Err(Error::Unreachable {
+            path: dir.to_owned(),
+            message: message.replace("its directory", "the directory"),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 fn to_io(code: ErrorCode) -> io::Error {
     use io::ErrorKind as K;
     let kind = match code {

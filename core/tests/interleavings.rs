@@ -458,7 +458,9 @@ fn our_own_expired_lease_is_reported_and_acquiring_again_takes_it_anew() {
     let sys = Sys::new("ha", 100);
     let lock = Lock::new(&d, "x.lock", "/d/x.lock", &sys).with_lease(Some(1000));
     lock.acquire(false, false).unwrap();
-    let first = lock_record(tmp.path()).token.expect("a leased lock has a token");
+    let first = lock_record(tmp.path())
+        .token
+        .expect("a leased lock has a token");
     let fresh = lock.status().unwrap();
     assert_eq!(fresh.verdict, Verdict::OwnedBySelf);
     let owner = fresh.owner.expect("an owner");
@@ -469,7 +471,12 @@ fn our_own_expired_lease_is_reported_and_acquiring_again_takes_it_anew() {
     age(&tmp.path().join("x.lock"), 10);
     let old = lock.status().unwrap();
     assert_eq!(old.verdict, Verdict::OwnedBySelf);
-    assert_eq!(old.cause, lockfile_core::Cause::LeaseExpired, "{}", old.reason);
+    assert_eq!(
+        old.cause,
+        lockfile_core::Cause::LeaseExpired,
+        "{}",
+        old.reason
+    );
     assert!(old.reason.contains("ran out"), "{}", old.reason);
     assert!(matches!(lock.refresh(), Err(Error::Lost { .. })));
 

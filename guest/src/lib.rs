@@ -50,7 +50,7 @@ use lockfile_core::{protocol, Cause, Lock, Timestamp, Verdict};
 use wasi::clocks::wall_clock::Datetime;
 
 use crate::system::HostSystem;
-use lockfile_core::wasi_dir::resolve_with;
+use lockfile_core::wasi_dir::{resolve_dir_with, resolve_with};
 
 /// The lock's directory, whose whole-file reads and rewrites are the host's.
 #[cfg(not(feature = "portable"))]
@@ -99,6 +99,47 @@ struct Component;
 
 impl Guest for Component {
     type LockFile = LockFile;
+
+    fn list_locks(dir: String) -> Result<wit::Listing, wit::Error> {
+        let d = resolve_dir_with(&dir, FILES).map_err(to_wit_error)?;
+        let found = protocol::survey(&d, &dir, &HostSystem::default()).map_err(to_wit_error)?;
+        Ok(wit::Listing {
+            locks: found.locks.into_iter().map(to_status).collect(),
+            unreadable: found.unreadable.into_iter().map(to_wit_error).collect(),
+            leftovers: found.leftovers.into_iter().map(to_leftover).collect(),
+        })
+    }
+
+    fn sweep_leftovers(dir: String) -> Result<Vec<wit::Leftover>, wit::Error> {
+        let d = resolve_dir_with(&dir, FILES).map_err(to_wit_error)?;
+        let removed =
+            protocol::sweep_dir(&d, &dir, &HostSystem::default()).map_err(to_wit_error)?;
+        Ok(removed.into_iter().map(to_leftover).collect())
+    }
+}
+
+fn to_leftover(l: protocol::Leftover) -> wit::Leftover {
+    wit::Leftover {
+        name: l.name,
+        lock: l.lock,
+        kind: match l.kind {
+            protocol::LeftoverKind::Temporary => wit::LeftoverKind::Temporary,
+            protocol::LeftoverKind::Claim => wit::LeftoverKind::Claim,
+            protocol::LeftoverKind::Token => wit::LeftoverKind::Token,
+        },
+        pid: l.pid,
+        gone: l.gone,
+    }
+}
+
+fn to_status(status: lockfile_core::Status) -> Status {
+    Status {
+        owner: status.owner.as_ref().map(to_owner),
+        path: status.path,
+        verdict: to_verdict(status.verdict),
+        cause: to_cause(status.cause),
+        reason: status.reason,
+    }
 }
 
 /// A lock named by a path; its directory is opened on first use.
@@ -226,16 +267,7 @@ impl GuestLockFile for LockFile {
     }
 
     fn status(&self) -> Result<Status, wit::Error> {
-        self.with(|lock| {
-            let status = lock.status()?;
-            Ok(Status {
-                path: status.path,
-                owner: status.owner.as_ref().map(to_owner),
-                verdict: to_verdict(status.verdict),
-                cause: to_cause(status.cause),
-                reason: status.reason,
-            })
-        })
+        self.with(|lock| Ok(to_status(lock.status()?)))
     }
 
     fn read(path: String) -> Result<Option<Owner>, wit::Error> {
@@ -266,6 +298,8 @@ fn to_owner(o: &lockfile_core::Owner) -> Owner {
         date: to_datetime(o.date),
         hostname: o.hostname.clone(),
         token: o.token,
+        lease_ms: o.lease_ms,
+        expires: o.expires.map(to_datetime),
     }
 }
 

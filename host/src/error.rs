@@ -160,6 +160,22 @@ pub(crate) fn owner(o: wit::Owner) -> Owner {
         date: Timestamp::new(o.date.seconds, o.date.nanoseconds),
         hostname: o.hostname,
         token: o.token,
+        lease_ms: o.lease_ms,
+        expires: o.expires.map(|t| Timestamp::new(t.seconds, t.nanoseconds)),
+    }
+}
+
+pub(crate) fn leftover(l: wit::Leftover) -> crate::Leftover {
+    crate::Leftover {
+        name: l.name,
+        lock: l.lock,
+        kind: match l.kind {
+            wit::LeftoverKind::Temporary => crate::LeftoverKind::Temporary,
+            wit::LeftoverKind::Claim => crate::LeftoverKind::Claim,
+            wit::LeftoverKind::Token => crate::LeftoverKind::Token,
+        },
+        pid: l.pid,
+        gone: l.gone,
     }
 }
 

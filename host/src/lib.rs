@@ -40,13 +40,14 @@ mod runtime;
 
 pub use engine_config::{Allocation, DEFAULT_POOL};
 pub use error::Error;
+pub use lockfile_core::protocol::{Leftover, LeftoverKind};
 pub use lockfile_core::testing::PAUSE_VAR;
 pub use lockfile_core::{
     display_time, rfc3339, AcquireOptions, Backoff, Cause, Mode, Owner, Refusal, Status, Timestamp,
     Verdict, Wait,
 };
 pub use process_ctx::ProcessCtx;
-pub use runtime::{LockFile, LockGuard, Runtime};
+pub use runtime::{Listing, LockFile, LockGuard, Runtime};
 
 /// The library component (`labm8:lockfile/library`), as built.
 pub const LIBRARY_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile.wasm");

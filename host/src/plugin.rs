@@ -208,6 +208,9 @@ impl PluginLocks {
     }
 
     /// Runs `call` on the handle's lock in our sandbox.
+    // The error is the interface's own, handed to the plugin as it is: the
+    // generated bindings' trait returns it unboxed.
+    #[allow(clippy::result_large_err)]
     fn with<T>(
         &mut self,
         handle: &Resource<PluginLock>,
@@ -232,6 +235,7 @@ impl PluginLocks {
     }
 
     /// A static function of the interface, on a throwaway handle.
+    #[allow(clippy::result_large_err)] // as `with`
     fn once<T>(
         &mut self,
         path: &str,
@@ -428,7 +432,26 @@ impl pw::HostLockFile for PluginLocks {
     }
 }
 
-impl pw::Host for PluginLocks {}
+impl pw::Host for PluginLocks {
+    fn list_locks(&mut self, dir: String) -> Result<pw::Listing, pw::Error> {
+        self.once(&dir, |lib, store| {
+            lib.labm8_lockfile_lockfile().call_list_locks(store, &dir)
+        })
+        .map(|l| pw::Listing {
+            locks: l.locks.into_iter().map(status).collect(),
+            unreadable: l.unreadable.into_iter().map(error).collect(),
+            leftovers: l.leftovers.into_iter().map(leftover).collect(),
+        })
+    }
+
+    fn sweep_leftovers(&mut self, dir: String) -> Result<Vec<pw::Leftover>, pw::Error> {
+        self.once(&dir, |lib, store| {
+            lib.labm8_lockfile_lockfile()
+                .call_sweep_leftovers(store, &dir)
+        })
+        .map(|v| v.into_iter().map(leftover).collect())
+    }
+}
 
 struct HasPluginLocks;
 
@@ -476,6 +499,22 @@ fn owner(o: lib::Owner) -> pw::Owner {
         date: o.date,
         hostname: o.hostname,
         token: o.token,
+        lease_ms: o.lease_ms,
+        expires: o.expires,
+    }
+}
+
+same_enum!(leftover_kind: lib::LeftoverKind => pw::LeftoverKind {
+    Temporary, Claim, Token,
+});
+
+fn leftover(l: lib::Leftover) -> pw::Leftover {
+    pw::Leftover {
+        name: l.name,
+        lock: l.lock,
+        kind: leftover_kind(l.kind),
+        pid: l.pid,
+        gone: l.gone,
     }
 }
 

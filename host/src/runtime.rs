@@ -336,6 +336,21 @@ impl Runtime {
         self.open_with(path.as_ref(), acting, None)
     }
 
+    /// Opens the lock at `path` only to look at it from process `pid`'s
+    /// point of view, as `lockfile status --pid` does: unlike
+    /// [`Runtime::open_as`], a `pid` that is not running is accepted (a
+    /// report must not fail because of whose view it takes).
+    ///
+    /// # Errors
+    /// As [`Runtime::open`].
+    pub fn inspect_as(&self, path: impl AsRef<Path>, pid: u32) -> Result<LockFile, Error> {
+        let acting = Identity {
+            pid,
+            start_ticks: process::query(pid).start_ticks,
+        };
+        self.open_with(path.as_ref(), acting, None)
+    }
+
     fn open_with(
         &self,
         path: &Path,
@@ -397,6 +412,82 @@ impl Runtime {
                 to_datetime(timestamp),
             )
         })
+    }
+
+    /// Every lock in the directory `dir`, as `pid` (default: this process)
+    /// sees it, and the private files beside them; see [`Listing`]. A `pid`
+    /// that is not running is a point of view all the same.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] when `dir` is not a directory; [`Error::Io`]
+    /// when it cannot be listed.
+    pub fn list_locks(&self, dir: impl AsRef<Path>, pid: Option<u32>) -> Result<Listing, Error> {
+        let acting = match pid {
+            Some(pid) => Identity {
+                pid,
+                start_ticks: process::query(pid).start_ticks,
+            },
+            None => self.runner,
+        };
+        self.with_dir(dir.as_ref(), acting, |lib, store, d| {
+            lib.labm8_lockfile_lockfile().call_list_locks(store, d)
+        })
+        .map(|l| Listing {
+            locks: l.locks.into_iter().map(crate::error::status).collect(),
+            unreadable: l.unreadable.into_iter().map(from_wit).collect(),
+            leftovers: l
+                .leftovers
+                .into_iter()
+                .map(crate::error::leftover)
+                .collect(),
+        })
+    }
+
+    /// Removes the private files in `dir` whose processes are gone (those
+    /// [`Runtime::list_locks`] reports `gone`), and returns them. Locks
+    /// are never removed here: take a stale one over with `acquire`.
+    ///
+    /// # Errors
+    /// As [`Runtime::list_locks`].
+    pub fn sweep_leftovers(&self, dir: impl AsRef<Path>) -> Result<Vec<crate::Leftover>, Error> {
+        self.with_dir(dir.as_ref(), self.runner, |lib, store, d| {
+            lib.labm8_lockfile_lockfile().call_sweep_leftovers(store, d)
+        })
+        .map(|v| v.into_iter().map(crate::error::leftover).collect())
+    }
+
+    fn with_dir<T>(
+        &self,
+        dir: &Path,
+        acting: Identity,
+        call: impl FnOnce(
+            &Library,
+            &mut Store<HostState>,
+            &str,
+        ) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Result<T, Error> {
+        let real = std::fs::canonicalize(dir).map_err(|e| Error::Unreachable {
+            path: dir.to_path_buf(),
+            message: match e.kind() {
+                std::io::ErrorKind::NotFound => "the directory does not exist".into(),
+                _ => format!("cannot resolve the directory: {e}"),
+            },
+        })?;
+        if !real.is_dir() {
+            return Err(Error::Unreachable {
+                path: dir.to_path_buf(),
+                message: "not a directory".into(),
+            });
+        }
+        let mut store = self.store(&real, acting, None)?;
+        let _runtime = for_call(store.data());
+        let lib = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::runtime("cannot instantiate the lockfile component", e))?;
+        call(&lib, &mut store, utf8(&real)?)
+            .map_err(|e| Error::runtime("the component trapped", e))?
+            .map_err(from_wit)
     }
 
     fn with_static<T>(
@@ -570,6 +661,19 @@ fn locate(path: &Path) -> Result<(PathBuf, PathBuf), Error> {
     }
     let full = dir.join(name);
     Ok((dir, full))
+}
+
+/// The locks in a directory and the private files beside them
+/// ([`Runtime::list_locks`]).
+#[derive(Debug)]
+pub struct Listing {
+    /// Each lock's status, by name: every regular file that reads as a lock,
+    /// is named `*.lock`, or has private files beside it.
+    pub locks: Vec<crate::Status>,
+    /// Files that look like locks but could not be read, and why.
+    pub unreadable: Vec<Error>,
+    /// Temporary files, claims and token files, by name.
+    pub leftovers: Vec<crate::Leftover>,
 }
 
 /// A lock file opened through the component: labm8's `LockFile`.

@@ -18,7 +18,7 @@ except ImportError as missing:  # fail, never skip: this test proves portability
         "wasmtime-py is a test dependency: pip install './python[test]' (python/ci.sh does)"
     ) from missing
 
-INTERFACE = "labm8:lockfile/lockfile@0.2.0"
+INTERFACE = "labm8:lockfile/lockfile@0.3.0"
 
 
 @pytest.fixture(scope="module")

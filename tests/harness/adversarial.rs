@@ -736,6 +736,7 @@ mod third_party {
 
     /// Runs `acquire(false, false)` on `path` in a host that says the lock
     /// is for `pid`.
+    #[allow(clippy::result_large_err)] // the interface's own error, as the guest returns it
     pub fn acquire_as(dir: &str, path: &str, pid: u32) -> Result<(), wit::Error> {
         let (mut store, lib) = instance(dir, pid);
         let guest = lib.labm8_lockfile_lockfile().lock_file();
@@ -826,7 +827,7 @@ mod linked {
             .instantiate(&mut store, &component)
             .expect("instantiate");
         let iface = instance
-            .get_export_index(&mut store, None, "labm8:lockfile/lockfile@0.2.0")
+            .get_export_index(&mut store, None, "labm8:lockfile/lockfile@0.3.0")
             .expect("the lockfile interface");
         let func = |store: &mut Store<MyState>, name: &str| {
             let index = instance

@@ -13,4 +13,5 @@ mod leases;
 mod nfs;
 mod plugins;
 mod races;
+mod survey;
 mod wasmtime_run;

@@ -86,7 +86,7 @@ mod wasi_only {
                 .instantiate(&mut store, &component)
                 .expect("lockfile-wasi instantiates with WASI alone");
             let iface = instance
-                .get_export_index(&mut store, None, "labm8:lockfile/lockfile@0.2.0")
+                .get_export_index(&mut store, None, "labm8:lockfile/lockfile@0.3.0")
                 .expect("it exports the lockfile interface");
             let mut lock = Lock {
                 store,
@@ -155,7 +155,7 @@ fn only_the_embedded_library_uses_the_files_interface() {
         .map(|(name, _)| name.to_owned())
         .collect();
     assert!(
-        imports.iter().any(|n| n == "labm8:lockfile/files@0.2.0"),
+        imports.iter().any(|n| n == "labm8:lockfile/files@0.3.0"),
         "{imports:?}"
     );
 }

@@ -290,3 +290,48 @@ fn exit_codes_and_run_under_wasmtime_run() {
         stdout(&help)
     );
 }
+
+/// `list` and `clean` under `wasmtime run` agree with the native binary.
+#[test]
+fn list_and_clean_under_wasmtime_run() {
+    let wt = wasmtime();
+    let dir = sandbox();
+    let real = fs::canonicalize(dir.path()).expect("canonical");
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
+    let live = real.join("live.lock");
+    let stale = real.join("stale.lock");
+    expect_code(&lockfile(&["acquire", "--pid", &pid, s(&live)]), 0);
+    expect_code(
+        &lockfile(&["write", s(&stale), &DEAD_PID.to_string(), "1700000000"]),
+        0,
+    );
+    let temp = ".stale.lock.4194304.00000000000000bb.tmp";
+    fs::copy(&stale, real.join(temp)).expect("plant");
+
+    let out = run(&wt, &real, true, &["list", "--json", s(&real)]);
+    expect_code(&out, 0);
+    let wasi: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let native: Vec<serde_json::Value> = stdout(&lockfile(&["list", "--json", s(&real)]))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(wasi.len(), 2, "{wasi:?}");
+    for (w, n) in wasi.iter().zip(&native) {
+        for key in ["path", "pid", "verdict", "cause", "leftovers"] {
+            assert_eq!(w[key], n[key], "{key}: wasmtime run and native agree");
+        }
+    }
+
+    let out = run(&wt, &real, true, &["clean", s(&real)]);
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!("removed {}", s(&stale))),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(names(&real), ["live.lock"]);
+}

@@ -365,11 +365,14 @@ mod names;
 mod publish;
 mod refresh;
 mod release;
+mod survey;
 mod sweep;
 mod token;
 
 use names::{stem, CLAIM_OVERHEAD, TEMP_OVERHEAD};
 pub use publish::Spare;
+pub use survey::{survey, sweep_dir, Survey};
+pub use sweep::{Leftover, LeftoverKind};
 
 /// One lock file: `name` in `dir`, shown to people as `path`.
 #[derive(Debug)]
