@@ -24,15 +24,24 @@ impl Dir for SimDir {
         self.sim.step(
             self.me,
             || format!("stat {name}"),
-            |w, _| {
-                Ok(w.names
+            |w, a| {
+                let kind = w
+                    .names
                     .get(name)
-                    .map(|&i| Kind::File(w.inodes[i].bytes.len() as u64)))
+                    .map(|&i| Kind::File(w.inodes[i].bytes.len() as u64));
+                if kind.is_none() && w.claim_on_claim(a).as_deref() == Some(name) {
+                    w.actors[a].checked_at = Some(w.steps);
+                }
+                Ok(kind)
             },
         )
     }
 
     fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>> {
+        Ok(self.read_modified(name, limit)?.0)
+    }
+
+    fn read_modified(&self, name: &str, limit: usize) -> io::Result<(Vec<u8>, Option<Timestamp>)> {
         // Open and read are two steps: between them the file may be renamed
         // over, unlinked or rewritten, and the read sees what the inode holds.
         self.sim.step(
@@ -41,6 +50,11 @@ impl Dir for SimDir {
             |w, a| {
                 let inode = *w.names.get(name).ok_or_else(not_found)?;
                 w.actors[a].open = Some(inode);
+                // The name is looked up here: what is read next is this
+                // inode, whatever happens to the name meanwhile.
+                if w.actors[a].claim_name.as_deref() == Some(name) {
+                    w.actors[a].read_own_at = Some(w.steps);
+                }
                 Ok(())
             },
         )?;
@@ -54,7 +68,19 @@ impl Dir for SimDir {
                 if name == LOCK {
                     w.actors[a].judged = Some(bytes.clone());
                 }
-                Ok(bytes)
+                Ok((bytes, Some(timestamp(w.inodes[inode].modified))))
+            },
+        )
+    }
+
+    fn touch(&self, name: &str) -> io::Result<()> {
+        self.sim.step(
+            self.me,
+            || format!("touch {name}"),
+            |w, _| {
+                let inode = *w.names.get(name).ok_or_else(not_found)?;
+                w.inodes[inode].modified = w.clock;
+                Ok(())
             },
         )
     }
@@ -80,6 +106,7 @@ impl Dir for SimDir {
             move |w, a| {
                 let inode = w.actors[a].open.take().ok_or_else(not_found)?;
                 w.inodes[inode].bytes = data;
+                w.inodes[inode].modified = w.clock;
                 Ok(())
             },
         )
@@ -102,11 +129,13 @@ impl Dir for SimDir {
                     w.fail(msg);
                 }
                 let half = first.len() / 2;
-                let bytes = &mut w.inodes[inode].bytes;
-                if bytes.len() < half {
-                    bytes.resize(half, b' ');
+                let clock = w.clock;
+                let file = &mut w.inodes[inode];
+                if file.bytes.len() < half {
+                    file.bytes.resize(half, b' ');
                 }
-                bytes[..half].copy_from_slice(&first[..half]);
+                file.bytes[..half].copy_from_slice(&first[..half]);
+                file.modified = clock;
                 w.actors[a].open = Some(inode);
                 Ok(true)
             },
@@ -125,43 +154,68 @@ impl Dir for SimDir {
                     w.fail(msg);
                 }
                 w.inodes[inode].bytes = data;
+                w.inodes[inode].modified = w.clock;
                 Ok(true)
             },
         )
     }
 
     fn link(&self, existing: &str, new: &str) -> io::Result<()> {
-        self.sim.step(
+        self.sim.faultable_step(
             self.me,
             || format!("link {existing} -> {new}"),
-            |w, _| {
+            |w, a, fault| {
+                if fault == Some(Fault::EioNotDone) {
+                    return Err(eio());
+                }
                 if w.names.contains_key(new) && !w.faulty_link {
                     return Err(io::ErrorKind::AlreadyExists.into());
                 }
                 let inode = *w.names.get(existing).ok_or_else(not_found)?;
+                if new == LOCK {
+                    w.published(a, inode, None);
+                } else if new.contains(".break.") {
+                    w.actors[a].claim = Some(inode);
+                    w.actors[a].claim_name = Some(new.to_owned());
+                    w.actors[a].read_own_at = None;
+                    w.actors[a].checked_at = None;
+                    let at = w.steps;
+                    w.claimed_at.insert(new.to_owned(), at);
+                }
                 w.unlink(new);
                 w.inodes[inode].links += 1;
                 w.names.insert(new.to_owned(), inode);
-                Ok(())
+                match fault {
+                    Some(Fault::ReplyLost) => Err(io::ErrorKind::AlreadyExists.into()),
+                    Some(_) => Err(eio()),
+                    None => Ok(()),
+                }
             },
         )
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.sim.step(
+        self.sim.faultable_step(
             self.me,
             || format!("rename {from} -> {to}"),
-            |w, a| {
-                if !w.names.contains_key(from) {
-                    return Err(not_found());
+            |w, a, fault| {
+                if fault == Some(Fault::EioNotDone) {
+                    return Err(eio());
                 }
+                let inode = *w.names.get(from).ok_or_else(not_found)?;
                 if to == LOCK {
                     w.check_judged(a, "replaced");
+                    let replaced = w.lock_bytes().map(<[u8]>::to_vec);
+                    w.published(a, inode, replaced);
                 }
                 w.unlink(to);
-                let inode = w.names.remove(from).ok_or_else(not_found)?;
+                w.names.remove(from);
                 w.names.insert(to.to_owned(), inode);
-                Ok(())
+                match fault {
+                    Some(Fault::ReplyLost) => Err(not_found()),
+                    Some(_) => Err(eio()),
+                    None => Ok(()),
+                }
             },
         )
     }
@@ -199,10 +253,30 @@ impl Dir for SimDir {
     }
 }
 
-/// The process table as one actor sees it.
+/// EIO, which the protocol takes for "it changed under us" (Linux).
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(5)
+}
+
+impl World {
+    /// `actor` puts `inode` at the lock's name, replacing `replaced`.
+    fn published(&mut self, actor: usize, inode: usize, replaced: Option<Vec<u8>>) {
+        let sequence = self.names.contains_key(TOKEN_FILE);
+        let at = self.steps;
+        let a = &mut self.actors[actor];
+        a.published = Some((inode, at));
+        a.sequence_existed = sequence;
+        if replaced.is_some() || a.replaced.is_none() {
+            a.replaced = replaced;
+        }
+    }
+}
+
+/// The process table as one actor sees it: its own host's processes.
 pub(crate) struct SimSys {
     pub(crate) sim: Arc<Sim>,
     pub(crate) spec: ActorSpec,
+    pub(crate) host: &'static str,
     pub(crate) counter: std::cell::Cell<u64>,
     pub(crate) seed: u64,
 }
@@ -222,13 +296,15 @@ impl System for SimSys {
     }
     fn machine(&self) -> Machine {
         Machine {
-            hostname: Some(HOST.into()),
-            boot_id: Some(BOOT.into()),
+            hostname: Some(self.host.into()),
+            boot_id: Some(boot_of(self.host)),
             pid_namespace: Some(PIDNS),
         }
     }
     fn query(&self, pid: u32) -> ProcessInfo {
-        let alive = self.sim.lock().alive.get(&pid).copied().unwrap_or(false);
+        let w = self.sim.lock();
+        // A pid of another host's process names no process here.
+        let alive = w.hosts.get(&pid) == Some(&self.host) && w.alive.get(&pid) == Some(&true);
         ProcessInfo {
             liveness: if alive {
                 Liveness::Alive
@@ -240,7 +316,7 @@ impl System for SimSys {
         }
     }
     fn now(&self) -> Timestamp {
-        Timestamp::new(1_800_000_000 + self.sim.lock().clock, 0)
+        timestamp(self.sim.lock().clock)
     }
     fn random(&self) -> u64 {
         let n = self.counter.get() + 1;

@@ -10,6 +10,27 @@ const R: Pid = 200;
 const B: Pid = 300;
 const C: Pid = 400;
 const DEAD: Pid = 500;
+const R2: Pid = 600;
+
+/// Hosts sharing the directory (over NFS, say); [`HOST`] is the default.
+const H0: &str = "h0";
+const H1: &str = "h1";
+const H2: &str = "h2";
+
+/// A stale leased lock of a host that is gone, with a token, and the
+/// sequence at that token.
+fn stale_leased_lock() -> Scenario {
+    Scenario {
+        hosts: vec![(DEAD, H0)],
+        initial: Some(Initial {
+            owner: DEAD,
+            lease: Some(LEASE_MS),
+            token: Some(1),
+        }),
+        token_file: Some(1),
+        ..Scenario::default()
+    }
+}
 
 fn scenarios() -> Vec<Scenario> {
     vec![
@@ -18,36 +39,41 @@ fn scenarios() -> Vec<Scenario> {
             // and a newcomer arrive.
             name: "release-for-another-process",
             processes: vec![A],
-            initial_owner: Some(A),
+            initial: Some(Initial {
+                owner: A,
+                ..Initial::default()
+            }),
             actors: vec![
                 ActorSpec {
                     name: "releaser(for A)",
                     acting: A,
                     runner: R,
                     script: vec![RELEASE],
-                    spare: false,
+                    ..actor("", 0, &[])
                 },
                 actor("breaker", B, &[BREAK, Op::Hold]),
                 actor("newcomer", C, &[ACQUIRE, Op::Hold]),
             ],
             mortal: vec![A, R, B],
-            faulty_link: false,
+            ..Scenario::default()
         },
         Scenario {
             name: "breakers-race-for-a-stale-lock",
             processes: vec![],
-            initial_owner: Some(DEAD),
+            initial: Some(Initial {
+                owner: DEAD,
+                ..Initial::default()
+            }),
             actors: vec![
                 actor("breaker1", B, &[BREAK, Op::Hold, RELEASE]),
                 actor("breaker2", C, &[BREAK, Op::Hold, RELEASE]),
             ],
             mortal: vec![B, C],
-            faulty_link: false,
+            ..Scenario::default()
         },
         Scenario {
             name: "cycling-handles-and-a-reader",
             processes: vec![],
-            initial_owner: None,
             actors: vec![
                 ActorSpec {
                     spare: true,
@@ -74,56 +100,173 @@ fn scenarios() -> Vec<Scenario> {
                 actor("reader", A, &[Op::Status, Op::Status]),
             ],
             mortal: vec![B, C],
-            faulty_link: false,
+            ..Scenario::default()
         },
         Scenario {
             // The CLI acquires for its parent, and releases for it later,
             // while a breaker waits for the parent to die.
             name: "acquire-and-release-for-a-parent",
             processes: vec![A],
-            initial_owner: None,
             actors: vec![
                 ActorSpec {
                     name: "cli(for A)",
                     acting: A,
                     runner: R,
                     script: vec![ACQUIRE, RELEASE],
-                    spare: false,
+                    ..actor("", 0, &[])
                 },
                 actor("breaker", B, &[BREAK, Op::Hold, RELEASE]),
                 actor("newcomer", C, &[ACQUIRE, Op::Hold]),
             ],
             mortal: vec![A, R, B],
-            faulty_link: false,
+            ..Scenario::default()
+        },
+        Scenario {
+            // Hole 2: a breaker paused past its lease after it claimed and
+            // checked, while a breaker on another host steps over its claim.
+            name: "leased-breakers-on-two-hosts",
+            hosts: vec![(A, H1), (C, H2), (DEAD, H0)],
+            actors: vec![
+                actor(
+                    "breaker(h1)",
+                    A,
+                    &[BREAK, Op::Hold, Op::Refresh, Op::Hold, RELEASE],
+                )
+                .leased(),
+                // Holds to the end: a breaker on h1 that wakes late finds it
+                // holding.
+                actor("breaker(h2)", C, &[BREAK, Op::Hold, Op::Refresh, Op::Hold]).leased(),
+            ],
+            mortal: vec![A, C],
+            recover_from: vec![H1, H2],
+            ..stale_leased_lock()
+        },
+        Scenario {
+            // Hole 1: `lockfile release --pid H` (no lease of its own) for a
+            // leased holder, on a host that may crash mid-release, while a
+            // host waits to take the lock over.
+            name: "release-of-a-leased-lock-on-a-crashing-host",
+            processes: vec![A],
+            hosts: vec![(A, H1), (R, H1), (R2, H1), (B, H2)],
+            actors: vec![
+                ActorSpec {
+                    runner: R,
+                    ..actor("acquire(h1, for A)", A, &[ACQUIRE]).leased()
+                },
+                ActorSpec {
+                    runner: R2,
+                    after: Some(0),
+                    ..actor("release(h1, for A)", A, &[RELEASE])
+                },
+                actor("breaker(h2)", B, &[BREAK, Op::Hold, Op::Refresh, RELEASE]).leased(),
+            ],
+            mortal: vec![A, R2, B],
+            recover_from: vec![H1, H2],
+            ..Scenario::default()
+        },
+        Scenario {
+            // Hole 3: leased handles cycling on two hosts, and an unleased
+            // one that asks for no token: every leased acquisition, and
+            // every takeover of a leased record, has a token.
+            name: "leased-and-unleased-handles-cycle",
+            hosts: vec![(A, H1), (C, H2)],
+            actors: vec![
+                ActorSpec {
+                    spare: true,
+                    ..actor(
+                        "cycler(h1)",
+                        A,
+                        &[
+                            ACQUIRE,
+                            Op::Hold,
+                            Op::Refresh,
+                            RELEASE,
+                            ACQUIRE,
+                            Op::Hold,
+                            RELEASE,
+                        ],
+                    )
+                    .leased()
+                },
+                actor("breaker(h2)", C, &[BREAK, Op::Hold, Op::Refresh, RELEASE]).leased(),
+                actor("plain", B, &[BREAK, Op::Hold, RELEASE]),
+            ],
+            mortal: vec![A, C, B],
+            // The unleased lock of `plain` is foreign, for ever, to h1 and
+            // h2: only its own host may take it over.
+            recover_from: vec![HOST],
+            ..Scenario::default()
+        },
+        Scenario {
+            // Hole 3: a takeover of a record with a token continues the
+            // sequence though nobody asked for tokens.
+            name: "takeover-of-a-tokened-lock",
+            initial: Some(Initial {
+                owner: DEAD,
+                lease: None,
+                token: Some(7),
+            }),
+            token_file: Some(7),
+            actors: vec![
+                actor("breaker", B, &[BREAK, Op::Hold, RELEASE]),
+                actor("newcomer", C, &[ACQUIRE, Op::Hold, RELEASE]),
+            ],
+            mortal: vec![B, C],
+            ..Scenario::default()
         },
     ]
 }
 
+/// `LOCKFILE_SIM_ONLY=NAME[,NAME...]` runs only those scenarios (a soak of
+/// one, a replay on another checkout).
+fn chosen(sc: &Scenario) -> bool {
+    std::env::var("LOCKFILE_SIM_ONLY").map_or(true, |only| only.split(',').any(|n| n == sc.name))
+}
+
+/// The bounds of the exhaustive search: one death without preemptions (all
+/// of them, a crash at every point), one preemption with one death, pause
+/// or faulty reply, and two preemptions with and without a pause.
+const BOUNDS: [Bounds; 6] = [
+    Bounds { kills: 1, ..NONE },
+    Bounds {
+        preemptions: 1,
+        kills: 1,
+        ..NONE
+    },
+    Bounds {
+        preemptions: 2,
+        ..NONE
+    },
+    Bounds {
+        preemptions: 1,
+        pauses: 1,
+        ..NONE
+    },
+    Bounds {
+        preemptions: 2,
+        pauses: 1,
+        ..NONE
+    },
+    Bounds {
+        preemptions: 1,
+        faults: 1,
+        ..NONE
+    },
+];
+
 // ------------------------------------------------------------------- tests
 
-/// Schedules with at most one preemption and one death, and with two
-/// preemptions, depth first, up to a cap per bound (all of them with
-/// `LOCKFILE_SIM_EXHAUSTIVE_CAP=1000000`).
+/// Schedules within each of [`BOUNDS`], depth first, up to a cap per bound
+/// (all of them with `LOCKFILE_SIM_EXHAUSTIVE_CAP=1000000`).
 #[test]
 fn bounded_schedules_keep_the_invariants() {
-    for sc in scenarios() {
-        for bounds in [
-            Bounds {
-                preemptions: 1,
-                kills: 1,
-            },
-            Bounds {
-                preemptions: 2,
-                kills: 0,
-            },
-        ] {
-            let cap = env_num("LOCKFILE_SIM_EXHAUSTIVE_CAP", 1500) as usize;
+    for sc in scenarios().into_iter().filter(chosen) {
+        for bounds in BOUNDS {
+            let cap = env_num("LOCKFILE_SIM_EXHAUSTIVE_CAP", 1000) as usize;
             match explore(&sc, bounds, cap) {
                 Ok((n, all)) => eprintln!(
-                    "simulator: {}: {n} schedules with <= {} preemptions and <= {} deaths{}",
+                    "simulator: {}: {n} schedules within {bounds:?}{}",
                     sc.name,
-                    bounds.preemptions,
-                    bounds.kills,
                     if all { " (all of them)" } else { " (capped)" }
                 ),
                 Err(f) => panic!("{f}"),
@@ -151,7 +294,7 @@ fn random_schedules_keep_the_invariants() {
     }
     let schedules = env_num("LOCKFILE_SIM_SCHEDULES", 200) as usize;
     let base = env_num("LOCKFILE_SIM_SEED", 0x5eed);
-    for (k, sc) in scenarios().iter().enumerate() {
+    for (k, sc) in scenarios().iter().enumerate().filter(|(_, sc)| chosen(sc)) {
         for i in 0..schedules {
             let seed = seed_for(base, k, i);
             if run_schedule(sc, &mut Strat::Random(Random(seed)), RANDOM_BOUNDS, false).is_err() {
@@ -184,18 +327,19 @@ fn the_simulator_catches_a_lock_without_exclusive_publish() {
         name: "two-newcomers",
         faulty_link: true,
         processes: vec![],
-        initial_owner: None,
         actors: vec![
             actor("first", B, &[ACQUIRE, Op::Hold]),
             actor("second", C, &[ACQUIRE, Op::Hold]),
         ],
         mortal: vec![],
+        ..Scenario::default()
     };
     let found = explore(
         &sc,
         Bounds {
             preemptions: 1,
             kills: 0,
+            ..NONE
         },
         10_000,
     );
@@ -215,7 +359,6 @@ fn an_owners_own_release_racing_a_release_on_its_behalf_is_a_known_residual() {
     let sc = Scenario {
         name: "owner-and-proxy-release",
         processes: vec![A],
-        initial_owner: None,
         actors: vec![
             actor("owner", A, &[ACQUIRE, RELEASE]),
             ActorSpec {
@@ -223,19 +366,20 @@ fn an_owners_own_release_racing_a_release_on_its_behalf_is_a_known_residual() {
                 acting: A,
                 runner: R,
                 script: vec![RELEASE],
-                spare: false,
+                ..actor("", 0, &[])
             },
             actor("newcomer1", B, &[ACQUIRE, Op::Hold]),
             actor("newcomer2", C, &[ACQUIRE, Op::Hold]),
         ],
         mortal: vec![],
-        faulty_link: false,
+        ..Scenario::default()
     };
     let found = explore(
         &sc,
         Bounds {
             preemptions: 3,
             kills: 0,
+            ..NONE
         },
         1_000_000,
     );
@@ -243,6 +387,67 @@ fn an_owners_own_release_racing_a_release_on_its_behalf_is_a_known_residual() {
     // Either side may be the one that removes the newcomer's lock.
     assert!(
         failure.violation.contains("removed the lock holding"),
+        "{failure}"
+    );
+}
+
+/// Not implemented (docs/PROTOCOL.md, "Fencing tokens"): once
+/// `.NAME.token` exists, an unleased acquisition that did not ask for a
+/// token publishes none, so the sequence has a gap. The simulator finds it
+/// at once; this test is the requirement, kept until it is implemented.
+#[test]
+#[ignore = "not implemented: an unleased acquisition that asks for no token issues none even \
+            once .NAME.token exists (core/src/protocol/token.rs, issue_token)"]
+fn once_a_sequence_exists_every_acquisition_continues_it() {
+    let sc = Scenario {
+        name: "unleased-acquisition-after-a-sequence",
+        token_file: Some(3),
+        actors: vec![
+            actor("plain", B, &[ACQUIRE, Op::Hold, RELEASE]),
+            actor("leased", C, &[ACQUIRE, Op::Hold, RELEASE]).leased(),
+        ],
+        every_acquisition_continues_the_sequence: true,
+        ..Scenario::default()
+    };
+    for bounds in BOUNDS {
+        if let Err(f) = explore(&sc, bounds, 10_000) {
+            panic!("{f}");
+        }
+    }
+}
+
+/// The residual exactly as docs/PROTOCOL.md states it ("the host that judged
+/// its claim expired has not yet published its claim of it") is narrower
+/// than what the code allows: `claim_stands` reads our claim file, then the
+/// name a claim on it takes, and a whole step-over (claim, act, remove both
+/// files) that fits between the two reads passes the check as well. Its
+/// outcome is the residual's (the late unlink or rename lands on a holder
+/// with a higher token, whose next refresh fails); reading the second name
+/// first would close it. If this stops finding it, the window is closed and
+/// the module doc should say so.
+#[test]
+fn a_step_over_between_the_two_reads_of_the_check_is_outside_the_documented_residual() {
+    let sc = Scenario {
+        residual_as_documented: true,
+        ..scenarios()
+            .into_iter()
+            .find(|s| s.name == "leased-breakers-on-two-hosts")
+            .expect("the scenario")
+    };
+    let found = explore(
+        &sc,
+        Bounds {
+            preemptions: 1,
+            pauses: 1,
+            ..NONE
+        },
+        1_000_000,
+    );
+    let failure = found.expect_err("the simulator finds the wider window");
+    assert!(
+        failure
+            .violation
+            .contains("breaker(h1) removed the lock holding"),
         "{failure}"
     );
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use lockfile_core::protocol::{Kind, Lock, Spare};
-use lockfile_core::Verdict;
+use lockfile_core::{Error, Timestamp, Verdict};
 
 use crate::dir::{SimDir, SimSys};
 use crate::world::*;
@@ -66,21 +66,46 @@ impl Sim {
                 }
                 None => options.extend(runnable.iter().map(|&a| Choice::Run(a))),
             }
+            if w.faults < w.bounds.faults {
+                let runs: Vec<usize> = options
+                    .iter()
+                    .filter_map(|c| match c {
+                        Choice::Run(a) if w.actors[*a].faultable => Some(*a),
+                        _ => None,
+                    })
+                    .collect();
+                for a in runs {
+                    options.extend(FAULTS.iter().map(|&f| Choice::Fault(a, f)));
+                }
+            }
             if w.kills < w.bounds.kills {
                 let mortal: Vec<Pid> = w.mortal.iter().copied().filter(|p| w.alive[p]).collect();
                 options.extend(mortal.into_iter().map(Choice::Kill));
             }
+            if w.pauses < w.bounds.pauses {
+                options.push(Choice::Pause);
+            }
             let pick = w.strategy.choose(&options, cur.is_some());
             match options[pick] {
-                Choice::Run(a) => {
+                Choice::Run(a) | Choice::Fault(a, _) => {
                     if cur.is_some_and(|c| c != a) {
                         w.preemptions += 1;
                     }
+                    if let Choice::Fault(_, f) = options[pick] {
+                        w.faults += 1;
+                        w.actors[a].fault = Some(f);
+                    }
                     w.current = Some(a);
-                    w.clock += 1;
+                    w.clock += STEP_MS;
+                    w.steps += 1;
                     w.granted = Some(a);
                     self.turns[a].notify_one();
                     return;
+                }
+                Choice::Pause => {
+                    w.pauses += 1;
+                    w.clock += PAUSE_MS;
+                    w.note(|| format!("-- every process pauses for {PAUSE_MS} ms"));
                 }
                 Choice::Kill(p) => {
                     w.kills += 1;
@@ -109,13 +134,41 @@ impl Sim {
     where
         T: Show,
     {
+        self.take_step(actor, what, false, |w, a, _| f(w, a))
+    }
+
+    /// A step whose reply the scheduler may lose or turn into an error
+    /// (`link`, `rename`): `f` is told which fault, if any, to apply.
+    pub(crate) fn faultable_step<T>(
+        &self,
+        actor: usize,
+        what: impl FnOnce() -> String,
+        f: impl FnOnce(&mut World, usize, Option<Fault>) -> io::Result<T>,
+    ) -> io::Result<T>
+    where
+        T: Show,
+    {
+        self.take_step(actor, what, true, f)
+    }
+
+    fn take_step<T>(
+        &self,
+        actor: usize,
+        what: impl FnOnce() -> String,
+        faultable: bool,
+        f: impl FnOnce(&mut World, usize, Option<Fault>) -> io::Result<T>,
+    ) -> io::Result<T>
+    where
+        T: Show,
+    {
         let mut w = self.lock();
-        let label = if w.tracing { what() } else { String::new() };
+        let mut label = if w.tracing { what() } else { String::new() };
         if !w.solo {
             if w.abort || w.runner_dead(actor) {
                 return Err(dead());
             }
             w.actors[actor].phase = Phase::Waiting;
+            w.actors[actor].faultable = faultable;
             w.actors[actor].next.clone_from(&label);
             self.decide(&mut w);
             while !(w.granted == Some(actor) || w.abort || w.runner_dead(actor)) {
@@ -127,7 +180,11 @@ impl Sim {
             w.granted = None;
             w.actors[actor].phase = Phase::Running;
         }
-        let result = f(&mut w, actor);
+        let fault = w.actors[actor].fault.take();
+        if let (true, Some(fault)) = (w.tracing, fault) {
+            label.push_str(&format!(" [{fault:?}]"));
+        }
+        let result = f(&mut w, actor, fault);
         if w.tracing {
             let shown = match &result {
                 Ok(v) => v.show(),
@@ -149,6 +206,18 @@ pub(crate) trait Show {
 impl Show for () {
     fn show(&self) -> String {
         "ok".into()
+    }
+}
+
+impl Show for &'static str {
+    fn show(&self) -> String {
+        (*self).to_owned()
+    }
+}
+
+impl Show for (Vec<u8>, Option<Timestamp>) {
+    fn show(&self) -> String {
+        describe(&self.0)
     }
 }
 
@@ -179,6 +248,7 @@ impl Show for Vec<String> {
 // ------------------------------------------------------------------ actors
 
 pub(crate) fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
+    let host = sim.lock().hosts[&spec.runner];
     let dir = SimDir {
         sim: Arc::clone(sim),
         me,
@@ -186,11 +256,14 @@ pub(crate) fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
     let sys = SimSys {
         sim: Arc::clone(sim),
         spec: spec.clone(),
+        host,
         counter: std::cell::Cell::new(0),
         seed: me as u64 + 1,
     };
     let spare = Spare::default();
-    let lock = Lock::new(&dir, LOCK, PATH, &sys);
+    let lock = Lock::new(&dir, LOCK, PATH, &sys)
+        .with_lease(spec.lease)
+        .with_tokens(spec.tokens);
     let lock = if spec.spare {
         lock.with_spare(&spare)
     } else {
@@ -201,6 +274,11 @@ pub(crate) fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
             let mut w = sim.lock();
             let a = &mut w.actors[me];
             a.judged = None;
+            a.claim = None;
+            a.claim_name = None;
+            a.read_own_at = None;
+            a.checked_at = None;
+            a.replaced = None;
             a.forced = matches!(
                 op,
                 Op::Acquire { force: true, .. } | Op::Release { force: true }
@@ -218,13 +296,48 @@ pub(crate) fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
                 let r = lock.acquire(replace_stale, force);
                 let ok = r.is_ok();
                 if ok {
-                    sim.lock().actors[me].believes = true;
+                    let mut w = sim.lock();
+                    w.actors[me].believes = true;
+                    w.check_acquisition(me);
+                    w.check();
                 }
                 (format!("acquire -> {}", show_result(&r)), ok)
             }
             Op::Hold => {
-                let r = sim.step(me, || "works while holding".into(), |_, _| Ok(()));
+                let r = sim.step(
+                    me,
+                    || "works while holding".into(),
+                    |w, a| {
+                        Ok(if w.actors[a].believes {
+                            w.write_fenced(a)
+                        } else {
+                            "without the lock"
+                        })
+                    },
+                );
                 (String::new(), r.is_ok())
+            }
+            Op::Refresh => {
+                let lost_before = {
+                    let w = sim.lock();
+                    let lock_inode = w.names.get(LOCK).copied();
+                    w.actors[me].believes && w.actors[me].published.map(|(i, _)| i) != lock_inode
+                };
+                let r = lock.refresh();
+                let mut w = sim.lock();
+                match &r {
+                    Ok(()) if lost_before => {
+                        let msg = format!(
+                            "{}'s refresh succeeded although its lock had been replaced or \
+                             removed before it began",
+                            spec.name
+                        );
+                        w.fail(msg);
+                    }
+                    Err(Error::Lost { .. }) => w.actors[me].believes = false,
+                    _ => {}
+                }
+                (format!("refresh -> {}", show_result(&r)), r.is_ok())
             }
             Op::Release { force } => {
                 let r = lock.release(force);
@@ -239,10 +352,8 @@ pub(crate) fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
                 (shown, true)
             }
         };
-        if !outcome.is_empty() && sim.lock().tracing {
-            let mut w = sim.lock();
-            let line = format!("{}: {outcome}", spec.name);
-            w.trace.push(line);
+        if !outcome.is_empty() {
+            sim.lock().note(|| format!("{}: {outcome}", spec.name));
         }
         if !ok {
             break;
@@ -253,7 +364,7 @@ pub(crate) fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
     }
 }
 
-pub(crate) fn show_result(r: &Result<(), lockfile_core::Error>) -> String {
+pub(crate) fn show_result(r: &Result<(), Error>) -> String {
     match r {
         Ok(()) => "ok".into(),
         Err(e) => format!("error: {e}"),
@@ -265,7 +376,11 @@ pub(crate) fn show_result(r: &Result<(), lockfile_core::Error>) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Choice {
     Run(usize),
+    /// Run, with the step's reply lost or answered with an error.
+    Fault(usize, Fault),
     Kill(Pid),
+    /// The clock jumps past every lease while everyone stands still.
+    Pause,
 }
 
 /// Picks one of the options at each scheduling point. Option 0 is always
@@ -334,19 +449,25 @@ impl Random {
 }
 
 impl Random {
+    /// Mostly the actor that moved last goes on; now and then another, a
+    /// faulty reply, a death or a pause.
     pub(crate) fn choose(&mut self, options: &[Choice], current_first: bool) -> usize {
-        let runs = options
-            .iter()
-            .filter(|c| matches!(c, Choice::Run(_)))
-            .count();
-        let kills = options.len() - runs;
-        if kills > 0 && (runs == 0 || self.below(40) == 0) {
-            return runs + self.below(kills);
+        let of = |want: fn(&Choice) -> bool| -> Vec<usize> {
+            (0..options.len()).filter(|&i| want(&options[i])).collect()
+        };
+        let runs = of(|c| matches!(c, Choice::Run(_)));
+        let faults = of(|c| matches!(c, Choice::Fault(..)));
+        let kills = of(|c| matches!(c, Choice::Kill(_)));
+        let pauses = of(|c| matches!(c, Choice::Pause));
+        for (odds, some) in [(40, &kills), (100, &pauses), (30, &faults)] {
+            if !some.is_empty() && (runs.is_empty() || self.below(odds) == 0) {
+                return some[self.below(some.len())];
+            }
         }
         if current_first && self.below(4) != 0 {
             return 0;
         }
-        self.below(runs.max(1))
+        runs[self.below(runs.len().max(1))]
     }
 }
 
@@ -354,6 +475,8 @@ impl Random {
 pub(crate) struct Bounds {
     pub(crate) preemptions: usize,
     pub(crate) kills: usize,
+    pub(crate) pauses: usize,
+    pub(crate) faults: usize,
 }
 
 /// A schedule that broke an invariant.
@@ -375,7 +498,8 @@ impl std::fmt::Display for Failure {
     }
 }
 
-pub(crate) const RECOVERER: Pid = 999;
+/// The first pid of the processes that recover the lock at the end.
+pub(crate) const RECOVERER: Pid = 900;
 
 /// Runs one schedule of `sc` chosen by `strategy`; returns the trace.
 pub(crate) fn run_schedule(
@@ -392,55 +516,69 @@ pub(crate) fn run_schedule(
         alive.insert(a.runner, true);
         alive.entry(a.acting).or_insert(true);
     }
-    if let Some(owner) = sc.initial_owner {
-        alive.entry(owner).or_insert(false);
+    if let Some(init) = &sc.initial {
+        alive.entry(init.owner).or_insert(false);
     }
+    let hosts = alive.keys().map(|&p| (p, sc.host_of(p))).collect();
     let mut world = World {
         names: BTreeMap::new(),
         inodes: Vec::new(),
         alive,
+        hosts,
         actors: Vec::new(),
         specs: sc.actors.clone(),
         granted: None,
         abort: false,
         faulty_link: sc.faulty_link,
+        strict_sequence: sc.every_acquisition_continues_the_sequence,
+        strict_residual: sc.residual_as_documented,
         solo: false,
         clock: 0,
+        steps: 0,
         strategy: std::mem::replace(strategy, Strat::Random(Random(0))),
         bounds,
         mortal: sc.mortal.clone(),
         current: None,
         preemptions: 0,
         kills: 0,
+        pauses: 0,
+        faults: 0,
         finished: false,
         initial_holder: None,
+        claimed_at: BTreeMap::new(),
+        acquisitions: Vec::new(),
+        fence: None,
         tracing,
         trace: Vec::new(),
         violation: None,
     };
     for _ in &sc.actors {
-        world.actors.push(ActorState {
-            phase: Phase::Running,
-            believes: false,
-            judged: None,
-            forced: false,
-            open: None,
-            next: String::new(),
-        });
+        world.actors.push(ActorState::default());
     }
-    if let Some(owner) = sc.initial_owner {
-        let record = record_of(owner, 0xfeed);
+    // Files from before the schedule are older than any lease.
+    if let Some(init) = &sc.initial {
+        let host = sc.host_of(init.owner);
+        let record = record_of(init.owner, host, init, 0xfeed);
         let inode = world.new_inode(record.clone());
         world.names.insert(LOCK.into(), inode);
-        let alive = world.alive[&owner];
+        let alive = world.alive[&init.owner];
         if alive {
-            world.initial_holder = Some((owner, record));
+            world.initial_holder = Some((init.owner, record));
         }
         world.trace.push(format!(
-            "start: the lock holds pid {owner}'s record ({})",
-            if alive { "alive" } else { "dead" }
+            "start: the lock holds pid {}'s record ({}, on {host}, lease {:?}, token {:?})",
+            init.owner,
+            if alive { "alive" } else { "dead" },
+            init.lease,
+            init.token,
         ));
     }
+    if let Some(n) = sc.token_file {
+        let inode = world.new_inode(format!("{n}\n").into_bytes());
+        world.names.insert(TOKEN_FILE.into(), inode);
+        world.trace.push(format!("start: {TOKEN_FILE} holds {n}"));
+    }
+    world.clock = START_MS;
     let sim = Arc::new(Sim {
         world: Mutex::new(world),
         turns: sc.actors.iter().map(|_| Condvar::new()).collect(),
@@ -493,59 +631,9 @@ pub(crate) fn run_schedule(
             trace: std::mem::take(&mut w.trace),
         });
     }
-    // Everyone dies; a newcomer must recover the lock without force, and a
-    // sweep must leave nothing behind.
-    w.solo = true;
-    w.abort = false;
-    for alive in w.alive.values_mut() {
-        *alive = false;
-    }
-    w.alive.insert(RECOVERER, true);
-    w.trace
-        .push("-- every process dies; a newcomer recovers the lock".into());
-    let spec = actor("recoverer", RECOVERER, &[BREAK]);
-    w.specs.push(spec.clone());
-    w.actors.push(ActorState {
-        phase: Phase::Running,
-        believes: false,
-        judged: None,
-        forced: false,
-        open: None,
-        next: String::new(),
-    });
-    let me = w.actors.len() - 1;
     drop(w);
-    let dir = SimDir {
-        sim: Arc::clone(&sim),
-        me,
-    };
-    let sys = SimSys {
-        sim: Arc::clone(&sim),
-        spec,
-        counter: std::cell::Cell::new(0),
-        seed: 0xabc,
-    };
-    let lock = Lock::new(&dir, LOCK, PATH, &sys);
-    let recovered = lock.acquire(true, false);
-    let status = lock.status();
-    let released = lock.release(false);
-    lock.sweep();
+    let problem = recover(sc, &sim);
     let mut w = sim.lock();
-    let mut problem = None;
-    if let Err(e) = &recovered {
-        problem = Some(format!(
-            "after every process died, replace_stale failed: {e}"
-        ));
-    } else if !matches!(&status, Ok(s) if s.verdict == Verdict::OwnedBySelf) {
-        problem = Some(format!(
-            "the recovered lock is not the newcomer's: {status:?}"
-        ));
-    } else if let Err(e) = &released {
-        problem = Some(format!("the newcomer cannot release: {e}"));
-    } else if !w.names.is_empty() {
-        let left: Vec<&String> = w.names.keys().collect();
-        problem = Some(format!("a sweep after every process died left {left:?}"));
-    }
     let violation = problem.or_else(|| w.violation.take());
     let trace = std::mem::take(&mut w.trace);
     match violation {
@@ -556,6 +644,91 @@ pub(crate) fn run_schedule(
         }),
         None => Ok(trace),
     }
+}
+
+/// Invariants 5 and 6, once every process is dead and every lease has run
+/// out: from each host the scenario names, on the same leftovers, a
+/// newcomer recovers the lock without force (no wedge); then a sweep from
+/// every host leaves no private file (each host sweeps only what its own
+/// dead processes left: another host's pids mean nothing to it).
+fn recover(sc: &Scenario, sim: &Arc<Sim>) -> Option<String> {
+    let mut w = sim.lock();
+    w.solo = true;
+    w.abort = false;
+    for alive in w.alive.values_mut() {
+        *alive = false;
+    }
+    w.clock += PAUSE_MS;
+    w.note(|| "-- every process dies and every lease runs out".into());
+    let left = (w.names.clone(), w.inodes.clone());
+    let mut hosts: Vec<&'static str> = if sc.recover_from.is_empty() {
+        vec![HOST]
+    } else {
+        sc.recover_from.clone()
+    };
+    drop(w);
+    let newcomer = |pid: Pid, host: &'static str, name: &'static str| {
+        let mut w = sim.lock();
+        w.alive.insert(pid, true);
+        w.hosts.insert(pid, host);
+        let spec = actor(name, pid, &[BREAK]);
+        w.specs.push(spec.clone());
+        w.actors.push(ActorState::default());
+        let me = w.actors.len() - 1;
+        let dir = SimDir {
+            sim: Arc::clone(sim),
+            me,
+        };
+        let sys = SimSys {
+            sim: Arc::clone(sim),
+            spec,
+            host,
+            counter: std::cell::Cell::new(0),
+            seed: 0xabc + u64::from(pid),
+        };
+        (dir, sys)
+    };
+    let mut pid = RECOVERER;
+    for &host in &hosts {
+        {
+            let mut w = sim.lock();
+            (w.names, w.inodes) = left.clone();
+            w.note(|| format!("-- a newcomer on {host} recovers the lock"));
+        }
+        pid += 1;
+        let (dir, sys) = newcomer(pid, host, "recoverer");
+        let lock = Lock::new(&dir, LOCK, PATH, &sys);
+        let recovered = lock.acquire(true, false);
+        let status = lock.status();
+        let released = lock.release(false);
+        if let Err(e) = &recovered {
+            return Some(format!(
+                "after every process died, replace_stale on {host} failed: {e}"
+            ));
+        } else if !matches!(&status, Ok(s) if s.verdict == Verdict::OwnedBySelf) {
+            return Some(format!(
+                "the lock recovered on {host} is not the newcomer's: {status:?}"
+            ));
+        } else if let Err(e) = &released {
+            return Some(format!("the newcomer on {host} cannot release: {e}"));
+        }
+    }
+    hosts.extend(sim.lock().hosts.values().copied());
+    hosts.sort_unstable();
+    hosts.dedup();
+    for &host in &hosts {
+        pid += 1;
+        let (dir, sys) = newcomer(pid, host, "sweeper");
+        Lock::new(&dir, LOCK, PATH, &sys).sweep();
+    }
+    let w = sim.lock();
+    let left: Vec<&String> = w.names.keys().filter(|n| *n != TOKEN_FILE).collect();
+    if !left.is_empty() {
+        return Some(format!(
+            "sweeps from every host after every process died left {left:?}"
+        ));
+    }
+    None
 }
 
 /// Every schedule of `sc` within `bounds`, up to `cap`; the number run, and
@@ -616,4 +789,15 @@ pub(crate) fn env_num(name: &str, default: u64) -> u64 {
 pub(crate) const RANDOM_BOUNDS: Bounds = Bounds {
     preemptions: usize::MAX,
     kills: usize::MAX,
+    pauses: usize::MAX,
+    faults: usize::MAX,
+};
+
+/// No preemptions, deaths, pauses or faulty replies: with `..NONE`, a
+/// bound names only what it allows.
+pub(crate) const NONE: Bounds = Bounds {
+    preemptions: 0,
+    kills: 0,
+    pauses: 0,
+    faults: 0,
 };
