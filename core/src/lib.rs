@@ -17,6 +17,7 @@ pub mod decide;
 pub mod format;
 pub mod options;
 pub mod paths;
+pub mod plain;
 pub mod proc_view;
 pub mod procfs;
 pub mod protocol;

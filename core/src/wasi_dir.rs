@@ -192,7 +192,10 @@ fn to_io(code: ErrorCode) -> io::Error {
         ErrorCode::Exist => K::AlreadyExists,
         ErrorCode::NoEntry => K::NotFound,
         ErrorCode::Access | ErrorCode::NotPermitted => K::PermissionDenied,
-        ErrorCode::InsufficientSpace | ErrorCode::Quota => K::StorageFull,
+        ErrorCode::InsufficientSpace => K::StorageFull,
+        ErrorCode::Quota => K::QuotaExceeded,
+        ErrorCode::NameTooLong => K::InvalidFilename,
+        ErrorCode::CrossDevice => K::CrossesDevices,
         ErrorCode::ReadOnly => K::ReadOnlyFilesystem,
         ErrorCode::IsDirectory => K::IsADirectory,
         ErrorCode::NotDirectory => K::NotADirectory,
@@ -201,12 +204,16 @@ fn to_io(code: ErrorCode) -> io::Error {
         _ => K::Other,
     };
     let text = match code {
-        ErrorCode::InsufficientSpace => "no space left on device".to_owned(),
-        ErrorCode::Quota => "disk quota exceeded".to_owned(),
-        ErrorCode::ReadOnly => "read-only file system".to_owned(),
-        ErrorCode::Access | ErrorCode::NotPermitted => "permission denied".to_owned(),
-        ErrorCode::Loop => "too many levels of symbolic links".to_owned(),
-        code => code.message().to_owned(),
+        ErrorCode::Access => crate::plain::EACCES.to_owned(),
+        ErrorCode::NotPermitted => crate::plain::EPERM.to_owned(),
+        ErrorCode::InsufficientSpace => crate::plain::ENOSPC.to_owned(),
+        ErrorCode::Quota => crate::plain::EDQUOT.to_owned(),
+        ErrorCode::ReadOnly => crate::plain::EROFS.to_owned(),
+        ErrorCode::Loop => crate::plain::ELOOP.to_owned(),
+        ErrorCode::NameTooLong => crate::plain::ENAMETOOLONG.to_owned(),
+        ErrorCode::CrossDevice => crate::plain::EXDEV.to_owned(),
+        ErrorCode::Io => crate::plain::EIO_UNDER_WASI.to_owned(),
+        code => crate::plain::from_wasi_words(code.message()),
     };
     if code == ErrorCode::Io {
         // ESTALE, EIO, EFAULT, ... all arrive as `io`: mark it so that the

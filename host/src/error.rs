@@ -234,11 +234,32 @@ pub(crate) fn from_wit(e: wit::Error) -> Error {
             path: f.path.into(),
             message: f.message,
         },
-        wit::Error::Io(f) => Error::Io {
-            path: f.path.into(),
-            message: f.message,
-        },
+        wit::Error::Io(f) => {
+            let path = PathBuf::from(f.path);
+            let message = match read_only_mount(&path) {
+                Some(true) => f.message.replace(
+                    lockfile_core::plain::EIO_UNDER_WASI,
+                    lockfile_core::plain::EROFS,
+                ),
+                _ => f.message,
+            };
+            Error::Io { path, message }
+        }
     }
+}
+
+/// Whether the file system holding the lock at `path` is mounted
+/// read-only: wasmtime reports EROFS to the component as a bare I/O error,
+/// so the host, which can ask, tells the user what it was.
+#[cfg(unix)]
+fn read_only_mount(path: &std::path::Path) -> Option<bool> {
+    let stat = rustix::fs::statvfs(path.parent()?).ok()?;
+    Some(stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
+#[cfg(not(unix))]
+fn read_only_mount(_: &std::path::Path) -> Option<bool> {
+    None
 }
 
 /// Why a file in a sticky directory cannot be replaced or removed, and what

@@ -470,7 +470,10 @@ impl Runtime {
             path: dir.to_path_buf(),
             message: match e.kind() {
                 std::io::ErrorKind::NotFound => "the directory does not exist".into(),
-                _ => format!("cannot resolve the directory: {e}"),
+                _ => format!(
+                    "cannot resolve the directory: {}",
+                    lockfile_core::plain::words(&e)
+                ),
             },
         })?;
         if !real.is_dir() {
@@ -558,7 +561,13 @@ impl Runtime {
         wasi.preopened_dir(dir, utf8(dir)?, FsPerms::ReadWrite)
             .map_err(|e| Error::Unreachable {
                 path: dir.to_path_buf(),
-                message: format!("cannot open the directory: {e}"),
+                message: format!(
+                    "cannot open the directory: {}",
+                    match e.downcast_ref::<std::io::Error>() {
+                        Some(io) => lockfile_core::plain::words(io),
+                        None => format!("{e:#}"),
+                    }
+                ),
             })?;
         if let Some(spec) = &self.test_pauses {
             wasi.env(PAUSE_VAR, spec);
@@ -650,7 +659,11 @@ fn locate(path: &Path) -> Result<(PathBuf, PathBuf), Error> {
             std::io::ErrorKind::NotFound => {
                 format!("its directory `{}` does not exist", parent.display())
             }
-            _ => format!("cannot resolve its directory `{}`: {e}", parent.display()),
+            _ => format!(
+                "cannot resolve its directory `{}`: {}",
+                parent.display(),
+                lockfile_core::plain::words(&e)
+            ),
         })
     })?;
     if !dir.is_dir() {

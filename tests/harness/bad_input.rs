@@ -305,3 +305,78 @@ fn a_full_disk_during_acquire_leaves_no_partial_lock() {
     assert!(msg.contains(s(&mnt)), "names the place: {msg}");
     assert_eq!(names(&mnt), vec!["filler"], "no lock and no temporary file");
 }
+
+/// File-system errors say what happened in plain words, with the errno to
+/// search for, and name the lock the user gave (a temporary file only as a
+/// detail): not WASI's wording ("similar to `EIO` in POSIX").
+#[test]
+fn file_system_errors_are_said_in_plain_words_and_name_the_lock() {
+    let dir = sandbox();
+    let real = fs::canonicalize(dir.path()).expect("canonical");
+    let check = |out: &std::process::Output, lock: &std::path::Path, words: &str| {
+        expect_code(out, 3);
+        let msg = stderr(out);
+        assert!(msg.contains(words), "`{words}` in: {msg}");
+        assert!(!msg.contains("similar to"), "WASI's wording: {msg}");
+        assert!(!msg.contains("os error"), "std's wording: {msg}");
+        assert!(
+            msg.starts_with(&format!("lockfile: `{}`", s(lock)))
+                || msg.starts_with(&format!("lockfile: cannot reach `{}`", s(lock))),
+            "names the lock first: {msg}"
+        );
+    };
+
+    let long = real.join("a".repeat(256));
+    check(
+        &lockfile(&["acquire", s(&long)]),
+        &long,
+        "too long (ENAMETOOLONG)",
+    );
+
+    let looped = real.join("loop1").join("x.lock");
+    std::os::unix::fs::symlink("loop2", real.join("loop1")).expect("symlink");
+    std::os::unix::fs::symlink("loop1", real.join("loop2")).expect("symlink");
+    check(
+        &lockfile(&["acquire", s(&looped)]),
+        &looped,
+        "symbolic links (ELOOP)",
+    );
+
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let ro = real.join("ro");
+    fs::create_dir(&ro).expect("mkdir");
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).expect("chmod");
+    let lock = ro.join("x.lock");
+    let bin = world_executable_lockfile();
+    let out = output_retrying(unprivileged(Command::new(&bin).args(["acquire", s(&lock)])));
+    check(&out, &lock, "permission denied (EACCES)");
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).expect("chmod back");
+}
+
+/// A read-only file system (EROFS), which wasmtime reports to a sandbox as
+/// a bare I/O error: the binary looks at the mount and says so.
+#[test]
+fn a_read_only_file_system_is_called_one() {
+    require_root("mounting a read-only tmpfs needs root");
+    let dir = sandbox();
+    let mnt = fs::canonicalize(dir.path()).expect("canonical").join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", s(&mnt)])
+        .status();
+    assert!(
+        matches!(mounted, Ok(st) if st.success()),
+        "this test needs to mount a tmpfs (root, and mount from util-linux): {mounted:?}"
+    );
+    let _guard = SmallFs(mnt.clone());
+    let lock = mnt.join("x.lock");
+    let out = lockfile(&["acquire", s(&lock)]);
+    expect_code(&out, 3);
+    let msg = stderr(&out);
+    assert!(
+        msg.starts_with(&format!("lockfile: `{}`", s(&lock))),
+        "names the lock: {msg}"
+    );
+    assert!(msg.contains("read-only (EROFS)"), "{msg}");
+    assert!(!msg.contains("similar to"), "WASI's wording: {msg}");
+}

@@ -335,3 +335,55 @@ fn list_and_clean_under_wasmtime_run() {
     );
     assert_eq!(names(&real), ["live.lock"]);
 }
+
+/// Under `wasmtime run` too, errors are said in plain words and name the lock.
+#[test]
+fn file_system_errors_in_plain_words_under_wasmtime_run() {
+    let wt = wasmtime();
+    let dir = sandbox();
+    let real = fs::canonicalize(dir.path()).expect("canonical");
+    let long = real.join("a".repeat(256));
+    let out = run(&wt, &real, true, &["acquire", s(&long)]);
+    expect_code(&out, 3);
+    let msg = stderr(&out);
+    assert!(
+        msg.starts_with(&format!("lockfile: `{}`", s(&long))),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("too long (ENAMETOOLONG)") && !msg.contains("similar to"),
+        "{msg}"
+    );
+}
+
+/// A read-only file system, which wasmtime reports to the component as a
+/// bare I/O error: the message names it among what that error can be.
+#[test]
+fn a_read_only_file_system_under_wasmtime_run_is_named() {
+    require_root("mounting a read-only tmpfs needs root");
+    let wt = wasmtime();
+    let dir = sandbox();
+    let real = fs::canonicalize(dir.path()).expect("canonical");
+    let mnt = real.join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", s(&mnt)])
+        .status();
+    assert!(
+        matches!(mounted, Ok(st) if st.success()),
+        "mount: {mounted:?}"
+    );
+    let lock = mnt.join("x.lock");
+    let out = run(&wt, &mnt, true, &["acquire", s(&lock)]);
+    let _ = Command::new("umount").arg(&mnt).status();
+    expect_code(&out, 3);
+    let msg = stderr(&out);
+    assert!(
+        msg.starts_with(&format!("lockfile: `{}`", s(&lock))),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("read-only file system (EROFS)") && !msg.contains("similar to"),
+        "{msg}"
+    );
+}

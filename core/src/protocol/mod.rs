@@ -653,9 +653,18 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         }
     }
 
-    fn io_error(&self, path: &str, what: &str, e: &io::Error) -> Error {
-        let path = path.to_owned();
-        let message = format!("cannot {what}: {e}");
+    /// An I/O error at `file` (the lock, or one of its private files) while
+    /// doing `what`: it names the lock, which is what the user gave us, and
+    /// the private file only as a detail.
+    fn io_error(&self, file: &str, what: &str, e: &io::Error) -> Error {
+        let path = self.path.to_owned();
+        let words = crate::plain::words(e);
+        let message = if file == self.path {
+            format!("cannot {what}: {words}")
+        } else {
+            let name = file.rsplit('/').next().unwrap_or(file);
+            format!("cannot {what} (`{name}`): {words}")
+        };
         match e.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
                 Error::Unreachable { path, message }
