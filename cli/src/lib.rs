@@ -39,6 +39,15 @@ process exits. `acquire` and `run` take over a lock whose owner is certainly
 gone (--no-replace-stale refuses it, as labm8 does).";
 
 /// PID lock files, compatible with labm8's `LockFile`, run in a WebAssembly sandbox.
+///
+/// A lock file names its owner: the first line is labm8's `PID TIMESTAMP`,
+/// and the lines after it say on which host, boot and PID namespace the
+/// owner runs and when it started, so that a lock whose owner is gone (dead,
+/// its pid recycled, an earlier boot, an expired lease) is told apart from
+/// one that is held. `run` holds a lock while a command runs (the cron
+/// guard: `lockfile run -w 30 /var/lock/job.lock -- job`); `acquire` and
+/// `release` take and give it back for a shell or script; `status`, `list`
+/// and `clean` look at locks and tidy up after crashes.
 #[derive(Debug, Parser)]
 #[command(name = "lockfile", version, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -152,6 +161,18 @@ pub enum Cmd {
         /// The directories to clean.
         #[arg(value_name = "DIR", required = true)]
         dirs: Vec<PathBuf>,
+    },
+    /// Print this manual as a man page (roff) on stdout: `lockfile man | man -l -`.
+    Man,
+    /// Print a completion script for SHELL on stdout.
+    ///
+    /// bash: `source <(lockfile completions bash)`, or save it as
+    /// `~/.local/share/bash-completion/completions/lockfile`; zsh: save it
+    /// as `_lockfile` in a directory of `$fpath`; fish: save it as
+    /// `~/.config/fish/completions/lockfile.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Plant the record `PID TIMESTAMP` as given (labm8's static `write`).
     Write {
@@ -593,7 +614,7 @@ pub fn main<B: Backend>(
         command = command.mut_subcommand("run", |c| c.about(about).long_about(about));
     }
     let parsed = command
-        .try_get_matches()
+        .try_get_matches_from_mut(std::env::args_os())
         .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
         Ok(cli) => cli,
@@ -602,6 +623,16 @@ pub fn main<B: Backend>(
             return if e.use_stderr() { USAGE } else { 0 };
         }
     };
+    // Neither needs a lock, so neither loads the component.
+    match cli.command {
+        Cmd::Man => return print_or_fail(&man_page(&command)),
+        Cmd::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "lockfile", &mut script);
+            return print_or_fail(&script);
+        }
+        _ => {}
+    }
     VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     let quiet = cli.quiet;
     match backend().and_then(|b| execute(&b, cli.command, quiet)) {
@@ -614,6 +645,81 @@ pub fn main<B: Backend>(
         }
     }
 }
+
+/// Writes `bytes` to stdout: exit 0, or 3 with the reason (a closed pipe
+/// is not a failure: the reader has what it wanted).
+fn print_or_fail(bytes: &[u8]) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("lockfile: cannot print: {e}");
+            OTHER
+        }
+    }
+}
+
+/// The man page of `command`: the command itself, then each subcommand
+/// with its synopsis, description and options, in one page (`lockfile.1`).
+pub fn man_page(command: &clap::Command) -> Vec<u8> {
+    let mut page = Vec::new();
+    let man = clap_mangen::Man::new(command.clone());
+    // Writing to a Vec cannot fail.
+    let _ = man.render_title(&mut page);
+    let _ = man.render_name_section(&mut page);
+    let _ = man.render_synopsis_section(&mut page);
+    let _ = man.render_description_section(&mut page);
+    let _ = man.render_options_section(&mut page);
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("lockfile {}", sub.get_name());
+        let sub = sub.clone().bin_name(name.clone());
+        let mut part = Vec::new();
+        let man = clap_mangen::Man::new(sub);
+        let _ = man.render_synopsis_section(&mut part);
+        let _ = man.render_description_section(&mut part);
+        let _ = man.render_options_section(&mut part);
+        // One section per subcommand; its parts become subsections.
+        let part = String::from_utf8_lossy(&part).replace(".SH ", ".SS ");
+        page.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        page.extend_from_slice(part.as_bytes());
+    }
+    page.extend_from_slice(MAN_TAIL.as_bytes());
+    let _ = man.render_version_section(&mut page);
+    page
+}
+
+/// The man page's closing sections: `--help` shows the same facts as
+/// preformatted text (`AFTER_HELP`), which roff would reflow badly.
+const MAN_TAIL: &str = r#".SH "EXIT STATUS"
+.TP
+0
+Success.
+.TP
+1
+The lock is held by another owner (acquire or release refused,
+\fB\-\-wait\fR timed out), or it changed hands too often while we looked;
+with \fBrun \-E\fR \fIN\fR, \fIN\fR.
+.TP
+2
+Usage error.
+.TP
+3
+Any other error (malformed lock file, unreachable path, I/O error).
+.PP
+\fBrun\fR exits with COMMAND's status (128+\fIN\fR if signal \fIN\fR killed it),
+127 if COMMAND was not found, 126 if it could not be executed.
+.SH NOTES
+A lock taken with \fBacquire\fR belongs to \fB\-\-pid\fR, by default the
+process that ran \fBlockfile\fR (your shell or script): it stays held until
+released or until that process exits.
+\fBacquire\fR and \fBrun\fR take over a lock whose owner is certainly gone
+(\fB\-\-no\-replace\-stale\fR refuses it, as labm8 does).
+A lock whose owner is alive, unknown or on another host, or a malformed
+file, is never taken without \fB\-\-force\fR.
+.SH "SEE ALSO"
+\fBflock\fR(1), \fBlslocks\fR(8)
+"#;
 
 fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Failure> {
     match command {
@@ -668,6 +774,8 @@ fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Fai
         Cmd::Clean { dry_run, dirs } => {
             survey::clean(backend, &dirs, dry_run)?;
         }
+        // Handled by `main` before any backend exists.
+        Cmd::Man | Cmd::Completions { .. } => {}
         Cmd::Write {
             path,
             pid,

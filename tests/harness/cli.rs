@@ -668,3 +668,84 @@ fn status_of_our_own_lock_names_the_default_pid() {
         "{text}"
     );
 }
+
+/// The man page in `docs/` is the one `lockfile man` prints (both come from
+/// the clap definitions), and `man -l` renders it.
+#[test]
+fn the_man_page_is_current_and_renders() {
+    let out = lockfile(&["man"]);
+    expect_code(&out, 0);
+    let committed = fs::read("docs/lockfile.1").expect("docs/lockfile.1");
+    assert!(
+        out.stdout == committed,
+        "docs/lockfile.1 is out of date: `cargo run -q -- man > docs/lockfile.1`"
+    );
+    let rendered = Command::new("man")
+        .args(["-l", "docs/lockfile.1"])
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "80")
+        .output();
+    let rendered = match rendered {
+        Ok(r) => r,
+        Err(e) => panic!("`man` is needed to render the man page (Debian: man-db): {e}"),
+    };
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    for section in [
+        "SYNOPSIS",
+        "LOCKFILE RUN",
+        "LOCKFILE LIST",
+        "LOCKFILE CLEAN",
+        "EXIT STATUS",
+    ] {
+        assert!(
+            text.contains(section),
+            "{section} missing from the rendered page"
+        );
+    }
+}
+
+/// bash loads the completion script and completes a subcommand and the
+/// options of `run`; zsh's and fish's scripts name every subcommand.
+#[test]
+fn completions_complete_subcommands_and_options() {
+    let script = |shell: &str| {
+        let out = lockfile(&["completions", shell]);
+        expect_code(&out, 0);
+        stdout(&out)
+    };
+    let bash = script("bash");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"eval "$SCRIPT"
+               COMP_WORDS=(lockfile li); COMP_CWORD=1; _lockfile lockfile li lockfile
+               echo "${COMPREPLY[@]}"
+               COMP_WORDS=(lockfile run -); COMP_CWORD=2; _lockfile lockfile - run
+               echo "${COMPREPLY[@]}""#,
+        )
+        .env("SCRIPT", &bash)
+        .output()
+        .expect("bash runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let mut lines = said.lines();
+    assert_eq!(lines.next(), Some("list"), "{said}");
+    let run_options = lines.next().unwrap_or_default();
+    for option in ["--wait", "--conflict-exit-code", "--command", "--lease"] {
+        assert!(
+            run_options.split(' ').any(|o| o == option),
+            "{option}: {said}"
+        );
+    }
+    for shell in ["zsh", "fish"] {
+        let text = script(shell);
+        for sub in ["acquire", "release", "run", "status", "list", "clean"] {
+            assert!(text.contains(sub), "{shell}: {sub} missing");
+        }
+    }
+    expect_code(&lockfile(&["completions", "tcsh"]), 2);
+}
