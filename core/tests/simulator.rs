@@ -69,6 +69,14 @@
 //! `a_step_over_between_the_two_reads_of_the_check_is_outside_the_documented_residual`
 //! keeps that finding in view.
 //!
+//! **The token residual** (docs/PROTOCOL.md, "Fencing tokens"): a holder
+//! paused between reading `.NAME.token` and writing it, whose lock was taken
+//! over meanwhile, writes its lower token, and later acquisitions may issue
+//! tokens up to the takeover's again. Invariant 4 allows exactly that (the
+//! file went back, written by a holder that no longer is the lock), and
+//! invariant 5 then allows a token equal to that highest one to be written
+//! twice (storage that accepts equal tokens takes both: "up to" includes it).
+//!
 //! `LOCKFILE_SIM_SCHEDULES` sets the number of random schedules per scenario
 //! (default 200) and `LOCKFILE_SIM_SEED` their base seed,
 //! `LOCKFILE_SIM_EXHAUSTIVE_CAP` the schedules per bound (default 1000), and

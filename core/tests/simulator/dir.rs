@@ -208,6 +208,14 @@ impl Dir for SimDir {
                     let replaced = w.lock_bytes().map(<[u8]>::to_vec);
                     w.published(a, inode, replaced);
                 }
+                if to == TOKEN_FILE {
+                    let number = |w: &World, name: &str| {
+                        let bytes = &w.inodes[*w.names.get(name)?].bytes;
+                        std::str::from_utf8(bytes).ok()?.trim().parse::<u64>().ok()
+                    };
+                    let (old, new) = (number(w, TOKEN_FILE), number(w, from));
+                    w.token_file_written(a, old, new);
+                }
                 w.unlink(to);
                 w.names.remove(from);
                 w.names.insert(to.to_owned(), inode);

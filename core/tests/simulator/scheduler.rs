@@ -546,6 +546,7 @@ pub(crate) fn run_schedule(
         finished: false,
         initial_holder: None,
         claimed_at: BTreeMap::new(),
+        rolled_back: None,
         acquisitions: Vec::new(),
         fence: None,
         tracing,

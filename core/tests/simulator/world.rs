@@ -296,6 +296,11 @@ pub(crate) struct World {
     /// When each claim name was last linked: to tell whether a claim on a
     /// claimer's claim came after that claimer's last check.
     pub(crate) claimed_at: BTreeMap<String, u64>,
+    /// When `.NAME.token` went backwards, and from what: the documented
+    /// token residual (docs/PROTOCOL.md, "Fencing tokens"): a holder paused
+    /// between its check of the file and its write, whose lock was taken
+    /// over meanwhile, writes its lower token.
+    pub(crate) rolled_back: Option<(u64, u64)>,
     /// Every acquisition that succeeded, in the order they returned.
     pub(crate) acquisitions: Vec<Acquisition>,
     /// Storage that refuses writes with a lower token than it has seen: the
@@ -535,10 +540,19 @@ impl World {
             self.fail(msg);
         }
         if let Some(t) = token {
-            for q in &self.acquisitions {
+            for q in self.acquisitions.clone() {
                 let Some(u) = q.token else { continue };
                 let ordered = if q.at < at { u < t } else { u > t };
-                if !ordered {
+                // After the file went back from `top`, tokens up to `top`
+                // may be issued again: the residual, not a hole.
+                let residual = self
+                    .rolled_back
+                    .is_some_and(|(when, top)| q.at.min(at) < when && t.max(u) <= top);
+                if !ordered && residual {
+                    self.note(|| {
+                        format!("-- the token residual: token {t} issued again after the file went back")
+                    });
+                } else if !ordered {
                     let msg = format!(
                         "tokens out of publish order: {} published token {u} at step {}, {} \
                          token {t} at step {at}",
@@ -552,6 +566,31 @@ impl World {
         self.acquisitions.push(Acquisition { actor, at, token });
     }
 
+    /// `actor` replaces `.NAME.token` (holding `old`) with `new`: it may go
+    /// back only in the documented residual, by a holder that has lost its
+    /// lock.
+    pub(crate) fn token_file_written(&mut self, actor: usize, old: Option<u64>, new: Option<u64>) {
+        let (Some(old), Some(new)) = (old, new) else {
+            return;
+        };
+        if new >= old {
+            return;
+        }
+        let lock = self.names.get(LOCK).copied();
+        if self.actors[actor].published.map(|(i, _)| i) != lock {
+            self.rolled_back = Some((self.steps, old));
+            self.note(|| {
+                format!("-- the token residual: .NAME.token goes back from {old} to {new}")
+            });
+        } else {
+            let msg = format!(
+                "{} wrote token {new} over {old} in .NAME.token while it holds the lock",
+                self.specs[actor].name
+            );
+            self.fail(msg);
+        }
+    }
+
     /// A write to fenced storage by `actor` while it believes it holds the
     /// lock: refused below the highest token seen; two holders writing
     /// under one token is a violation.
@@ -561,6 +600,17 @@ impl World {
         };
         match self.fence {
             Some((top, _)) if t < top => "refused by the fence",
+            Some((top, other))
+                if t == top
+                    && other != actor
+                    && self.rolled_back.is_some_and(|(_, high)| t <= high) =>
+            {
+                // The token residual re-issued a token up to the one whose
+                // holder's file write went back: storage that accepts
+                // equal tokens takes both (docs/PROTOCOL.md says "up to").
+                self.note(|| format!("-- the token residual: token {t} written twice"));
+                "accepted twice (the token residual)"
+            }
             Some((top, other)) if t == top && other != actor => {
                 let msg = format!(
                     "{} and {} both wrote to fenced storage with token {t}",
