@@ -491,3 +491,113 @@ fn our_own_expired_lease_is_reported_and_acquiring_again_takes_it_anew() {
 fn millis(t: Timestamp) -> i128 {
     i128::from(t.seconds) * 1000 + i128::from(t.nanos / 1_000_000)
 }
+
+/// A directory that, once armed, runs `then` (once) just before the first
+/// look at a claim name that does not exist: the moment a claimer checks
+/// whether its claim was claimed in turn.
+struct Interposed<F: FnMut()> {
+    dir: StdDir,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    then: RefCell<Option<F>>,
+}
+
+impl<F: FnMut()> Interposed<F> {
+    fn interpose(&self, n: &str) {
+        if self.armed.load(std::sync::atomic::Ordering::SeqCst) && n.contains(".break.") && !self.dir.path().join(n).exists() {
+            if let Some(mut f) = self.then.borrow_mut().take() {
+                f();
+            }
+        }
+    }
+}
+
+impl<F: FnMut()> Dir for Interposed<F> {
+    fn kind(&self, n: &str) -> io::Result<Option<Kind>> {
+        self.interpose(n);
+        self.dir.kind(n)
+    }
+    fn read(&self, n: &str, l: usize) -> io::Result<Vec<u8>> {
+        self.interpose(n);
+        self.dir.read(n, l)
+    }
+    fn read_modified(&self, n: &str, l: usize) -> io::Result<(Vec<u8>, Option<Timestamp>)> {
+        self.interpose(n);
+        self.dir.read_modified(n, l)
+    }
+    fn touch(&self, n: &str) -> io::Result<()> {
+        self.dir.touch(n)
+    }
+    fn create(&self, n: &str, d: &[u8]) -> io::Result<()> {
+        self.dir.create(n, d)
+    }
+    fn link(&self, a: &str, b: &str) -> io::Result<()> {
+        self.dir.link(a, b)
+    }
+    fn rename(&self, a: &str, b: &str) -> io::Result<()> {
+        self.dir.rename(a, b)
+    }
+    fn remove(&self, n: &str) -> io::Result<()> {
+        self.dir.remove(n)
+    }
+    fn names(&self) -> io::Result<Vec<String>> {
+        self.dir.names()
+    }
+}
+
+/// Found by the simulator: a claimer checking that its claim stands read
+/// its own claim (still there), then looked for a claim on it; another host
+/// stepped over it in between, acted, and removed both claims, so the look
+/// found nothing and the claimer renamed over the new holder's lock. Now
+/// the claim on our claim is looked for first (the stepper removes ours
+/// before its own, so either look catches it).
+#[test]
+fn a_whole_step_over_between_the_checks_two_looks_is_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    fs::write(root.join("x.lock"), leased_record("h0", 700, "stale", 1000)).unwrap();
+    age(&root.join("x.lock"), 600);
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let b_root = root.clone();
+    let b_result = std::rc::Rc::new(RefCell::new(None));
+    let b_out = b_result.clone();
+    let dir = Interposed {
+        dir: StdDir::new(&root),
+        armed: armed.clone(),
+        then: RefCell::new(Some(move || {
+            // Host B, 10 s later: A's claim (lease 1 s) has run out.
+            let r = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let dir = StdDir::new(&b_root);
+                    let sys = Sys::new("hb", 200);
+                    sys.skew.set(10);
+                    Lock::new(&dir, "x.lock", "/d/x.lock", &sys)
+                        .with_lease(Some(1000))
+                        .acquire(true, false)
+                })
+                .join()
+                .unwrap()
+            });
+            *b_out.borrow_mut() = Some(r);
+        })),
+    };
+    let sys = Sys::new("ha", 100);
+    let arm = armed.clone();
+    *sys.hook.borrow_mut() = Some(Box::new(move |name: &str| {
+        if name == "before-publish" {
+            arm.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }));
+    let ra = Lock::new(&dir, "x.lock", "/d/x.lock", &sys)
+        .with_lease(Some(1000))
+        .acquire(true, false);
+    let rb = b_result
+        .borrow_mut()
+        .take()
+        .expect("B ran inside A's check");
+    assert!(rb.is_ok(), "B stepped over A's expired claim: {rb:?}");
+    assert!(
+        !(ra.is_ok() && rb.is_ok()),
+        "both acquired: A {ra:?}, B {rb:?}"
+    );
+    assert_eq!(lock_record(&root).pid, 200, "B's lock stands");
+}

@@ -64,19 +64,27 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     ///
     /// # Errors
     /// As [`Lock::load_name`].
+    ///
+    /// The claim on ours is looked for first, and having seen it at all
+    /// counts: the stepper removes our claim before its own, so a step-over
+    /// that completes between the two looks leaves ours gone, and one that
+    /// completes during the first leaves that look having seen its claim.
+    /// (Reading ours first, a whole step-over fitted between the looks.)
     pub(super) fn claim_stands(&self, claim: &Claim) -> Result<bool, Error> {
-        let ours = match self.load_name(&claim.name)? {
-            State::Present { bytes, .. } => bytes == claim.bytes,
-            State::Absent => false,
-        };
-        let claimed = ours
-            && !matches!(
-                self.load_name(&self.claim_name(&claim.bytes))?,
-                State::Absent
-            );
+        let on_ours = self.claim_name(&claim.bytes);
+        let claimed = self
+            .dir
+            .kind(&on_ours)
+            .map_err(|e| self.io_error(&self.sibling(&on_ours), "inspect", &e))?
+            .is_some();
+        let ours = !claimed
+            && match self.load_name(&claim.name)? {
+                State::Present { bytes, .. } => bytes == claim.bytes,
+                State::Absent => false,
+            };
         // For tests: a pause here is the residual window (docs/PROTOCOL.md).
         self.sys.checkpoint("after-claim-check");
-        Ok(ours && !claimed)
+        Ok(ours)
     }
 
     /// Replaces the lock with `record` if `claim` still stands just before
