@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Whole-process timings, interleaved: `lockfile acquire/release/status`,
+"""Whole-process timings, interleaved: `lockfile acquire/release/status/run`,
 the floor and the native limit, against `flock -n F true`.
 
 Usage: processes.py LOCKFILE FLOOR NATIVE [ROUNDS]
@@ -85,6 +85,7 @@ def main():
         "lockfile_acquire": (unlink("a.lock"), [lockfile, "acquire", "--pid", h, path("a.lock")], 0),
         "lockfile_release": (take(lockfile, "r.lock"), [lockfile, "release", "--pid", h, path("r.lock")], 0),
         "lockfile_status": (None, [lockfile, "status", path("s.lock")], 0),
+        "lockfile_run": (None, [lockfile, "run", path("run.lock"), "--", true], 0),
         "native_acquire": (unlink("na.lock"), [native, "acquire", "--pid", h, path("na.lock")], 0),
         "native_release": (take(native, "nr.lock"), [native, "release", "--pid", h, path("nr.lock")], 0),
         "native_status": (None, [native, "status", path("ns.lock")], 0),

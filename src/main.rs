@@ -17,35 +17,43 @@ use lockfile_host::{AcquireOptions, Error, Leftover, LockFile, Runtime, Status, 
 mod gate;
 
 fn main() -> ExitCode {
-    #[cfg(unix)]
-    {
-        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        if args.get(1).is_some_and(|a| a == gate::ARG) {
-            return gate::main(&args[2..]);
-        }
-    }
-    let pauses = std::env::var(lockfile_host::PAUSE_VAR).ok();
     let code = lockfile_cli::main(
         || {
-            // The test pause hook is read here, by the binary, never by the
-            // library.
-            Runtime::for_command()
-                .map(|r| match &pauses {
-                    Some(spec) => r.with_test_pauses(spec),
-                    None => r,
-                })
-                .map(|r| Native(ManuallyDrop::new(r)))
-                .map_err(|e| Failure::Other(format!("cannot load the lockfile component: {e}")))
+            Ok(Native {
+                runtime: std::cell::OnceCell::new(),
+            })
         },
         None,
     );
     ExitCode::from(code)
 }
 
-/// The lock component in wasmtime. Never dropped: the process exits right
-/// after one command, and unmapping the engine's code and the sandbox's
-/// memory by hand costs a quarter of a millisecond that exit does for free.
-struct Native(ManuallyDrop<Runtime>);
+/// The lock component in wasmtime, loaded on first use (`run` forks its
+/// command's process first: a fork copies the page tables of everything
+/// mapped, and the loaded component maps a lot). Never dropped: the process
+/// exits right after one command, and unmapping the engine's code and the
+/// sandbox's memory by hand costs a quarter of a millisecond that exit does
+/// for free.
+struct Native {
+    runtime: std::cell::OnceCell<ManuallyDrop<Runtime>>,
+}
+
+impl Native {
+    fn runtime(&self) -> Result<&Runtime, Failure> {
+        if let Some(r) = self.runtime.get() {
+            return Ok(r);
+        }
+        // The test pause hook is read here, by the binary, never by the library.
+        let pauses = std::env::var(lockfile_host::PAUSE_VAR).ok();
+        let runtime = Runtime::for_command()
+            .map(|r| match &pauses {
+                Some(spec) => r.with_test_pauses(spec),
+                None => r,
+            })
+            .map_err(|e| Failure::Other(format!("cannot load the lockfile component: {e}")))?;
+        Ok(self.runtime.get_or_init(|| ManuallyDrop::new(runtime)))
+    }
+}
 
 /// A lock opened through the component (never dropped, as above).
 struct NativeLock(ManuallyDrop<LockFile>);
@@ -118,7 +126,7 @@ impl Backend for Native {
                 Failure::Usage("cannot tell the parent process here; give --pid".into())
             })?,
         };
-        self.0
+        self.runtime()?
             .open_as(path, pid)
             .map(|l| NativeLock(ManuallyDrop::new(l)))
             .map_err(failure)
@@ -128,7 +136,7 @@ impl Backend for Native {
         // A report takes any point of view, a process that has ended too.
         match pid {
             Some(pid) => self
-                .0
+                .runtime()?
                 .inspect_as(path, pid)
                 .map(|l| NativeLock(ManuallyDrop::new(l)))
                 .map_err(failure),
@@ -138,7 +146,7 @@ impl Backend for Native {
 
     fn list(&self, dir: &Path, pid: Option<u32>) -> Result<Listing, Failure> {
         let pid = pid.or_else(lockfile_host::process::parent_pid);
-        let found = self.0.list_locks(dir, pid).map_err(failure)?;
+        let found = self.runtime()?.list_locks(dir, pid).map_err(failure)?;
         Ok(Listing {
             dir: std::fs::canonicalize(dir)
                 .unwrap_or_else(|_| dir.to_path_buf())
@@ -151,11 +159,11 @@ impl Backend for Native {
     }
 
     fn sweep(&self, dir: &Path) -> Result<Vec<Leftover>, Failure> {
-        self.0.sweep_leftovers(dir).map_err(failure)
+        self.runtime()?.sweep_leftovers(dir).map_err(failure)
     }
 
     fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure> {
-        self.0.write(path, pid, timestamp).map_err(failure)
+        self.runtime()?.write(path, pid, timestamp).map_err(failure)
     }
 
     fn run(
@@ -191,11 +199,11 @@ impl Native {
         // COMMAND's process exists before the lock is taken, held at a gate,
         // so that the lock names it too (see `gate`).
         let gated = gate::Gated::spawn(command).map_err(other)?;
-        let opened = self
-            .0
-            .open_with_companion(path, gated.pid())
-            .map(|l| NativeLock(ManuallyDrop::new(l)))
-            .map_err(failure);
+        let opened = self.runtime().and_then(|r| {
+            r.open_with_companion(path, gated.pid())
+                .map(|l| NativeLock(ManuallyDrop::new(l)))
+                .map_err(failure)
+        });
         let mut lock = match opened {
             Ok(lock) => lock,
             Err(e) => {
@@ -257,7 +265,9 @@ impl Native {
         wait: impl FnOnce() -> T + Send,
     ) -> (T, bool) {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let runtime: &Runtime = &self.0;
+        let Ok(runtime) = self.runtime() else {
+            return (wait(), false);
+        };
         std::thread::scope(|scope| {
             let refresher = scope.spawn(move || {
                 let mut handle = match runtime.open_with_companion(path, companion) {
@@ -293,22 +303,45 @@ impl Native {
 }
 
 /// Forwards termination signals to the child until closed.
+///
+/// The handlers themselves send the signal on (`kill` is
+/// async-signal-safe): no thread to start and tear down, which `run` paid
+/// for on every command.
 #[cfg(unix)]
-fn forward_signals(child: u32) -> anyhow::Result<signal_hook::iterator::Handle> {
+fn forward_signals(child: u32) -> anyhow::Result<Forwarder> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
-        .context("cannot install signal handlers")?;
-    let handle = signals.handle();
     let pid = i32::try_from(child)
         .ok()
-        .and_then(rustix::process::Pid::from_raw);
-    std::thread::spawn(move || {
-        for signal in signals.forever() {
-            let sig = rustix::process::Signal::from_named_raw(signal);
-            if let (Some(pid), Some(sig)) = (pid, sig) {
+        .and_then(rustix::process::Pid::from_raw)
+        .context("the command's pid is not a pid")?;
+    let mut ids = Vec::new();
+    for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
+        let Some(sig) = rustix::process::Signal::from_named_raw(signal) else {
+            continue;
+        };
+        // SAFETY: the action only makes the `kill` system call (through
+        // rustix, no allocation, no lock), which is async-signal-safe.
+        let id = unsafe {
+            signal_hook::low_level::register(signal, move || {
                 let _ = rustix::process::kill_process(pid, sig);
-            }
+            })
         }
-    });
-    Ok(handle)
+        .context("cannot install signal handlers")?;
+        ids.push(id);
+    }
+    Ok(Forwarder(ids))
+}
+
+/// The forwarding handlers, until [`Forwarder::close`].
+#[cfg(unix)]
+struct Forwarder(Vec<signal_hook::SigId>);
+
+#[cfg(unix)]
+impl Forwarder {
+    /// Stops forwarding (the child is gone).
+    fn close(self) {
+        for id in self.0 {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }

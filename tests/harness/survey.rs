@@ -2,6 +2,7 @@
 //! `status --pid` of a process that has ended, and a lease in `status`.
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -368,4 +369,49 @@ fn status_shows_the_lease_and_says_when_our_own_ran_out() {
     expect_code(&out, 0);
     assert_eq!(stdout(&out).trim(), "2");
     expect_code(&lockfile(&["refresh", "--pid", &pid, s(&lock)]), 0);
+}
+
+/// A lock the user may not read is reported with why, and the listing goes
+/// on: another user's `*.lock` in a shared directory.
+#[test]
+fn list_goes_on_past_a_lock_it_cannot_read() {
+    require_root("files another user cannot read need root");
+    use std::os::unix::fs::PermissionsExt;
+    let dir = sandbox();
+    let p = fs::canonicalize(dir.path()).expect("canonical");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let owner = Sleeper::new();
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--pid",
+            &owner.pid_str(),
+            s(&p.join("open.lock")),
+        ]),
+        0,
+    );
+    fs::set_permissions(p.join("open.lock"), fs::Permissions::from_mode(0o644)).expect("chmod");
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--pid",
+            &owner.pid_str(),
+            s(&p.join("secret.lock")),
+        ]),
+        0,
+    );
+    fs::set_permissions(p.join("secret.lock"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    let bin = world_executable_lockfile();
+    let mut cmd = Command::new(&bin);
+    cmd.args(["list", "--pid", &owner.pid_str(), s(&p)])
+        .uid(65534)
+        .gid(65534);
+    let out = output_retrying(&mut cmd);
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("open.lock"), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("secret.lock") && err.contains("permission denied (EACCES)"),
+        "says why: {err}"
+    );
 }
