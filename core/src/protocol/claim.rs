@@ -77,14 +77,30 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             .kind(&on_ours)
             .map_err(|e| self.io_error(&self.sibling(&on_ours), "inspect", &e))?
             .is_some();
-        let ours = !claimed
-            && match self.load_name(&claim.name)? {
-                State::Present { bytes, .. } => bytes == claim.bytes,
-                State::Absent => false,
-            };
+        let mut stands = !claimed && self.holds_bytes(&claim.name, &claim.bytes)?;
+        // And what it claimed is still what we judged: the lock, and each
+        // abandoned claim we stepped over. A claimer whose claim we stepped
+        // over, paused past its check, may have acted meanwhile (the
+        // documented residual); then the lock is no longer what we judged,
+        // and acting on it would undo what that claimer did without ever
+        // judging it.
+        for (name, bytes) in &claim.chain {
+            if !stands {
+                break;
+            }
+            stands = self.holds_bytes(name, bytes)?;
+        }
         // For tests: a pause here is the residual window (docs/PROTOCOL.md).
         self.sys.checkpoint("after-claim-check");
-        Ok(ours)
+        Ok(stands)
+    }
+
+    /// Whether `name` holds exactly `bytes`.
+    fn holds_bytes(&self, name: &str, bytes: &[u8]) -> Result<bool, Error> {
+        Ok(match self.load_name(name)? {
+            State::Present { bytes: now, .. } => now == bytes,
+            State::Absent => false,
+        })
     }
 
     /// Replaces the lock with `record` if `claim` still stands just before

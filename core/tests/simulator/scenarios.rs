@@ -311,6 +311,32 @@ fn random_schedules_keep_the_invariants() {
     }
 }
 
+/// Schedules the soak found holes with, kept as regressions: a claimer
+/// that read its claim, then looked for a claim on it while another host
+/// stepped over it whole (the first three); a breaker that stepped over a
+/// claim whose claimer then acted, and acted on the lock it had not judged
+/// (the fourth).
+#[test]
+fn schedules_that_found_holes_keep_the_invariants() {
+    for (name, seed) in [
+        ("leased-breakers-on-two-hosts", 0x79cc_e791_2d23_c18),
+        (
+            "release-of-a-leased-lock-on-a-crashing-host",
+            0xfd7a_f397_7a93_354b,
+        ),
+        ("leased-and-unleased-handles-cycle", 0xb21b_02d4_7b05_94f7),
+        ("leased-breakers-on-two-hosts", 0xde79_aeb2_2284_cabf),
+    ] {
+        let sc = scenarios()
+            .into_iter()
+            .find(|s| s.name == name)
+            .expect("a scenario of that name");
+        if let Err(f) = run_schedule(&sc, &mut Strat::Random(Random(seed)), RANDOM_BOUNDS, true) {
+            panic!("{name}:{seed:#x}: {f}");
+        }
+    }
+}
+
 fn env_num_from(text: &str) -> u64 {
     let t = text.trim();
     t.strip_prefix("0x")
