@@ -319,7 +319,7 @@ fn random_schedules_keep_the_invariants() {
 #[test]
 fn schedules_that_found_holes_keep_the_invariants() {
     for (name, seed) in [
-        ("leased-breakers-on-two-hosts", 0x79cc_e791_2d23_c18),
+        ("leased-breakers-on-two-hosts", 0x079c_ce79_12d2_3c18),
         (
             "release-of-a-leased-lock-on-a-crashing-host",
             0xfd7a_f397_7a93_354b,
