@@ -63,11 +63,11 @@
 //! one holds a token above every other's, each of which has a lease and a
 //! token (so fenced storage refuses them, invariant 5, and each learns at
 //! its next refresh). The simulator found that a step-over which begins and
-//! ends between the two reads of the check (our claim file, then the name a
-//! claim on it takes) passes the check too; it is allowed here as part of
-//! the residual, since its outcome is the same, and
-//! `a_step_over_between_the_two_reads_of_the_check_is_outside_the_documented_residual`
-//! keeps that finding in view.
+//! ends between the two reads of the check passed it when the check read our
+//! claim first; it now looks for a claim on ours first, then reads ours and
+//! what it claimed, and
+//! `no_step_over_passes_the_check_outside_the_documented_residual` keeps
+//! that window shut.
 //!
 //! **The token residual** (docs/PROTOCOL.md, "Fencing tokens"): a holder
 //! paused between reading `.NAME.token` and writing it, whose lock was taken

@@ -50,11 +50,6 @@ impl Dir for SimDir {
             |w, a| {
                 let inode = *w.names.get(name).ok_or_else(not_found)?;
                 w.actors[a].open = Some(inode);
-                // The name is looked up here: what is read next is this
-                // inode, whatever happens to the name meanwhile.
-                if w.actors[a].claim_name.as_deref() == Some(name) {
-                    w.actors[a].read_own_at = Some(w.steps);
-                }
                 Ok(())
             },
         )?;
@@ -177,7 +172,6 @@ impl Dir for SimDir {
                 } else if new.contains(".break.") {
                     w.actors[a].claim = Some(inode);
                     w.actors[a].claim_name = Some(new.to_owned());
-                    w.actors[a].read_own_at = None;
                     w.actors[a].checked_at = None;
                     let at = w.steps;
                     w.claimed_at.insert(new.to_owned(), at);

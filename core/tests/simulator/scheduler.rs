@@ -276,7 +276,6 @@ pub(crate) fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
             a.judged = None;
             a.claim = None;
             a.claim_name = None;
-            a.read_own_at = None;
             a.checked_at = None;
             a.replaced = None;
             a.forced = matches!(
@@ -531,7 +530,6 @@ pub(crate) fn run_schedule(
         abort: false,
         faulty_link: sc.faulty_link,
         strict_sequence: sc.every_acquisition_continues_the_sequence,
-        strict_residual: sc.residual_as_documented,
         solo: false,
         clock: 0,
         steps: 0,

@@ -137,10 +137,6 @@ pub(crate) struct Scenario {
     /// A broken directory whose `link` replaces an existing name: to check
     /// that the simulator notices a broken protocol.
     pub(crate) faulty_link: bool,
-    /// Whether only the residual exactly as docs/PROTOCOL.md states it is
-    /// allowed (a step-over that begins after the claimer's check), not
-    /// also one that falls between the check's two reads.
-    pub(crate) residual_as_documented: bool,
     /// Whether any acquisition while `.NAME.token` exists must issue a
     /// token, leased or not (not implemented: see the ignored test).
     pub(crate) every_acquisition_continues_the_sequence: bool,
@@ -237,10 +233,8 @@ pub(crate) struct ActorState {
     pub(crate) claim: Option<usize>,
     /// Its name.
     pub(crate) claim_name: Option<String>,
-    /// When it last read that claim file, and when it last found nobody's
-    /// claim on it: the two reads of its check before it acts
-    /// (`claim_stands`).
-    pub(crate) read_own_at: Option<u64>,
+    /// When it last found nobody's claim on that claim file: the first
+    /// look of its check before it acts (`claim_stands`).
     pub(crate) checked_at: Option<u64>,
 }
 
@@ -269,8 +263,6 @@ pub(crate) struct World {
     pub(crate) faulty_link: bool,
     /// See [`Scenario::every_acquisition_continues_the_sequence`].
     pub(crate) strict_sequence: bool,
-    /// See [`Scenario::residual_as_documented`].
-    pub(crate) strict_residual: bool,
     /// Outside any schedule (setting up, recovering): steps run at once.
     pub(crate) solo: bool,
     /// Milliseconds since [`EPOCH_S`]: one [`STEP_MS`] per step, and
@@ -362,25 +354,20 @@ impl World {
 
     /// The residual of docs/PROTOCOL.md ("A breaker is delayed after
     /// claiming"): `actor`'s claim expired by its lease, and another host
-    /// claimed it (stepped over it) only after `actor` last checked that
-    /// nobody had: the check passed, and the act landed late. Stepped over
-    /// before the check (the hole b834f7e closed) is not the residual.
+    /// claimed it (stepped over it) only after `actor` last looked for such
+    /// a claim: the check passed, and the act landed late. Stepped over
+    /// before that look (the hole b834f7e closed) is not the residual.
     ///
-    /// The check is two reads: our claim file, then the name a claim on it
-    /// takes. A step-over that begins and ends between the two (claims,
-    /// acts, and removes both files) passes it too; the simulator found
-    /// that, and unless [`Scenario::residual_as_documented`] it is allowed
-    /// here as part of the residual (its outcome is the same: the late act
-    /// lands on the next holder, whose token is higher and whose next
-    /// refresh fails), and noted in the trace.
+    /// The check looks for a claim on ours first, then reads ours and what
+    /// it claimed. A step-over that completes between those looks removes
+    /// our claim (and the lock changes), so the check fails; when it read
+    /// our claim first, such a step-over passed it, and the simulator found
+    /// that.
     fn residual(&self, actor: usize) -> Option<&'static str> {
         let a = &self.actors[actor];
-        let (Some(inode), Some(read), Some(checked), Some(name)) = (
-            a.claim,
-            a.read_own_at,
-            a.checked_at,
-            self.claim_on_claim(actor),
-        ) else {
+        let (Some(inode), Some(checked), Some(name)) =
+            (a.claim, a.checked_at, self.claim_on_claim(actor))
+        else {
             return None;
         };
         let claim = &self.inodes[inode];
@@ -389,15 +376,8 @@ impl World {
                 .is_some_and(|lease| self.clock > claim.modified + lease + 3_000)
         });
         let stepped = self.claimed_at.get(&name).copied()?;
-        if !expired || read > checked {
-            None
-        } else if stepped > checked {
-            Some("its claim expired and was claimed after its check")
-        } else if stepped > read && !self.strict_residual {
-            Some("its claim expired and was claimed, acted on and released between the two reads of its check")
-        } else {
-            None
-        }
+        (expired && stepped > checked)
+            .then_some("its claim expired and was claimed after its check")
     }
 
     /// Invariant 2: a non-forced removal or replacement of the lock must hit
