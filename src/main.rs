@@ -19,7 +19,7 @@ mod gate;
 fn main() -> ExitCode {
     let code = lockfile_cli::main(
         || {
-            Ok(Native {
+            Ok(Sandboxed {
                 runtime: std::cell::OnceCell::new(),
             })
         },
@@ -34,11 +34,11 @@ fn main() -> ExitCode {
 /// exits right after one command, and unmapping the engine's code and the
 /// sandbox's memory by hand costs a quarter of a millisecond that exit does
 /// for free.
-struct Native {
+struct Sandboxed {
     runtime: std::cell::OnceCell<ManuallyDrop<Runtime>>,
 }
 
-impl Native {
+impl Sandboxed {
     fn runtime(&self) -> Result<&Runtime, Failure> {
         if let Some(r) = self.runtime.get() {
             return Ok(r);
@@ -56,7 +56,7 @@ impl Native {
 }
 
 /// A lock opened through the component (never dropped, as above).
-struct NativeLock(ManuallyDrop<LockFile>);
+struct SandboxedLock(ManuallyDrop<LockFile>);
 
 fn failure(e: Error) -> Failure {
     match e {
@@ -74,7 +74,7 @@ fn failure(e: Error) -> Failure {
     }
 }
 
-impl Lock for NativeLock {
+impl Lock for SandboxedLock {
     fn acquire(
         &mut self,
         replace_stale: bool,
@@ -116,10 +116,10 @@ impl Lock for NativeLock {
     }
 }
 
-impl Backend for Native {
-    type Lock = NativeLock;
+impl Backend for Sandboxed {
+    type Lock = SandboxedLock;
 
-    fn open(&self, path: &Path, pid: Option<u32>) -> Result<NativeLock, Failure> {
+    fn open(&self, path: &Path, pid: Option<u32>) -> Result<SandboxedLock, Failure> {
         let pid = match pid {
             Some(pid) => pid,
             None => lockfile_host::process::parent_pid().ok_or_else(|| {
@@ -128,17 +128,17 @@ impl Backend for Native {
         };
         self.runtime()?
             .open_as(path, pid)
-            .map(|l| NativeLock(ManuallyDrop::new(l)))
+            .map(|l| SandboxedLock(ManuallyDrop::new(l)))
             .map_err(failure)
     }
 
-    fn inspect(&self, path: &Path, pid: Option<u32>) -> Result<NativeLock, Failure> {
+    fn inspect(&self, path: &Path, pid: Option<u32>) -> Result<SandboxedLock, Failure> {
         // A report takes any point of view, a process that has ended too.
         match pid {
             Some(pid) => self
                 .runtime()?
                 .inspect_as(path, pid)
-                .map(|l| NativeLock(ManuallyDrop::new(l)))
+                .map(|l| SandboxedLock(ManuallyDrop::new(l)))
                 .map_err(failure),
             None => self.open(path, None),
         }
@@ -184,7 +184,7 @@ impl Backend for Native {
     }
 }
 
-impl Native {
+impl Sandboxed {
     #[cfg(unix)]
     fn run_gated(
         &self,
@@ -201,7 +201,7 @@ impl Native {
         let gated = gate::Gated::spawn(command).map_err(other)?;
         let opened = self.runtime().and_then(|r| {
             r.open_with_companion(path, gated.pid())
-                .map(|l| NativeLock(ManuallyDrop::new(l)))
+                .map(|l| SandboxedLock(ManuallyDrop::new(l)))
                 .map_err(failure)
         });
         let mut lock = match opened {
