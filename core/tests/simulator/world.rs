@@ -375,9 +375,36 @@ impl World {
             r.lease_ms
                 .is_some_and(|lease| self.clock > claim.modified + lease + 3_000)
         });
-        let stepped = self.claimed_at.get(&name).copied()?;
-        (expired && stepped > checked)
-            .then_some("its claim expired and was claimed after its check")
+        let stepped = self.claimed_at.get(&name).copied();
+        if expired && stepped.is_some_and(|s| s > checked) {
+            return Some("its claim expired and was claimed after its check");
+        }
+        self.residual_other_order(actor)
+    }
+
+    /// The same race in the other order: `actor` stepped over the claim of
+    /// another actor after that one had checked it, so both passed their
+    /// checks, and the other's late act landed first: the lock now holds
+    /// the other's record, which `actor` replaces or removes unjudged.
+    /// docs/PROTOCOL.md's residual ("both act"); invariant 1 then checks
+    /// that the later publisher holds the higher token.
+    fn residual_other_order(&self, actor: usize) -> Option<&'static str> {
+        let ours = self.actors[actor].claim_name.as_deref()?;
+        let stepped = self.claimed_at.get(ours).copied()?;
+        let lock = *self.names.get(LOCK)?;
+        (0..self.actors.len()).find_map(|x| {
+            let other = &self.actors[x];
+            let published_now = other.published.is_some_and(|(inode, _)| inode == lock);
+            let checked = other.checked_at?;
+            (x != actor
+                && published_now
+                && self.claim_on_claim(x).as_deref() == Some(ours)
+                && stepped > checked)
+                .then_some(
+                    "it stepped over a claim whose claimer had passed its check; that \
+                     claimer's act landed first",
+                )
+        })
     }
 
     /// Invariant 2: a non-forced removal or replacement of the lock must hit
