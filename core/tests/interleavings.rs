@@ -503,7 +503,10 @@ struct Interposed<F: FnMut()> {
 
 impl<F: FnMut()> Interposed<F> {
     fn interpose(&self, n: &str) {
-        if self.armed.load(std::sync::atomic::Ordering::SeqCst) && n.contains(".break.") && !self.dir.path().join(n).exists() {
+        if self.armed.load(std::sync::atomic::Ordering::SeqCst)
+            && n.contains(".break.")
+            && !self.dir.path().join(n).exists()
+        {
             if let Some(mut f) = self.then.borrow_mut().take() {
                 f();
             }

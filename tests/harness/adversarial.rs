@@ -130,6 +130,7 @@ fn run_survives_sigkill_of_lockfile(command: &[&str], comm: &str) {
 }
 
 #[test]
+#[ignore = "needs root (setpriv --reuid needs CAP_SETUID): scripts/test runs it as root"]
 fn run_keeps_the_lock_while_a_command_that_dropped_privileges_outlives_it() {
     require_root("setpriv --reuid needs CAP_SETUID");
     run_survives_sigkill_of_lockfile(
@@ -146,6 +147,7 @@ fn run_keeps_the_lock_while_a_command_that_dropped_privileges_outlives_it() {
 }
 
 #[test]
+#[ignore = "needs root (making a setuid binary needs root): scripts/test runs it as root"]
 fn run_keeps_the_lock_while_a_setuid_command_outlives_it() {
     require_root("making a setuid binary needs root");
     // Under the target dir, not /tmp: /tmp may be mounted nosuid.
@@ -283,6 +285,7 @@ fn host_process_with_pid(pid: u32) -> Sleeper {
 /// `/proc/PID` the parent's. A live owner in the namespace must not be judged
 /// stale from `/proc` facts about an unrelated host process with its number.
 #[test]
+#[ignore = "needs root (unshare -p and ns_last_pid need root): scripts/test runs it as root"]
 fn a_proc_of_another_pid_namespace_is_not_used_to_judge() {
     require_root("unshare -p and ns_last_pid need root");
     let _namespaces = creating_namespaces();
@@ -386,6 +389,7 @@ while [ ! -e "$F/go" ]; do sleep 0.01; done
 }
 
 #[test]
+#[ignore = "needs root (unshare -p needs root): scripts/test runs it as root"]
 fn a_lock_from_a_pid_namespace_that_no_longer_exists_is_stale() {
     require_root("unshare -p needs root");
     // Its own namespace's number must not be reused by another test's.
@@ -527,6 +531,7 @@ fn as_other_user(args: &[&str]) -> Output {
 /// In a sticky directory (`/tmp`, `/run/lock`) another user's stale lock
 /// cannot be replaced or removed; the message says why and what would work.
 #[test]
+#[ignore = "needs root (files of several users need root): scripts/test runs it as root"]
 fn a_stale_lock_of_another_user_in_a_sticky_directory_is_explained() {
     require_root("files of several users need root");
     let dir = sticky_sandbox();
@@ -568,6 +573,7 @@ fn a_stale_lock_of_another_user_in_a_sticky_directory_is_explained() {
 /// `.NAME.token` cannot be replaced, so confirming the token fails; the lock
 /// must not stay held by a process that was told it did not get it.
 #[test]
+#[ignore = "needs root (files of several users need root): scripts/test runs it as root"]
 fn an_acquisition_that_fails_after_publishing_leaves_no_lock() {
     require_root("files of several users need root");
     let dir = sticky_sandbox();

@@ -272,6 +272,7 @@ impl Drop for SmallFs {
 }
 
 #[test]
+#[ignore = "needs root (mounting a small tmpfs needs root): scripts/test runs it as root"]
 fn a_full_disk_during_acquire_leaves_no_partial_lock() {
     require_root("mounting a small tmpfs needs root");
     let dir = sandbox();
@@ -356,6 +357,7 @@ fn file_system_errors_are_said_in_plain_words_and_name_the_lock() {
 /// A read-only file system (EROFS), which wasmtime reports to a sandbox as
 /// a bare I/O error: the binary looks at the mount and says so.
 #[test]
+#[ignore = "needs root (mounting a read-only tmpfs needs root): scripts/test runs it as root"]
 fn a_read_only_file_system_is_called_one() {
     require_root("mounting a read-only tmpfs needs root");
     let dir = sandbox();

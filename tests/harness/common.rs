@@ -166,7 +166,7 @@ pub fn wasmtime_cli() -> String {
         .is_ok_and(|o| o.status.success());
     assert!(
         works,
-        "this test needs the wasmtime CLI: run `.ci/install-wasmtime` and set WASMTIME \
+        "this test needs the wasmtime CLI: run `scripts/install-wasmtime` and set WASMTIME \
          to the path it prints (`{bin}` does not run)"
     );
     bin

@@ -79,6 +79,7 @@ fn signal(pid: u32, sig: &str) {
 }
 
 #[test]
+#[ignore = "needs root (`unshare -u` makes a second host): scripts/test runs it as root"]
 fn a_leased_lock_is_foreign_elsewhere_until_its_lease_runs_out() {
     let _namespaces = creating_namespaces();
     let dir = sandbox();
@@ -129,6 +130,7 @@ fn a_leased_lock_is_foreign_elsewhere_until_its_lease_runs_out() {
 }
 
 #[test]
+#[ignore = "needs root (`unshare -u` makes a second host): scripts/test runs it as root"]
 fn run_with_a_lease_keeps_the_lock_for_many_lease_periods() {
     let _namespaces = creating_namespaces();
     let dir = sandbox();
@@ -153,6 +155,7 @@ fn run_with_a_lease_keeps_the_lock_for_many_lease_periods() {
 }
 
 #[test]
+#[ignore = "needs root (`unshare -u` makes a second host): scripts/test runs it as root"]
 fn a_paused_holder_loses_its_lease_and_is_told_so() {
     let _namespaces = creating_namespaces();
     let dir = sandbox();
@@ -180,6 +183,7 @@ fn a_paused_holder_loses_its_lease_and_is_told_so() {
 }
 
 #[test]
+#[ignore = "needs root (`unshare -u` makes a second host): scripts/test runs it as root"]
 fn a_crashed_holders_leased_lock_is_taken_over_after_expiry() {
     let _namespaces = creating_namespaces();
     let dir = sandbox();
@@ -222,6 +226,7 @@ fn token(out: &Output) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root (`unshare -u` makes a second host): scripts/test runs it as root"]
 fn fencing_tokens_grow_across_releases_takeovers_and_hosts() {
     let _namespaces = creating_namespaces();
     let dir = sandbox();
@@ -368,6 +373,7 @@ fn a_token_file_that_is_not_one_number_is_malformed_and_kept() {
 /// of the record it claims, so once that lease has run out another host
 /// takes the lock over: a crash never wedges a leased lock.
 #[test]
+#[ignore = "needs root (`unshare -u` makes a second host): scripts/test runs it as root"]
 fn a_crashed_hosts_release_claim_expires_with_the_lease_it_claims() {
     let _namespaces = creating_namespaces();
     let flags = sandbox();
@@ -481,6 +487,7 @@ fn finish(mut child: Child, flag: &Path) -> Output {
 /// to take the lock, must not then publish over that host's lock: it checks
 /// that its claim still stands just before it publishes.
 #[test]
+#[ignore = "needs root (`unshare -u` makes a second host): scripts/test runs it as root"]
 fn a_breaker_paused_past_its_lease_never_overwrites_the_next_holders_lock() {
     let _namespaces = creating_namespaces();
     let (dir, flags) = (sandbox(), sandbox());
@@ -513,6 +520,7 @@ fn a_breaker_paused_past_its_lease_never_overwrites_the_next_holders_lock() {
 /// later publisher holds the higher fencing token (every leased acquisition
 /// has one), and the earlier holder learns it lost at its next refresh.
 #[test]
+#[ignore = "needs root (`unshare -u` makes a second host): scripts/test runs it as root"]
 fn in_the_residual_window_the_later_publisher_holds_the_higher_token() {
     let _namespaces = creating_namespaces();
     let (dir, flags) = (sandbox(), sandbox());
@@ -556,6 +564,7 @@ fn every_leased_acquisition_has_a_token() {
 /// paused past that lease, whose claim another host stepped over to take
 /// the lock, must not then remove that host's lock.
 #[test]
+#[ignore = "needs root (`unshare -u` makes a second host): scripts/test runs it as root"]
 fn a_release_paused_past_the_lease_never_removes_the_next_holders_lock() {
     let _namespaces = creating_namespaces();
     let (dir, flags) = (sandbox(), sandbox());

@@ -13,5 +13,6 @@ mod leases;
 mod nfs;
 mod plugins;
 mod races;
+mod readme;
 mod survey;
 mod wasmtime_run;
