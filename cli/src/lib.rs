@@ -73,7 +73,8 @@ static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 #[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Take the lock for --pid (default: the calling process).
+    /// Take the lock for --pid (default: the parent of `lockfile`, the
+    /// shell or script that ran it).
     Acquire {
         #[command(flatten)]
         stale: StaleArg,
@@ -499,6 +500,10 @@ pub trait Backend {
     /// # Errors
     /// As [`Backend::list`].
     fn sweep(&self, dir: &Path) -> Result<Vec<Leftover>, Failure>;
+    /// Who the default `--pid` is, for messages.
+    fn default_pid(&self) -> &'static str {
+        "the parent of `lockfile`, the shell or script that ran it"
+    }
     /// The pid of the process running the command (the one `clean` takes
     /// stale locks over for).
     ///
@@ -759,7 +764,7 @@ fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Fai
             if pid.is_none() && view.verdict == Verdict::OwnedBySelf {
                 // "the current process" would read as `lockfile` itself.
                 view.reason
-                    .push_str(" (the default --pid: the parent of `lockfile`, the shell or script that ran it)");
+                    .push_str(&format!(" (the default --pid: {})", backend.default_pid()));
             }
             match print_status(&view, json) {
                 // Whoever reads our output stopped reading (`| head -0`): what

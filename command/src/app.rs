@@ -133,6 +133,10 @@ impl Backend for Wasi {
         protocol::sweep_dir(&d, &path, &ProcSystem::spectator()).map_err(failure)
     }
 
+    fn default_pid(&self) -> &'static str {
+        "the parent of `wasmtime`, the shell or script that ran it"
+    }
+
     fn own_pid(&self) -> Result<u32, Failure> {
         match proc::runner().pid {
             0 => Err(Failure::Usage(format!(
