@@ -1,5 +1,5 @@
 //! Link settings for the `lockfile` binary, which starts and exits for
-//! every command (issue 14; figures in the README's performance section).
+//! every command (figures in bench/README.md).
 //!
 //! On Linux with glibc the binary is linked as a fixed-address executable
 //! (`-no-pie`) with lazy symbol binding (`-z lazy`): a position-independent
