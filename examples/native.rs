@@ -8,12 +8,13 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use lockfile_cli::{Backend, CoreLock, Failure, Listing, Wait};
+use lockfile_cli::{Backend, CoreLock, Failure, Listing};
 use lockfile_core::protocol::Leftover;
 use lockfile_core::std_dir::StdDir;
-use lockfile_core::{Identity, Liveness, Lock, Machine, ProcessInfo, System, Timestamp};
+use lockfile_core::{
+    AcquireOptions, Identity, Liveness, Lock, Machine, ProcessInfo, System, Timestamp,
+};
 use lockfile_host::process;
 
 fn main() -> ExitCode {
@@ -139,15 +140,7 @@ impl Backend for Native {
             .map_err(lockfile_cli::failure)
     }
 
-    fn run(
-        &self,
-        _: &Path,
-        _: bool,
-        _: Option<Wait>,
-        _: Option<Duration>,
-        _: bool,
-        _: &[String],
-    ) -> Result<u8, Failure> {
+    fn run(&self, _: &Path, _: &AcquireOptions, _: &[String]) -> Result<u8, Failure> {
         Err(Failure::Usage("this benchmark limit has no `run`".into()))
     }
 }

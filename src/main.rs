@@ -75,28 +75,13 @@ fn failure(e: Error) -> Failure {
 }
 
 impl Lock for SandboxedLock {
-    fn acquire(
-        &mut self,
-        replace_stale: bool,
-        force: bool,
-        lease: Option<Duration>,
-        token: bool,
-    ) -> Result<(), Failure> {
-        if lease.is_none() && !token {
-            return self.0.acquire(replace_stale, force).map_err(failure);
-        }
-        let mut options = match (replace_stale, force) {
-            (_, true) => AcquireOptions::default().force(),
-            (true, _) => AcquireOptions::default().replace_stale(),
-            _ => AcquireOptions::default(),
+    fn acquire(&mut self, options: &AcquireOptions) -> Result<(), Failure> {
+        // One attempt: the caller waits (`lockfile_cli::acquire`).
+        let once = AcquireOptions {
+            wait: Wait::No,
+            ..*options
         };
-        if let Some(lease) = lease {
-            options = options.lease(lease);
-        }
-        if token {
-            options = options.token();
-        }
-        self.0.acquire_with(options).map_err(failure)
+        self.0.acquire_with(once).map_err(failure)
     }
 
     fn token(&mut self) -> Result<Option<u64>, Failure> {
@@ -169,10 +154,7 @@ impl Backend for Sandboxed {
     fn run(
         &self,
         path: &Path,
-        replace_stale: bool,
-        wait: Option<Wait>,
-        lease: Option<Duration>,
-        token: bool,
+        options: &AcquireOptions,
         command: &[String],
     ) -> Result<u8, Failure> {
         #[cfg(not(unix))]
@@ -180,7 +162,7 @@ impl Backend for Sandboxed {
             "`run` needs Unix (pipes, exec and signals)".into(),
         ));
         #[cfg(unix)]
-        self.run_gated(path, replace_stale, wait, lease, token, command)
+        self.run_gated(path, options, command)
     }
 }
 
@@ -189,10 +171,7 @@ impl Sandboxed {
     fn run_gated(
         &self,
         path: &Path,
-        replace_stale: bool,
-        wait: Option<Wait>,
-        lease: Option<Duration>,
-        token: bool,
+        options: &AcquireOptions,
         command: &[String],
     ) -> Result<u8, Failure> {
         let other = |e: anyhow::Error| Failure::Other(format!("{e:#}"));
@@ -212,8 +191,13 @@ impl Sandboxed {
             }
         };
         // A fencing token, if asked for, goes to COMMAND as LOCKFILE_TOKEN.
-        let token = lockfile_cli::acquire(&mut lock, replace_stale, false, wait, lease, token)
-            .and_then(|()| if token { lock.token() } else { Ok(None) });
+        let token = lockfile_cli::acquire(&mut lock, options).and_then(|()| {
+            if options.token {
+                lock.token()
+            } else {
+                Ok(None)
+            }
+        });
         let token = match token {
             Ok(token) => token,
             Err(e) => {
@@ -221,7 +205,7 @@ impl Sandboxed {
                 return Err(e);
             }
         };
-        let (result, lost) = match lease {
+        let (result, lost) = match options.lease {
             None => (gated.open_and_wait(token), false),
             Some(lease) => {
                 self.with_refresher(path, gated.pid(), lease, || gated.open_and_wait(token))

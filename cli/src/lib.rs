@@ -7,11 +7,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lockfile_core::protocol::Leftover;
-use lockfile_core::{display_time, rfc3339, Backoff, Cause, Refusal, Status, Timestamp, Verdict};
+use lockfile_core::{
+    display_time, rfc3339, AcquireOptions, Cause, Mode, Refusal, Status, Timestamp, Verdict,
+};
 
 mod survey;
 pub use survey::Listing;
@@ -258,9 +260,14 @@ pub struct StaleArg {
 }
 
 impl StaleArg {
-    /// Whether to take over a stale lock.
-    pub fn replace(&self) -> bool {
-        !self.no_replace_stale
+    /// What to do about another owner's lock: take it over when stale
+    /// (the CLI's default), or only when free.
+    pub fn mode(&self) -> Mode {
+        if self.no_replace_stale {
+            Mode::Free
+        } else {
+            Mode::ReplaceStale
+        }
     }
 }
 
@@ -293,11 +300,10 @@ pub struct WaitArg {
 
 impl WaitArg {
     /// How long to wait: `-n` (or nothing) means not at all.
-    pub fn wait(&self) -> Option<Wait> {
-        if self.nonblock {
-            None
-        } else {
-            self.wait
+    pub fn wait(&self) -> Wait {
+        match self.wait {
+            Some(wait) if !self.nonblock => wait,
+            _ => Wait::No,
         }
     }
 }
@@ -437,17 +443,12 @@ impl Failure {
 
 /// One open lock.
 pub trait Lock {
-    /// Claims it, with a lease if `lease` is given.
+    /// Claims it once, as `options` say (their `wait` is the caller's:
+    /// see [`acquire`]).
     ///
     /// # Errors
     /// A [`Failure`] saying why.
-    fn acquire(
-        &mut self,
-        replace_stale: bool,
-        force: bool,
-        lease: Option<Duration>,
-        token: bool,
-    ) -> Result<(), Failure>;
+    fn acquire(&mut self, options: &AcquireOptions) -> Result<(), Failure>;
     /// The fencing token of its current acquisition, if it issued one.
     ///
     /// # Errors
@@ -521,15 +522,8 @@ pub trait Backend {
     ///
     /// # Errors
     /// A [`Failure`] saying why.
-    fn run(
-        &self,
-        path: &Path,
-        replace_stale: bool,
-        wait: Option<Wait>,
-        lease: Option<Duration>,
-        token: bool,
-        command: &[String],
-    ) -> Result<u8, Failure>;
+    fn run(&self, path: &Path, options: &AcquireOptions, command: &[String])
+        -> Result<u8, Failure>;
 }
 
 /// A lock run by `lockfile-core`'s protocol in this process, with no
@@ -557,16 +551,11 @@ impl<D: lockfile_core::Dir, S: lockfile_core::System> CoreLock<D, S> {
 }
 
 impl<D: lockfile_core::Dir, S: lockfile_core::System> Lock for CoreLock<D, S> {
-    fn acquire(
-        &mut self,
-        replace_stale: bool,
-        force: bool,
-        lease: Option<Duration>,
-        token: bool,
-    ) -> Result<(), Failure> {
+    fn acquire(&mut self, options: &AcquireOptions) -> Result<(), Failure> {
+        let (replace_stale, force) = options.mode.flags();
         self.lock()
-            .with_lease(lease.map(lockfile_core::options::lease_millis))
-            .with_tokens(token)
+            .with_lease(options.lease_ms())
+            .with_tokens(options.token)
             .acquire(replace_stale, force)
             .map_err(self.failure)
     }
@@ -737,15 +726,15 @@ fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Fai
             print_token,
             path,
         } => {
+            let mode = if force { Mode::Force } else { stale.mode() };
+            let options = AcquireOptions {
+                mode,
+                wait: wait.wait(),
+                lease: lease.lease,
+                token: print_token,
+            };
             let mut lock = backend.open(&path, check_pid(pid.pid)?)?;
-            acquire(
-                &mut lock,
-                stale.replace(),
-                force,
-                wait.wait(),
-                lease.lease,
-                print_token,
-            )?;
+            acquire(&mut lock, &options)?;
             if print_token {
                 let token = lock.token()?.ok_or_else(|| {
                     Failure::Other("the lock was taken but carries no token".into())
@@ -803,12 +792,17 @@ fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Fai
             path,
             command,
         } => {
-            let token = token || lease.is_some();
+            let options = AcquireOptions {
+                mode: stale.mode(),
+                wait: wait.wait(),
+                lease,
+                token: token || lease.is_some(),
+            };
             let command = match shell {
                 Some(string) => vec!["sh".to_owned(), "-c".to_owned(), string],
                 None => command,
             };
-            return match backend.run(&path, stale.replace(), wait.wait(), lease, token, &command) {
+            return match backend.run(&path, &options, &command) {
                 Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => {
                     if !quiet {
                         eprintln!("lockfile: {}", f.message());
@@ -840,41 +834,27 @@ pub fn now() -> Timestamp {
     Timestamp::new(d.as_secs(), d.subsec_nanos())
 }
 
-/// Acquires, retrying with backoff (5 ms growing to 250 ms) while another
-/// owner holds the lock and `wait` allows; with `-v`, says once on stderr
-/// who holds it (a wait that ends well is otherwise silent: cron mails
-/// whatever a job writes).
+/// Acquires as `options` say, retrying with backoff (5 ms growing to
+/// 250 ms) while another owner holds the lock and `options.wait` allows;
+/// with `-v`, says once on stderr who holds it (a wait that ends well is
+/// otherwise silent: cron mails whatever a job writes).
 ///
 /// # Errors
 /// The last refusal when the wait is over, or any other failure at once.
-pub fn acquire<L: Lock>(
-    lock: &mut L,
-    replace_stale: bool,
-    force: bool,
-    wait: Option<Wait>,
-    lease: Option<Duration>,
-    token: bool,
-) -> Result<(), Failure> {
-    let start = Instant::now();
-    let wait = wait.unwrap_or_default();
-    let mut backoff = Backoff::default();
+pub fn acquire<L: Lock>(lock: &mut L, options: &AcquireOptions) -> Result<(), Failure> {
     let mut told = false;
-    loop {
-        let refusal = match lock.acquire(replace_stale, force, lease, token) {
-            Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => f,
-            other => return other,
-        };
-        let Some(pause) = wait.pause(start.elapsed(), &mut backoff) else {
-            return Err(refusal);
-        };
-        if !told && VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
-            let message = refusal.message();
-            let rest = message.strip_prefix("cannot acquire ").unwrap_or(&message);
-            eprintln!("lockfile: waiting for {rest}");
-            told = true;
-        }
-        std::thread::sleep(pause);
-    }
+    options.wait.retry(
+        || lock.acquire(options),
+        |f| matches!(f, Failure::Refused(_) | Failure::Busy(_)),
+        |refusal| {
+            if !told && VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+                let message = refusal.message();
+                let rest = message.strip_prefix("cannot acquire ").unwrap_or(&message);
+                eprintln!("lockfile: waiting for {rest}");
+                told = true;
+            }
+        },
+    )
 }
 
 /// The JSON object `status --json` prints (and `list --json`, one per lock).

@@ -367,6 +367,6 @@ pub fn clean<B: Backend>(backend: &B, dirs: &[PathBuf], dry_run: bool) -> Result
 /// never removed.
 fn take_and_release<B: Backend>(backend: &B, path: &Path) -> Result<(), Failure> {
     let mut lock = backend.open(path, Some(backend.own_pid()?))?;
-    lock.acquire(true, false, None, false)?;
+    lock.acquire(&lockfile_core::AcquireOptions::default().replace_stale())?;
     lock.release(false)
 }

@@ -1,12 +1,11 @@
 //! The command line over the core, with process facts from `/proc`.
 
 use std::path::Path;
-use std::time::Duration;
 
-use lockfile_cli::{Backend, CoreLock, Failure, Listing, Wait};
+use lockfile_cli::{Backend, CoreLock, Failure, Listing};
 use lockfile_core::protocol::{self, Leftover, Lock};
 use lockfile_core::wasi_dir::{resolve, resolve_dir_with, Plain, WasiDir};
-use lockfile_core::{Timestamp, Verdict};
+use lockfile_core::{AcquireOptions, Timestamp, Verdict};
 
 use crate::proc::{self, ProcSystem};
 
@@ -157,15 +156,7 @@ impl Backend for Wasi {
             .map_err(failure)
     }
 
-    fn run(
-        &self,
-        _: &Path,
-        _: bool,
-        _: Option<Wait>,
-        _: Option<Duration>,
-        _: bool,
-        _: &[String],
-    ) -> Result<u8, Failure> {
+    fn run(&self, _: &Path, _: &AcquireOptions, _: &[String]) -> Result<u8, Failure> {
         Err(Failure::Usage(
             "`run` needs to start COMMAND, which WASI cannot do; use the native `lockfile` binary"
                 .into(),

@@ -1,7 +1,7 @@
 //! How to acquire: what to do about a lock someone else holds, and how long
 //! to keep trying, with the retry schedule every front end shares.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A lease in whole milliseconds (at least 1), as a lock record keeps it.
 pub fn lease_millis(lease: Duration) -> u64 {
@@ -148,6 +148,36 @@ impl Iterator for Backoff {
 }
 
 impl Wait {
+    /// Runs `attempt` until it succeeds, fails with an error that `busy`
+    /// does not call retryable, or the wait is over (then the last error),
+    /// pausing between attempts as [`Wait::pause`] says; `waiting` sees
+    /// each busy error before its pause. The one wait loop of every front
+    /// end that waits in its own thread (the Rust host, the CLI).
+    ///
+    /// # Errors
+    /// The attempt's error, as above.
+    pub fn retry<T, E>(
+        self,
+        mut attempt: impl FnMut() -> Result<T, E>,
+        busy: impl Fn(&E) -> bool,
+        mut waiting: impl FnMut(&E),
+    ) -> Result<T, E> {
+        let start = Instant::now();
+        let mut backoff = Backoff::default();
+        loop {
+            match attempt() {
+                Err(e) if busy(&e) => match self.pause(start.elapsed(), &mut backoff) {
+                    Some(pause) => {
+                        waiting(&e);
+                        std::thread::sleep(pause);
+                    }
+                    None => return Err(e),
+                },
+                done => return done,
+            }
+        }
+    }
+
     /// How long to pause before the next attempt, given how long we have
     /// waited and the backoff's next pause; `None` when the wait is over.
     pub fn pause(self, waited: Duration, backoff: &mut Backoff) -> Option<Duration> {

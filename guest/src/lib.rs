@@ -221,14 +221,15 @@ impl GuestLockFile for LockFile {
         self.with(|lock| lock.acquire(replace_stale, force))
     }
 
-    fn acquire_with(
-        &self,
-        replace_stale: bool,
-        force: bool,
-        lease_ms: Option<u64>,
-        token: bool,
-    ) -> Result<(), wit::Error> {
-        self.with_options(lease_ms, token, |lock| lock.acquire(replace_stale, force))
+    fn acquire_with(&self, options: wit::AcquireOptions) -> Result<(), wit::Error> {
+        let (replace_stale, force) = match options.mode {
+            wit::Mode::Free => (false, false),
+            wit::Mode::ReplaceStale => (true, false),
+            wit::Mode::Force => (false, true),
+        };
+        self.with_options(options.lease_ms, options.token, |lock| {
+            lock.acquire(replace_stale, force)
+        })
     }
 
     fn token(&self) -> Result<Option<u64>, wit::Error> {

@@ -295,27 +295,35 @@ impl pw::HostLockFile for PluginLocks {
         replace_stale: bool,
         force: bool,
     ) -> Result<(), pw::Error> {
-        // The library's `acquire` is `acquire-with` without lease or token.
-        self.acquire_with(handle, replace_stale, force, None, false)
+        // The library's `acquire` is `acquire-with` without lease or token;
+        // `force` wins, as in labm8.
+        let mode = match (replace_stale, force) {
+            (_, true) => pw::Mode::Force,
+            (true, false) => pw::Mode::ReplaceStale,
+            (false, false) => pw::Mode::Free,
+        };
+        let options = pw::AcquireOptions {
+            mode,
+            lease_ms: None,
+            token: false,
+        };
+        self.acquire_with(handle, options)
     }
 
     fn acquire_with(
         &mut self,
         handle: Resource<PluginLock>,
-        replace_stale: bool,
-        force: bool,
-        lease_ms: Option<u64>,
-        token: bool,
+        options: pw::AcquireOptions,
     ) -> Result<(), pw::Error> {
+        let options = lib::AcquireOptions {
+            mode: mode(options.mode),
+            lease_ms: options.lease_ms,
+            token: options.token,
+        };
         let result = self.with(&handle, |lib, store, lock| {
-            lib.labm8_lockfile_lockfile().lock_file().call_acquire_with(
-                store,
-                lock,
-                replace_stale,
-                force,
-                lease_ms,
-                token,
-            )
+            lib.labm8_lockfile_lockfile()
+                .lock_file()
+                .call_acquire_with(store, lock, options)
         });
         if result.is_ok() {
             if let Some(slot) = self.slot(&handle) {
@@ -503,6 +511,8 @@ fn owner(o: lib::Owner) -> pw::Owner {
         expires: o.expires,
     }
 }
+
+same_enum!(mode: pw::Mode => lib::Mode { Free, ReplaceStale, Force });
 
 same_enum!(leftover_kind: lib::LeftoverKind => pw::LeftoverKind {
     Temporary, Claim, Token,

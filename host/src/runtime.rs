@@ -2,10 +2,9 @@
 //! [`Runtime`], one cheap store per lock.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use lockfile_core::testing::{self, PAUSE_VAR};
-use lockfile_core::{AcquireOptions, Backoff, Identity, Machine, Timestamp};
+use lockfile_core::{AcquireOptions, Identity, Machine, Mode, Timestamp};
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -766,28 +765,20 @@ impl LockFile {
     /// As [`LockFile::acquire`]; [`Error::UnableToAcquire`] or
     /// [`Error::Contended`] once the wait is over.
     pub fn acquire_with(&mut self, options: AcquireOptions) -> Result<(), Error> {
-        let (replace_stale, force) = options.mode.flags();
-        let lease_ms = options.lease_ms();
-        let start = Instant::now();
-        let mut backoff = Backoff::default();
-        loop {
-            match call!(
-                self,
-                call_acquire_with,
-                replace_stale,
-                force,
-                lease_ms,
-                options.token
-            ) {
-                Err(e @ (Error::UnableToAcquire(_) | Error::Contended { .. })) => {
-                    match options.wait.pause(start.elapsed(), &mut backoff) {
-                        Some(pause) => std::thread::sleep(pause),
-                        None => return Err(e),
-                    }
-                }
-                other => return other,
-            }
-        }
+        let wit_options = wit::AcquireOptions {
+            mode: match options.mode {
+                Mode::Free => wit::Mode::Free,
+                Mode::ReplaceStale => wit::Mode::ReplaceStale,
+                Mode::Force => wit::Mode::Force,
+            },
+            lease_ms: options.lease_ms(),
+            token: options.token,
+        };
+        options.wait.retry(
+            || call!(self, call_acquire_with, wit_options),
+            |e| matches!(e, Error::UnableToAcquire(_) | Error::Contended { .. }),
+            |_| {},
+        )
     }
 
     /// Acquires the lock (labm8's positional form) and returns a guard that
