@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use lockfile_core::{Cause, Owner, Refusal, Timestamp, Verdict};
 
-use crate::runtime::bindings::exports::labm8::lockfile::lockfile as wit;
+use crate::bindings::exports::labm8::lockfile::lockfile as wit;
 
 /// Why a lock operation failed. Each case names the path concerned. New
 /// cases may be added: match with a wildcard arm.

@@ -55,7 +55,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types as wasi_types;
 use wasmtime_wasi::p2::bindings::sync::filesystem::types::ErrorCode;
 use wasmtime_wasi::WasiView;
 
-use crate::runtime::bindings::labm8::lockfile::files as wit;
+use crate::bindings::labm8::lockfile::files as wit;
 
 /// The store's resource table, where the component's descriptors are.
 struct HasFiles;

@@ -30,16 +30,21 @@
 //! # }
 //! ```
 
+mod bindings;
+mod code_memory;
 mod engine_config;
 mod error;
 pub mod files;
+mod lock;
 pub mod plugin;
 pub mod process;
 pub mod process_ctx;
 mod runtime;
+mod store;
 
 pub use engine_config::{Allocation, DEFAULT_POOL};
 pub use error::Error;
+pub use lock::{LockFile, LockGuard};
 pub use lockfile_core::protocol::{Leftover, LeftoverKind};
 pub use lockfile_core::testing::PAUSE_VAR;
 pub use lockfile_core::{
@@ -47,7 +52,7 @@ pub use lockfile_core::{
     Verdict, Wait,
 };
 pub use process_ctx::ProcessCtx;
-pub use runtime::{Listing, LockFile, LockGuard, Runtime};
+pub use runtime::{Listing, Runtime};
 
 /// The library component (`labm8:lockfile/library`), as built.
 pub const LIBRARY_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile.wasm");

@@ -59,10 +59,11 @@ use std::path::PathBuf;
 use wasmtime::component::{HasData, Linker, Resource, ResourceAny};
 use wasmtime::Store;
 
+use crate::bindings::exports::labm8::lockfile::lockfile as lib;
+use crate::bindings::Library;
 use crate::error::Error;
-use crate::runtime::bindings::exports::labm8::lockfile::lockfile as lib;
-use crate::runtime::bindings::Library;
-use crate::runtime::{for_call, HostState, Runtime};
+use crate::runtime::Runtime;
+use crate::store::{for_call, HostState};
 
 mod bindings {
     wasmtime::component::bindgen!({

@@ -38,8 +38,8 @@
 use lockfile_core::{Identity, Machine, Timestamp};
 use wasmtime::component::{HasData, Linker};
 
+use crate::bindings::labm8::lockfile::process as wit;
 use crate::process;
-use crate::runtime::bindings::labm8::lockfile::process as wit;
 use crate::Error;
 
 /// Who a lock is taken for and facts about this machine: what the
