@@ -147,8 +147,10 @@ fn a_live_process_of_another_user_is_held() {
     let lock = dir.path().join("user.lock");
     plant(&lock, pid, now_secs(), &[]);
     fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).expect("chmod");
+    // Seen from a process of ours (pid 1 would be the owner itself).
+    let viewer = Sleeper::new();
     let mut cmd = Command::new(&bin);
-    cmd.args(["status", "--json", "--pid", "1", s(&lock)]);
+    cmd.args(["status", "--json", "--pid", &viewer.pid_str(), s(&lock)]);
     if is_root() {
         cmd.uid(65534).gid(65534);
     }
@@ -157,7 +159,13 @@ fn a_live_process_of_another_user_is_held() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["verdict"], "held", "{v}");
     let mut cmd = Command::new(&bin);
-    cmd.args(["acquire", "--replace-stale", "--pid", "1", s(&lock)]);
+    cmd.args([
+        "acquire",
+        "--replace-stale",
+        "--pid",
+        &viewer.pid_str(),
+        s(&lock),
+    ]);
     if is_root() {
         cmd.uid(65534).gid(65534);
     }
