@@ -11,21 +11,24 @@
 //! - [`mod@format`]: what a lock file says (labm8's `PID TIMESTAMP`, plus fields).
 //! - [`decide`]: whether a recorded owner holds the lock.
 //! - [`protocol`]: acquire, release and stale takeover.
-//! - [`proc_view`]: process and machine facts from `/proc`, natively and under WASI.
+//! - [`io`]: the adapters: directories (`std_dir`, `wasi_dir`) and `/proc` (`proc_view`, `procfs`).
 
 pub mod decide;
 pub mod format;
+pub mod io;
 pub mod options;
 pub mod paths;
 pub mod plain;
-pub mod proc_view;
-pub mod procfs;
 pub mod protocol;
-#[cfg(unix)]
-pub mod std_dir;
 pub mod testing;
+
+// The adapters keep their paths at the crate's root, where every front end
+// imports them from.
+#[cfg(unix)]
+pub use io::std_dir;
 #[cfg(target_os = "wasi")]
-pub mod wasi_dir;
+pub use io::wasi_dir;
+pub use io::{proc_view, procfs};
 
 pub use decide::{Cause, Identity, Judgement, Liveness, Machine, ProcessInfo, Verdict};
 pub use format::{Record, Timestamp};

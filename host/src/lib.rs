@@ -32,6 +32,7 @@
 
 mod bindings;
 mod code_memory;
+mod diagnose;
 mod engine_config;
 mod error;
 pub mod files;

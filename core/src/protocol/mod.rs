@@ -15,6 +15,8 @@
 //! - A claim whose target is gone can never pass the check, so it is inert
 //!   and anyone may sweep it.
 //!
+//! `world.rs` says what the protocol runs over (the [`Dir`] and [`System`]
+//! traits), `outcome.rs` what operations report ([`Error`], [`Status`]).
 //! One file per operation: `publish.rs` (fresh, from a spare, or replacing),
 //! `acquire.rs` (and labm8's static `write`), `release.rs`, `claim.rs` (the
 //! exclusive right to replace or remove a judged record: takeovers and
@@ -24,62 +26,8 @@
 use std::borrow::Cow;
 use std::io;
 
-use crate::decide::{
-    judge_with, with_holder, with_lease, Cause, Identity, Judgement, Machine, ProcessInfo, Verdict,
-};
+use crate::decide::{judge_with, with_holder, with_lease, Cause, Identity, Judgement, Verdict};
 use crate::format::{self, FormatError, Record, Timestamp};
-
-/// What is at a name in the lock's directory (never following symlinks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A regular file of this many bytes.
-    File(u64),
-    /// A directory.
-    Directory,
-    /// A symbolic link.
-    Symlink,
-    /// Anything else: FIFO, socket, device. The name says which.
-    Other(&'static str),
-}
-
-/// The directory that holds a lock. Names are single path components.
-/// Implementations never follow a symlink at the final component.
-pub trait Dir {
-    /// What is at `name`, or `None` when nothing is.
-    fn kind(&self, name: &str) -> io::Result<Option<Kind>>;
-    /// Up to `limit` bytes of the regular file `name`. `limit` is at most
-    /// [`crate::FILES_READ_LIMIT`]: the component's reads go through its
-    /// host's `files`, which refuses more.
-    fn read(&self, name: &str, limit: usize) -> io::Result<Vec<u8>>;
-    /// As [`Dir::read`], and when the file system last modified that same
-    /// file (its clock), where it can tell. Asked only for leased locks.
-    fn read_modified(&self, name: &str, limit: usize) -> io::Result<(Vec<u8>, Option<Timestamp>)> {
-        Ok((self.read(name, limit)?, None))
-    }
-    /// Sets the modification time of the regular file `name` to now, by the
-    /// file system's clock where it can (WASI's `now`: on NFS the server
-    /// sets it). Refreshes a lease.
-    fn touch(&self, _name: &str) -> io::Result<()> {
-        Err(io::Error::from(io::ErrorKind::Unsupported))
-    }
-    /// Creates `name` exclusively with `data`; removes it again if writing fails.
-    fn create(&self, name: &str, data: &[u8]) -> io::Result<()>;
-    /// Overwrites the existing regular file `name` with exactly `data`, but
-    /// only if `name` is its one and only link: `Ok(false)`, untouched,
-    /// when it is anything else or has other links. The default never
-    /// rewrites, so every publish uses a fresh temporary file.
-    fn rewrite(&self, _name: &str, _data: &[u8]) -> io::Result<bool> {
-        Ok(false)
-    }
-    /// Hard-links `existing` as `new`; fails with `AlreadyExists` if `new` exists.
-    fn link(&self, existing: &str, new: &str) -> io::Result<()>;
-    /// Renames `from` to `to`, replacing `to` atomically.
-    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
-    /// Removes the file (or symlink) `name`.
-    fn remove(&self, name: &str) -> io::Result<()>;
-    /// The names in the directory.
-    fn names(&self) -> io::Result<Vec<String>>;
-}
 
 /// How many times a read looks again at a lock that changed under it
 /// before it reports the error.
@@ -94,265 +42,6 @@ enum Looked {
 }
 use Looked::{Changed, Failed};
 
-/// A host's I/O error without a more precise cause, as WASI reports
-/// `ESTALE` and the like (its `error-code.io`); see [`changed_under_us`].
-#[derive(Debug)]
-pub struct HostIoError(pub String);
-
-impl std::fmt::Display for HostIoError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for HostIoError {}
-
-/// Whether an error reading a lock file we just found means that the file
-/// changed under us rather than that reading is broken. On NFS another
-/// host's release unlinks the file we opened, and the next read fails with
-/// `ESTALE` (kernel clients) or `EIO`/`EFAULT` (userspace clients); WASI
-/// reports those as its generic `io` code. Such reads are retried (bounded):
-/// a persistent `EIO` is still reported after 16 looks.
-pub fn changed_under_us(e: &io::Error) -> bool {
-    const EIO: i32 = 5;
-    const EFAULT: i32 = 14;
-    const ESTALE: i32 = 116;
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::StaleNetworkFileHandle
-    ) || (cfg!(target_os = "linux") && matches!(e.raw_os_error(), Some(EIO | EFAULT | ESTALE)))
-        || e.get_ref().is_some_and(|inner| inner.is::<HostIoError>())
-}
-
-/// What the protocol needs from its surroundings besides the directory.
-pub trait System {
-    /// The process the lock is taken for.
-    fn current(&self) -> Identity;
-    /// The process running this code: named by claims and temporary files.
-    fn runner(&self) -> Identity;
-    /// Facts about this machine.
-    fn machine(&self) -> Machine;
-    /// What is known about `pid`.
-    fn query(&self, pid: u32) -> ProcessInfo;
-    /// The current time.
-    fn now(&self) -> Timestamp;
-    /// A random number, for unique names and records.
-    fn random(&self) -> u64;
-    /// A second process the lock is taken for: the lock stays held while
-    /// either runs (`lockfile run` names the command it started).
-    fn companion(&self) -> Option<Identity> {
-        None
-    }
-    /// Whether any process on this machine is in the PID namespace with
-    /// this inode: `Some(false)` only when every process could be seen and
-    /// none is in it; `None` when that cannot be told.
-    fn pid_namespace_alive(&self, _inode: u64) -> Option<bool> {
-        None
-    }
-    /// Which holder within the current process takes locks, where the host
-    /// tells holders apart (an application gives each plugin a tag): a lock
-    /// is `owned-by-self` only with the same tag. `None`: the process as a
-    /// whole, labm8's rule.
-    fn holder(&self) -> Option<u64> {
-        None
-    }
-    /// A named point in the protocol, where a test may pause. No effect on results.
-    fn checkpoint(&self, _name: &str) {}
-}
-
-/// The owner a lock file records, as callers see it (labm8's `pid` and
-/// `date`, and the host when recorded).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    /// The owner's pid.
-    pub pid: u32,
-    /// When the lock was acquired.
-    pub date: Timestamp,
-    /// The host it was written on, if recorded.
-    pub hostname: Option<String>,
-    /// The fencing token its acquisition issued, if it issued one.
-    pub token: Option<u64>,
-    /// The lease it was taken with, in milliseconds, if any.
-    pub lease_ms: Option<u64>,
-    /// When that lease runs out unless renewed: the file's modification
-    /// time plus the lease (other hosts allow 3 s more for clock skew and
-    /// coarse timestamps before they take it over). `None` without a lease,
-    /// or where the file's time is unknown.
-    pub expires: Option<Timestamp>,
-}
-
-impl From<&Record> for Owner {
-    fn from(r: &Record) -> Self {
-        Owner {
-            pid: r.pid,
-            date: r.timestamp,
-            hostname: r.hostname.clone(),
-            token: r.token,
-            lease_ms: r.lease_ms,
-            expires: r.lease_ms.zip(r.modified).map(|(ms, m)| m.plus_millis(ms)),
-        }
-    }
-}
-
-/// Who holds a lock that could not be taken or released: labm8's
-/// `UnableToAcquireLockError` and `UnableToReleaseLockError` carry this.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The lock's path.
-    pub path: String,
-    /// The recorded owner.
-    pub owner: Owner,
-    /// `held`, `foreign` or `stale`.
-    pub verdict: Verdict,
-    /// Why, as data.
-    pub cause: Cause,
-    /// Why, as a sentence.
-    pub reason: String,
-}
-
-impl Refusal {
-    pub(crate) fn new(path: &str, owner: &Record, judgement: Judgement) -> Self {
-        Refusal {
-            path: path.to_owned(),
-            owner: owner.into(),
-            verdict: judgement.verdict,
-            cause: judgement.cause,
-            reason: judgement.reason,
-        }
-    }
-
-    /// A word or two on the owner: `alive`, `stale`, `on host x`, ...
-    pub fn owner_state(&self) -> String {
-        crate::decide::owner_state(self.verdict, self.cause, self.owner.hostname.as_deref())
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    /// `held by pid 4242 (alive) since 2026-11-29 10:02:11 UTC`
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "held by pid {} ({}) since {}",
-            self.owner.pid,
-            self.owner_state(),
-            crate::display_time(self.owner.date)
-        )
-    }
-}
-
-/// Why an operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
-    /// Another owner holds the lock (labm8's `UnableToAcquireLockError`).
-    #[error("cannot acquire `{}`: {}", .0.path, .0)]
-    UnableToAcquire(Box<Refusal>),
-    /// The lock belongs to another owner (labm8's `UnableToReleaseLockError`).
-    #[error("cannot release `{}`: {}", .0.path, .0)]
-    UnableToRelease(Box<Refusal>),
-    /// The lock file cannot be parsed.
-    #[error("malformed lock file `{path}`: {message}")]
-    Malformed {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// Not a regular file at the lock path.
-    #[error("`{path}` {message}")]
-    NotAFile {
-        /// The path.
-        path: String,
-        /// What is there instead.
-        message: String,
-    },
-    /// The path cannot be reached.
-    #[error("cannot reach `{path}`: {message}")]
-    Unreachable {
-        /// The path.
-        path: String,
-        /// Why.
-        message: String,
-    },
-    /// The file system refused: no permission, or (in a sticky directory
-    /// such as `/tmp`) a file that belongs to another user.
-    #[error("`{path}`: {message}")]
-    Denied {
-        /// The path.
-        path: String,
-        /// What was refused.
-        message: String,
-    },
-    /// The process the lock is taken for, or that runs the protocol, cannot
-    /// exist (pid 0): a host bug, refused before anything is written.
-    #[error("`{path}`: {message}")]
-    InvalidIdentity {
-        /// The lock's path.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A contention limit was hit: the lock changed hands too often while
-    /// we looked, or too many abandoned claims stand in the way. Transient in
-    /// the first case (try again), manual in the second (the message says).
-    #[error("`{path}`: {message}")]
-    Contended {
-        /// The lock's path.
-        path: String,
-        /// Which limit, and what to do.
-        message: String,
-    },
-    /// A lease could not be refreshed: the lock is no longer ours (gone,
-    /// taken over after our lease ran out, or never ours). Whatever we do
-    /// under it now, we do without the lock.
-    #[error("lost the lock `{path}`: {message}")]
-    Lost {
-        /// The lock's path.
-        path: String,
-        /// What happened to it.
-        message: String,
-    },
-    /// Another I/O error.
-    #[error("`{path}`: {message}")]
-    Io {
-        /// The path.
-        path: String,
-        /// What failed.
-        message: String,
-    },
-}
-
-/// What is at the lock path.
-// Returned once per read and consumed at once: a box would cost an
-// allocation per read to save stack space nobody holds on to.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    /// Nothing.
-    Absent,
-    /// A regular file, its exact bytes and what they say.
-    Present {
-        /// The bytes (at most [`format::MAX_LEN`]; more makes it malformed).
-        bytes: Vec<u8>,
-        /// The parsed record, or why it could not be parsed.
-        record: Result<Record, FormatError>,
-    },
-}
-
-/// The state of a lock with its verdict: what `status` reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    /// The lock's path.
-    pub path: String,
-    /// The recorded owner; `None` when unlocked or malformed.
-    pub owner: Option<Owner>,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Why, as data.
-    pub cause: Cause,
-    /// Why, as a sentence.
-    pub reason: String,
-}
-
 /// How many times an operation re-reads a lock that changed under it.
 const MAX_ATTEMPTS: usize = 16;
 /// How many abandoned claims a takeover will step over: each is a breaker
@@ -362,17 +51,21 @@ const MAX_CHAIN: usize = 32;
 mod acquire;
 mod claim;
 mod names;
+mod outcome;
 mod publish;
 mod refresh;
 mod release;
 mod survey;
 mod sweep;
 mod token;
+mod world;
 
 use names::{stem, CLAIM_OVERHEAD, TEMP_OVERHEAD};
+pub use outcome::{Error, Owner, Refusal, State, Status};
 pub use publish::Spare;
 pub use survey::{survey, sweep_dir, Survey};
 pub use sweep::{Leftover, LeftoverKind};
+pub use world::{changed_under_us, Dir, HostIoError, Kind, System};
 
 /// One lock file: `name` in `dir`, shown to people as `path`.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use std::fs;
 use std::sync::OnceLock;
 
 use crate::decide::{Identity, Liveness, Machine, ProcessInfo};
-use crate::procfs::{self, Stat};
+use crate::io::procfs::{self, Stat};
 
 /// What `/proc` is, as seen from this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
