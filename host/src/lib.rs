@@ -43,6 +43,9 @@ pub mod process_ctx;
 mod runtime;
 mod store;
 
+// Build and test plumbing (the harness, the benchmarks and the `lockfile`
+// binary use it), kept out of the documented API.
+#[doc(hidden)]
 pub use engine_config::{Allocation, DEFAULT_POOL};
 pub use error::Error;
 pub use lock::{LockFile, LockGuard};
@@ -64,6 +67,9 @@ pub const LIBRARY_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile.wasm");
 /// `Component::deserialize_file` loads it without compiling.
 pub const PRECOMPILED_LIBRARY: &str = concat!(env!("OUT_DIR"), "/lockfile.cwasm");
 
+// Build and test plumbing (the harness, the benchmarks and the `lockfile`
+// binary use it), kept out of the documented API.
+#[doc(hidden)]
 /// The command component for the stock `wasmtime run`, as built.
 pub const COMMAND_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile-command.wasm");
 
@@ -75,20 +81,32 @@ pub const COMMAND_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile-command.
 /// for `LOCKFILE_PID` from its WASI environment.
 pub const WASI_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile-wasi.wasm");
 
+// Build and test plumbing (the harness, the benchmarks and the `lockfile`
+// binary use it), kept out of the documented API.
+#[doc(hidden)]
 /// The example plugin (`examples/plugin`) composed with [`WASI_COMPONENT`]:
 /// a WASI command that keeps a journal under a lock, for `wasmtime run`.
 pub const PLUGIN_EXAMPLE_COMPONENT: &str =
     concat!(env!("OUT_DIR"), "/lockfile-plugin-example.wasm");
 
+// Build and test plumbing (the harness, the benchmarks and the `lockfile`
+// binary use it), kept out of the documented API.
+#[doc(hidden)]
 /// [`WASI_COMPONENT`] precompiled for this host, as [`PRECOMPILED_LIBRARY`].
 pub const PRECOMPILED_WASI: &str = concat!(env!("OUT_DIR"), "/lockfile-wasi.cwasm");
 
+// Build and test plumbing (the harness, the benchmarks and the `lockfile`
+// binary use it), kept out of the documented API.
+#[doc(hidden)]
 /// The example plugin as built, importing `labm8:lockfile/lockfile` from its
 /// host (not composed), precompiled as [`PRECOMPILED_LIBRARY`]: what an
 /// application that runs plugins with [`plugin::add_to_linker`] loads.
 pub const PRECOMPILED_PLUGIN_EXAMPLE: &str =
     concat!(env!("OUT_DIR"), "/lockfile-plugin-example.cwasm");
 
+// Build and test plumbing (the harness, the benchmarks and the `lockfile`
+// binary use it), kept out of the documented API.
+#[doc(hidden)]
 /// [`PLUGIN_EXAMPLE_COMPONENT`] (the example plugin composed with
 /// [`WASI_COMPONENT`]) precompiled as [`PRECOMPILED_LIBRARY`].
 pub const PRECOMPILED_PLUGIN_EXAMPLE_COMPOSED: &str =

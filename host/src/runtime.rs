@@ -170,6 +170,7 @@ impl Runtime {
     /// at the checkpoints it names (see `lockfile_core::testing`). The
     /// `lockfile` binary passes its own environment's value; nothing else
     /// reads the environment.
+    #[doc(hidden)]
     #[must_use]
     pub fn with_test_pauses(mut self, spec: &str) -> Self {
         self.test_pauses = Some(spec.to_owned());

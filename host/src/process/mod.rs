@@ -40,6 +40,8 @@ fn signal_probe(pid: u32) -> Liveness {
 }
 
 /// The parent of the current process: the shell or script that ran us.
+// The `lockfile` binary's default `--pid`; not part of the library's API.
+#[doc(hidden)]
 pub fn parent_pid() -> Option<u32> {
     #[cfg(unix)]
     {
