@@ -11,6 +11,7 @@ mod identity;
 mod languages;
 mod leases;
 mod nfs;
+mod nfs_rig;
 mod plugins;
 mod races;
 mod readme;
