@@ -663,7 +663,7 @@ impl Tools {
             };
             return Err(format!(
                 "the NFS rig cannot start; missing:\n  - {}{install}\n(the rig and what it \
-                 needs are described at the top of tests/harness/nfs.rs)",
+                 needs are described at the top of tests/harness/nfs_rig.rs)",
                 what.join("\n  - ")
             ));
         }
