@@ -761,11 +761,12 @@ fn an_owners_release_compares_its_own_record_and_refuses_anything_else() {
         lock.release(false).expect("release");
     }
     dir.took();
-    // Warm: the spare is looked at, rewritten and linked; the release looks
-    // at the file's kind and length, reads it, finds exactly the record it
+    // Warm: the spare is rewritten and linked, and, the lock now ours, the
+    // token file looked for (a sequence must go on); the release looks at
+    // the file's kind and length, reads it, finds exactly the record it
     // published, and unlinks it.
     lock.acquire(false, false).expect("acquire from the spare");
-    assert_eq!(dir.took(), ["rewrite", "link"]);
+    assert_eq!(dir.took(), ["rewrite", "link", "kind"]);
     lock.release(false).expect("release");
     assert_eq!(dir.took(), ["kind", "read", "remove"]);
     assert!(!tmp.path().join("x.lock").exists());
@@ -1353,8 +1354,13 @@ fn tokens_grow_by_one_across_releases_takeovers_and_force() {
     assert_eq!(token_of(f.path()), Some(21));
     lock.release(false).expect("release");
     spare.discard(&f.dir);
-    // Without tokens asked for, none is issued or recorded.
+    // Without a token asked for, the sequence still goes on.
     let plain = f.lock();
+    plain.acquire(false, false).expect("acquire");
+    assert_eq!(token_of(f.path()), Some(22));
+    plain.release(false).expect("release");
+    // And a lock that never had one gets none.
+    fs::remove_file(f.path().join(".x.lock.token")).expect("no sequence");
     plain.acquire(false, false).expect("acquire");
     assert_eq!(token_of(f.path()), None);
 }

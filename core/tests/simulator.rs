@@ -37,9 +37,8 @@
 //! 3. the lock, whenever it exists, is a complete record (nothing is ever
 //!    written into a published lock);
 //! 4. when an acquisition succeeds: it has a token if it is leased, asked
-//!    for one, or took over a record with a token or a lease (as
-//!    implemented; that an unleased acquisition continues an existing
-//!    sequence is not, see the ignored test), and tokens strictly increase
+//!    for one, took over a record with a token or a lease, or the lock
+//!    already had a sequence (`.NAME.token`), and tokens strictly increase
 //!    in the order the acquisitions' records were published;
 //! 5. a holder writes to storage that fences by token: two holders never
 //!    write under one token, and a holder whose lock was replaced or

@@ -127,14 +127,25 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn record_token(&self) -> Result<(), Error> {
-        let Some(mut token) = self.issued.get() else {
-            return Ok(());
-        };
         let floor = self.token_floor()?;
-        if floor >= token {
-            token = self.next_token(floor)?;
-            self.reissue(token)?;
-        }
+        let token = match self.issued.get() {
+            Some(token) if floor < token => token,
+            Some(_) => {
+                let token = self.next_token(floor)?;
+                self.reissue(token)?;
+                token
+            }
+            // Not asked for, but the lock has a sequence: continue it, or
+            // this holder's writes would carry no token after others' did.
+            // Looked at once the lock is ours, so that no acquisition can
+            // slip in between the look and our publish.
+            None if floor > 0 => {
+                let token = self.next_token(floor)?;
+                self.reissue(token)?;
+                token
+            }
+            None => return Ok(()),
+        };
         let temp = self.write_temp(format!("{token}\n").as_bytes())?;
         self.dir.rename(&temp, &self.token_name()).map_err(|e| {
             let _ = self.dir.remove(&temp);

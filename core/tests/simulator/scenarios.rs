@@ -417,13 +417,11 @@ fn an_owners_own_release_racing_a_release_on_its_behalf_is_a_known_residual() {
     );
 }
 
-/// Not implemented (docs/PROTOCOL.md, "Fencing tokens"): once
-/// `.NAME.token` exists, an unleased acquisition that did not ask for a
-/// token publishes none, so the sequence has a gap. The simulator finds it
-/// at once; this test is the requirement, kept until it is implemented.
+/// Once `.NAME.token` exists, every acquisition continues the sequence,
+/// asked for a token or not (docs/PROTOCOL.md, "Fencing tokens"): an
+/// unleased acquisition that asked for none looks at the file once the lock
+/// is its own, and re-issues its record with the next token.
 #[test]
-#[ignore = "not implemented: an unleased acquisition that asks for no token issues none even \
-            once .NAME.token exists (core/src/protocol/token.rs, issue_token)"]
 fn once_a_sequence_exists_every_acquisition_continues_it() {
     let sc = Scenario {
         name: "unleased-acquisition-after-a-sequence",
@@ -432,7 +430,6 @@ fn once_a_sequence_exists_every_acquisition_continues_it() {
             actor("plain", B, &[ACQUIRE, Op::Hold, RELEASE]),
             actor("leased", C, &[ACQUIRE, Op::Hold, RELEASE]).leased(),
         ],
-        every_acquisition_continues_the_sequence: true,
         ..Scenario::default()
     };
     for bounds in BOUNDS {

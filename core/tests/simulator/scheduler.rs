@@ -529,7 +529,6 @@ pub(crate) fn run_schedule(
         granted: None,
         abort: false,
         faulty_link: sc.faulty_link,
-        strict_sequence: sc.every_acquisition_continues_the_sequence,
         solo: false,
         clock: 0,
         steps: 0,

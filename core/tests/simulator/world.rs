@@ -137,9 +137,6 @@ pub(crate) struct Scenario {
     /// A broken directory whose `link` replaces an existing name: to check
     /// that the simulator notices a broken protocol.
     pub(crate) faulty_link: bool,
-    /// Whether any acquisition while `.NAME.token` exists must issue a
-    /// token, leased or not (not implemented: see the ignored test).
-    pub(crate) every_acquisition_continues_the_sequence: bool,
 }
 
 impl Scenario {
@@ -261,8 +258,6 @@ pub(crate) struct World {
     pub(crate) abort: bool,
     /// See [`Scenario::faulty_link`].
     pub(crate) faulty_link: bool,
-    /// See [`Scenario::every_acquisition_continues_the_sequence`].
-    pub(crate) strict_sequence: bool,
     /// Outside any schedule (setting up, recovering): steps run at once.
     pub(crate) solo: bool,
     /// Milliseconds since [`EPOCH_S`]: one [`STEP_MS`] per step, and
@@ -537,7 +532,7 @@ impl World {
             Some("a takeover of a leased record")
         } else if self.specs[actor].tokens {
             Some("an acquisition that asked for one")
-        } else if self.strict_sequence && self.actors[actor].sequence_existed {
+        } else if self.actors[actor].sequence_existed {
             Some("an acquisition of a lock with a sequence (.NAME.token)")
         } else {
             None
