@@ -117,9 +117,14 @@ def test_tokens_grow_with_every_acquisition(tmp_path):
         assert lock.status().owner.token == tokens[-1]
         lock.release()
     assert tokens == sorted(set(tokens)) and len(tokens) == 3
+    # Once the lock has a sequence, every acquisition continues it.
     lock.acquire()
-    assert lock.token is None
+    assert lock.token == tokens[-1] + 1
     lock.release()
+    # A lock without one gets none unless asked.
+    plain = LockFile(str(tmp_path / "PLAIN")).acquire()
+    assert plain.token is None
+    plain.release()
     # A lease always issues one.
     other = LockFile(str(tmp_path / "LEASED")).acquire(lease=30)
     assert other.token == 1

@@ -233,9 +233,10 @@ class LockFile:
     @property
     def token(self) -> Optional[int]:
         """The fencing token of the lock's current acquisition (taken with
-        ``token=True``): larger than every earlier acquisition's of this
-        lock. Pass it to the storage you write to, which refuses tokens
-        lower than one it has seen. None when unlocked or taken without one."""
+        ``token=True`` or a lease, or of a lock that already had a token
+        sequence): larger than every earlier acquisition's of this lock.
+        Pass it to the storage you write to, which refuses tokens lower than
+        one it has seen. None when unlocked or taken without one."""
         return self._query(self._native.token, None)
 
     def refresh(self) -> None:
