@@ -91,6 +91,19 @@ mod host_files {
                 done => done,
             }
         }
+
+        fn link_probe(
+            &self,
+            dir: &Descriptor,
+            existing: &str,
+            new: &str,
+            probe: &str,
+        ) -> Result<Option<bool>, ErrorCode> {
+            match files::link_and_probe(dir, existing, new, probe) {
+                Err(ErrorCode::Unsupported) => Plain.link_probe(dir, existing, new, probe),
+                done => done,
+            }
+        }
     }
 }
 

@@ -129,6 +129,23 @@ impl wit::Host for ResourceTable {
         }
         native::rewrite(dir, &name, &data)
     }
+
+    fn link_and_probe(
+        &mut self,
+        dir: Resource<Descriptor>,
+        existing: String,
+        new: String,
+        probe: String,
+    ) -> Result<Option<bool>, ErrorCode> {
+        for name in [&existing, &new, &probe] {
+            one_component(name)?;
+        }
+        let (dir, writable) = directory(self, &dir)?;
+        if !writable {
+            return Err(ErrorCode::NotPermitted);
+        }
+        native::link_and_probe(dir, &existing, &new, &probe)
+    }
 }
 
 #[cfg(unix)]
@@ -169,6 +186,23 @@ mod native {
     pub(super) fn rewrite(dir: &File, name: &str, data: &[u8]) -> Result<bool, ErrorCode> {
         rewrite_open(&open(dir, name, OFlags::WRONLY)?, data).map_err(code)
     }
+
+    /// Links `existing` as `new` (never following a symlink at `existing`,
+    /// as WASI's `link-at` without its follow flag), then looks at `probe`.
+    pub(super) fn link_and_probe(
+        dir: &File,
+        existing: &str,
+        new: &str,
+        probe: &str,
+    ) -> Result<Option<bool>, ErrorCode> {
+        use rustix::fs::{linkat, statat, AtFlags};
+        linkat(dir, existing, dir, new, AtFlags::empty()).map_err(|e| code(e.into()))?;
+        Ok(match statat(dir, probe, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Some(true),
+            Err(rustix::io::Errno::NOENT) => Some(false),
+            Err(_) => None,
+        })
+    }
 }
 
 /// No native form off Unix yet: `unsupported`, on which the component
@@ -184,6 +218,15 @@ mod native {
     }
 
     pub(super) fn rewrite(_: &File, _: &str, _: &[u8]) -> Result<bool, ErrorCode> {
+        Err(ErrorCode::Unsupported)
+    }
+
+    pub(super) fn link_and_probe(
+        _: &File,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<bool>, ErrorCode> {
         Err(ErrorCode::Unsupported)
     }
 }

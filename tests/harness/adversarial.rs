@@ -687,7 +687,7 @@ mod third_party {
     }
 
     /// A third-party host without a native `files`: it answers
-    /// `unsupported` to both calls, having done nothing, and counts them.
+    /// `unsupported` to every call, having done nothing, and counts them.
     impl files::Host for Host {
         fn read(
             &mut self,
@@ -704,6 +704,16 @@ mod third_party {
             _name: String,
             _data: Vec<u8>,
         ) -> Result<bool, ErrorCode> {
+            self.files_calls += 1;
+            Err(ErrorCode::Unsupported)
+        }
+        fn link_and_probe(
+            &mut self,
+            _dir: Resource<Descriptor>,
+            _existing: String,
+            _new: String,
+            _probe: String,
+        ) -> Result<Option<bool>, ErrorCode> {
             self.files_calls += 1;
             Err(ErrorCode::Unsupported)
         }

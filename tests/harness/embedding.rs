@@ -446,3 +446,38 @@ fn the_readme_embedding_example_runs() {
     assert!(stdout(&out).contains("owned-by-self"), "{}", stdout(&out));
     assert!(!lock.exists(), "released when the guard dropped");
 }
+
+/// A lock whose sequence another front end started (the CLI, with a
+/// lease) gets a token from every later acquisition through the library,
+/// asked for or not; the native host looks for the sequence in the same
+/// call that publishes the lock.
+#[test]
+fn a_plain_acquisition_continues_a_sequence_the_cli_started() {
+    let dir = sandbox();
+    let lock_path = dir.path().join("seq.lock");
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
+    let out = lockfile(&[
+        "acquire",
+        "--pid",
+        &pid,
+        "--lease",
+        "30",
+        "--print-token",
+        s(&lock_path),
+    ]);
+    expect_code(&out, 0);
+    assert_eq!(stdout(&out).trim(), "1");
+    expect_code(&lockfile(&["release", "--pid", &pid, s(&lock_path)]), 0);
+
+    let rt = runtime();
+    let mut lock = rt.open(&lock_path).expect("open");
+    for expected in 2..=4 {
+        lock.acquire(false, false).expect("acquire");
+        assert_eq!(lock.token().expect("token"), Some(expected));
+        lock.release(false).expect("release");
+    }
+    let mut plain = rt.open(dir.path().join("plain.lock")).expect("open");
+    plain.acquire(false, false).expect("acquire");
+    assert_eq!(plain.token().expect("token"), None, "no sequence, no token");
+}

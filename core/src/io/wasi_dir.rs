@@ -43,6 +43,26 @@ pub trait Files {
     /// # Errors
     /// WASI's error code; `invalid` when `name` is not one path component.
     fn rewrite(&self, dir: &Descriptor, name: &str, data: &[u8]) -> Result<bool, ErrorCode>;
+
+    /// Links `existing` as `new` in `dir`, then whether `probe` exists in
+    /// it (`None` when that look failed): see `files.link-and-probe`.
+    ///
+    /// # Errors
+    /// WASI's error code for the link.
+    fn link_probe(
+        &self,
+        dir: &Descriptor,
+        existing: &str,
+        new: &str,
+        probe: &str,
+    ) -> Result<Option<bool>, ErrorCode> {
+        dir.link_at(PathFlags::empty(), existing, dir, new)?;
+        Ok(match dir.stat_at(PathFlags::empty(), probe) {
+            Ok(_) => Some(true),
+            Err(ErrorCode::NoEntry) => Some(false),
+            Err(_) => None,
+        })
+    }
 }
 
 /// [`Files`] made of WASI's own calls: open, stat, read or write, close.
@@ -332,6 +352,12 @@ impl<F: Files> Dir for WasiDir<F> {
     fn link(&self, existing: &str, new: &str) -> io::Result<()> {
         self.fd
             .link_at(PathFlags::empty(), existing, &self.fd, new)
+            .map_err(to_io)
+    }
+
+    fn link_probe(&self, existing: &str, new: &str, probe: &str) -> io::Result<Option<bool>> {
+        self.files
+            .link_probe(&self.fd, existing, new, probe)
             .map_err(to_io)
     }
 

@@ -11,6 +11,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     /// `UnableToAcquire` naming the owner; `Malformed` (unless `force`);
     /// `NotAFile`; `Io`.
     pub fn acquire(&self, replace_stale: bool, force: bool) -> Result<(), Error> {
+        self.sequence_seen.set(None);
         self.check_identity()?;
         // The common case is a free lock: publish before looking, which saves
         // a `stat`. Whatever is in the way (a lock, a directory, a symlink)

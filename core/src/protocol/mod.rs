@@ -86,6 +86,9 @@ pub struct Lock<'a, D, S> {
     tokens: bool,
     /// The token the record being published carries.
     issued: std::cell::Cell<Option<u64>>,
+    /// Whether the lock had a token sequence just after our last publishing
+    /// `link`, when that link looked (see `record_token`).
+    sequence_seen: std::cell::Cell<Option<bool>>,
     /// The last `link` that failed with EIO or ESTALE and was retried as if
     /// the name were taken: reported, rather than "contended", if the
     /// attempts run out.
@@ -106,6 +109,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             lease_ms: None,
             tokens: false,
             issued: std::cell::Cell::new(None),
+            sequence_seen: std::cell::Cell::new(None),
             link_failure: std::cell::RefCell::new(None),
         }
     }

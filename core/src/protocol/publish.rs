@@ -124,7 +124,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 let _ = self.dir.remove(&name);
             } else {
                 self.sys.checkpoint("before-publish");
-                match self.dir.link(&name, self.name) {
+                match self.link_lock(&name, self.name) {
                     // Removed under us (a sweeper that cannot see our pid):
                     // publish afresh below.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -138,6 +138,18 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             }
         }
         self.publish(self.name, record.as_bytes(), Some(spare))
+    }
+
+    /// Links `temp` as `name`; when `name` is the lock, also looks (in the
+    /// same host call where there is one) whether the lock has a token
+    /// sequence, for `record_token`, which must know once the lock is ours.
+    fn link_lock(&self, temp: &str, name: &str) -> io::Result<()> {
+        if name != self.name {
+            return self.dir.link(temp, name);
+        }
+        let seen = self.dir.link_probe(temp, name, &self.token_name())?;
+        self.sequence_seen.set(seen);
+        Ok(())
     }
 
     /// Whether `name` is one of our temporary files' names for this lock.
@@ -158,7 +170,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     ) -> Result<(), Published> {
         let temp = self.write_temp(bytes).map_err(Published::Failed)?;
         self.sys.checkpoint("before-publish");
-        let linked = self.dir.link(&temp, name);
+        let linked = self.link_lock(&temp, name);
         let result = self.linked(name, linked, bytes);
         match keep {
             Some(spare) => {

@@ -27,7 +27,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         Ok(self.owner()?.and_then(|r| r.token))
     }
 
-    fn token_name(&self) -> String {
+    pub(super) fn token_name(&self) -> String {
         format!(".{}.token", self.temp_stem)
     }
 
@@ -127,6 +127,12 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn record_token(&self) -> Result<(), Error> {
+        // The publishing link of this acquisition saw no sequence: nothing
+        // to issue or record. (Takeovers publish by rename, and look below.)
+        let seen = self.sequence_seen.take();
+        if self.issued.get().is_none() && seen == Some(false) {
+            return Ok(());
+        }
         let floor = self.token_floor()?;
         let token = match self.issued.get() {
             Some(token) if floor < token => token,

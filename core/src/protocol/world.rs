@@ -51,6 +51,13 @@ pub trait Dir {
     }
     /// Hard-links `existing` as `new`; fails with `AlreadyExists` if `new` exists.
     fn link(&self, existing: &str, new: &str) -> io::Result<()>;
+    /// As [`Dir::link`], then whether `probe` exists: `None` when that
+    /// could not be told. One host call where the host has one (the
+    /// `files` interface), else a link and a look.
+    fn link_probe(&self, existing: &str, new: &str, probe: &str) -> io::Result<Option<bool>> {
+        self.link(existing, new)?;
+        Ok(self.kind(probe).ok().map(|k| k.is_some()))
+    }
     /// Renames `from` to `to`, replacing `to` atomically.
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Removes the file (or symlink) `name`.
