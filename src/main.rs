@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use lockfile_cli::{Backend, Failure, Listing, Lock, Refused, Wait, OTHER};
+use lockfile_cli::{Backend, Failure, Listing, Lock, Wait, OTHER};
 use lockfile_host::{AcquireOptions, Error, Leftover, LockFile, Runtime, Status, Timestamp};
 
 #[cfg(unix)]
@@ -58,19 +58,12 @@ impl Sandboxed {
 /// A lock opened through the component (never dropped, as above).
 struct SandboxedLock(ManuallyDrop<LockFile>);
 
+/// The failure a host error is: the core's cases as every front end maps
+/// them (`lockfile_cli::failure`), the host's own as errors.
 fn failure(e: Error) -> Failure {
-    match e {
-        Error::UnableToAcquire(refusal) => Failure::Refused(Box::new(Refused {
-            acquiring: true,
-            refusal: *refusal,
-        })),
-        Error::UnableToRelease(refusal) => Failure::Refused(Box::new(Refused {
-            acquiring: false,
-            refusal: *refusal,
-        })),
-        Error::Contended { .. } => Failure::Busy(e.to_string()),
-        Error::Lost { .. } => Failure::Lost(e.to_string()),
-        other => Failure::Other(other.to_string()),
+    match e.into_lock_error() {
+        Ok(e) => lockfile_cli::failure(e),
+        Err(own) => Failure::Other(own.to_string()),
     }
 }
 

@@ -118,6 +118,56 @@ impl Error {
             _ => None,
         }
     }
+
+    /// The protocol's own error this is (`lockfile_core::Error`, whose cases
+    /// these mirror with the paths as `PathBuf`), for code that handles the
+    /// core's errors whichever front end ran the lock (the `lockfile` CLI's
+    /// exit codes); `Err(self)` for the host's own cases (a process that is
+    /// not running, a wasmtime failure).
+    ///
+    /// # Errors
+    /// `self`, when it has no counterpart in the core.
+    pub fn into_lock_error(self) -> Result<lockfile_core::Error, Self> {
+        use lockfile_core::Error as E;
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        Ok(match self {
+            Error::UnableToAcquire(r) => E::UnableToAcquire(r),
+            Error::UnableToRelease(r) => E::UnableToRelease(r),
+            Error::Malformed { path: p, message } => E::Malformed {
+                path: path(p),
+                message,
+            },
+            Error::NotAFile { path: p, message } => E::NotAFile {
+                path: path(p),
+                message,
+            },
+            Error::Unreachable { path: p, message } => E::Unreachable {
+                path: path(p),
+                message,
+            },
+            Error::Denied { path: p, message } => E::Denied {
+                path: path(p),
+                message,
+            },
+            Error::InvalidIdentity { path: p, message } => E::InvalidIdentity {
+                path: path(p),
+                message,
+            },
+            Error::Contended { path: p, message } => E::Contended {
+                path: path(p),
+                message,
+            },
+            Error::Lost { path: p, message } => E::Lost {
+                path: path(p),
+                message,
+            },
+            Error::Io { path: p, message } => E::Io {
+                path: path(p),
+                message,
+            },
+            own @ (Error::NoSuchProcess(_) | Error::Runtime { .. }) => return Err(own),
+        })
+    }
 }
 
 pub(crate) fn verdict(v: wit::Verdict) -> Verdict {
