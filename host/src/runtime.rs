@@ -371,15 +371,7 @@ impl Runtime {
                 message: "not a directory".into(),
             });
         }
-        let mut store = self.store(&real, acting, None)?;
-        let _runtime = for_call(store.data());
-        let lib = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| Error::runtime("cannot instantiate the lockfile component", e))?;
-        call(&lib, &mut store, utf8(&real)?)
-            .map_err(|e| Error::runtime("the component trapped", e))?
-            .map_err(from_wit)
+        self.call_once(&real, acting, &real, call)
     }
 
     fn with_static<T>(
@@ -392,13 +384,30 @@ impl Runtime {
         ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, Error> {
         let (dir, full) = locate(path)?;
-        let mut store = self.store(&dir, self.runner, None)?;
+        self.call_once(&dir, self.runner, &full, call)
+    }
+
+    /// One call of the interface in a throwaway sandbox that preopens
+    /// `dir` and acts for `acting`, with `arg` (a path in `dir`) as the
+    /// path it names.
+    fn call_once<T>(
+        &self,
+        dir: &Path,
+        acting: Identity,
+        arg: &Path,
+        call: impl FnOnce(
+            &Library,
+            &mut Store<HostState>,
+            &str,
+        ) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Result<T, Error> {
+        let mut store = self.store(dir, acting, None)?;
         let _runtime = for_call(store.data());
         let lib = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| Error::runtime("cannot instantiate the lockfile component", e))?;
-        call(&lib, &mut store, utf8(&full)?)
+        call(&lib, &mut store, utf8(arg)?)
             .map_err(|e| Error::runtime("the component trapped", e))?
             .map_err(from_wit)
     }

@@ -262,30 +262,13 @@ fn a_read_only_directory_gives_a_clear_error_and_no_files() {
     fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).expect("chmod back");
 }
 
-/// A tiny tmpfs, mounted for one test; needs root.
-struct SmallFs(std::path::PathBuf);
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 #[ignore = "needs root (mounting a small tmpfs needs root): scripts/test runs it as root"]
 fn a_full_disk_during_acquire_leaves_no_partial_lock() {
     require_root("mounting a small tmpfs needs root");
     let dir = sandbox();
     let mnt = dir.path().join("mnt");
-    fs::create_dir(&mnt).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs", s(&mnt)])
-        .status();
-    assert!(
-        matches!(mounted, Ok(st) if st.success()),
-        "this test needs to mount a tmpfs (root, and mount from util-linux): {mounted:?}"
-    );
-    let _guard = SmallFs(mnt.clone());
+    let _mounted = SmallFs::mount(&mnt, "size=64k");
     // Fill it to the last byte.
     let filler = mnt.join("filler");
     let mut size = 0u64;
@@ -362,15 +345,7 @@ fn a_read_only_file_system_is_called_one() {
     require_root("mounting a read-only tmpfs needs root");
     let dir = sandbox();
     let mnt = fs::canonicalize(dir.path()).expect("canonical").join("mnt");
-    fs::create_dir(&mnt).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", s(&mnt)])
-        .status();
-    assert!(
-        matches!(mounted, Ok(st) if st.success()),
-        "this test needs to mount a tmpfs (root, and mount from util-linux): {mounted:?}"
-    );
-    let _guard = SmallFs(mnt.clone());
+    let _mounted = SmallFs::mount(&mnt, "ro,size=64k");
     let lock = mnt.join("x.lock");
     let out = lockfile(&["acquire", s(&lock)]);
     expect_code(&out, 3);

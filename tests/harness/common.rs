@@ -261,3 +261,27 @@ pub fn creating_namespaces() -> std::sync::RwLockReadGuard<'static, ()> {
 pub fn no_new_namespaces() -> std::sync::RwLockWriteGuard<'static, ()> {
     NAMESPACES.write().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A small tmpfs mounted at `at` (created) with mount `options`, unmounted
+/// when dropped; needs root, and fails the test saying so if it cannot mount.
+pub struct SmallFs(PathBuf);
+
+impl SmallFs {
+    pub fn mount(at: &Path, options: &str) -> Self {
+        fs::create_dir_all(at).expect("mkdir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs", s(at)])
+            .status();
+        assert!(
+            matches!(mounted, Ok(st) if st.success()),
+            "this test needs to mount a tmpfs (root, and mount from util-linux): {mounted:?}"
+        );
+        SmallFs(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

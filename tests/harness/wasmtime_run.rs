@@ -366,17 +366,10 @@ fn a_read_only_file_system_under_wasmtime_run_is_named() {
     let dir = sandbox();
     let real = fs::canonicalize(dir.path()).expect("canonical");
     let mnt = real.join("mnt");
-    fs::create_dir(&mnt).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", s(&mnt)])
-        .status();
-    assert!(
-        matches!(mounted, Ok(st) if st.success()),
-        "mount: {mounted:?}"
-    );
+    let mounted = SmallFs::mount(&mnt, "ro,size=64k");
     let lock = mnt.join("x.lock");
     let out = run(&wt, &mnt, true, &["acquire", s(&lock)]);
-    let _ = Command::new("umount").arg(&mnt).status();
+    drop(mounted);
     expect_code(&out, 3);
     let msg = stderr(&out);
     assert!(
