@@ -19,7 +19,8 @@ pub struct Survey {
 }
 
 /// The stem a private file's name gives its lock: `.STEM.PID.NONCE.tmp`,
-/// `.STEM.break.FINGERPRINT` or `.STEM.token`.
+/// `.STEM.break.FINGERPRINT` or a token file (`.STEM.token`,
+/// `.STEM.token.NUMBER`, `.STEM.token.users`).
 fn private_stem(name: &str) -> Option<&str> {
     let inner = name.strip_prefix('.')?;
     if let Some(rest) = inner.strip_suffix(".tmp") {
@@ -31,6 +32,11 @@ fn private_stem(name: &str) -> Option<&str> {
     }
     if let Some(stem) = inner.strip_suffix(".token") {
         return (!stem.is_empty()).then_some(stem);
+    }
+    if let Some((stem, rest)) = inner.rsplit_once(".token.") {
+        if super::token::is_token_file_suffix(rest) && !stem.is_empty() {
+            return Some(stem);
+        }
     }
     let (stem, target) = inner.rsplit_once(".break.")?;
     (target.len() == 16 && !stem.is_empty()).then_some(stem)
@@ -161,6 +167,10 @@ mod tests {
             Some("x.lock")
         );
         assert_eq!(private_stem(".x.lock.token"), Some("x.lock"));
+        assert_eq!(private_stem(".x.lock.token.12"), Some("x.lock"));
+        assert_eq!(private_stem(".x.lock.token.users"), Some("x.lock"));
+        assert_eq!(private_stem(".x.lock.token.1x"), None);
+        assert_eq!(private_stem(".token.12"), None);
         assert_eq!(private_stem("x.lock"), None);
         assert_eq!(private_stem(".x.lock"), None);
         assert_eq!(private_stem(".x.lock.12.0123.tmp"), None);

@@ -12,8 +12,9 @@ pub enum LeftoverKind {
     Temporary,
     /// A takeover or release claim (`.NAME.break.FINGERPRINT`).
     Claim,
-    /// The fencing-token sequence (`.NAME.token`): never removed, or
-    /// tokens would start again from 1.
+    /// The fencing-token sequence (`.NAME.token`, and in a sticky directory
+    /// `.NAME.token.NUMBER` and `.NAME.token.users`): never removed, or
+    /// tokens would be issued again.
     Token,
 }
 
@@ -129,8 +130,15 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             }
         }
         let token = format!(".{}.token", self.temp_stem);
+        let is_token = |name: &str| {
+            name == token
+                || name
+                    .strip_prefix(&token)
+                    .and_then(|r| r.strip_prefix('.'))
+                    .is_some_and(super::token::is_token_file_suffix)
+        };
         for name in names {
-            if *name == token {
+            if is_token(name) {
                 found.push(leftover(name, LeftoverKind::Token, None, false));
                 continue;
             }

@@ -12,6 +12,13 @@
 //! acquired and released finds, once it holds the lock, the file at or above
 //! its token: it then re-issues under a claim on its own record (so that a
 //! takeover in between is never overwritten), or reports the lock lost.
+//!
+//! In a sticky directory (`/tmp`) only the user who wrote `.NAME.token` can
+//! replace it. Every other user continues the sequence in a file of their
+//! own, `.NAME.token.T` (the number is in the name, so finding the highest
+//! takes one listing and no reads), after creating `.NAME.token.users`, the
+//! note that tells readers to look for such files. Each writer then removes
+//! its own older ones, so a directory holds at most one per user.
 use super::claim::Purpose;
 use super::{Dir, Error, Kind, Lock, State, System};
 use crate::format::Record;
@@ -31,10 +38,58 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         format!(".{}.token", self.temp_stem)
     }
 
-    /// The highest token issued so far, as `.NAME.token` says (0 without it).
-    /// Replaced by rename on every acquisition, possibly by another host:
-    /// a read that finds it changed under us (NFS `ESTALE`, `EIO`) looks again.
-    fn token_floor(&self) -> Result<u64, Error> {
+    /// The note that the sequence goes on in token files of several users.
+    fn shared_note_name(&self) -> String {
+        format!(".{}.token.{SHARED_NOTE}", self.temp_stem)
+    }
+
+    /// The highest token issued so far (0 before the first), and the
+    /// token files of single users that say so, by name and number.
+    fn token_floor(&self) -> Result<(u64, Vec<(String, u64)>), Error> {
+        let own = self.own_token_files()?;
+        let floor = own.iter().map(|(_, t)| *t).max().unwrap_or(0);
+        Ok((self.main_token_file()?.max(floor), own))
+    }
+
+    /// The token files of single users (`.NAME.token.T`), when the note
+    /// says there are any: looked for in a listing of the directory.
+    fn own_token_files(&self) -> Result<Vec<(String, u64)>, Error> {
+        let note = self.shared_note_name();
+        match self.dir.kind(&note) {
+            Ok(None) => return Ok(Vec::new()),
+            Ok(Some(_)) => {}
+            Err(e) => return Err(self.io_error(&self.sibling(&note), "inspect", &e)),
+        }
+        let names = self
+            .dir
+            .names()
+            .map_err(|e| self.io_error(self.path, "list the directory for its token files", &e))?;
+        let prefix = format!(".{}.token.", self.temp_stem);
+        let mut found = Vec::new();
+        for name in names {
+            let Some(digits) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            // Other names with this prefix are another lock's (`x.lock`
+            // beside `x.lock.token.5`): only digits name a token file.
+            if !is_number(digits) {
+                continue;
+            }
+            let token = digits.parse().map_err(|_| Error::Malformed {
+                path: self.sibling(&name),
+                message: "the name of this fencing-token file holds a number larger than any \
+                          token; it is left as it is"
+                    .into(),
+            })?;
+            found.push((name, token));
+        }
+        Ok(found)
+    }
+
+    /// What `.NAME.token` says (0 without it). Replaced by rename on every
+    /// acquisition, possibly by another host: a read that finds it changed
+    /// under us (NFS `ESTALE`, `EIO`) looks again.
+    fn main_token_file(&self) -> Result<u64, Error> {
         let name = self.token_name();
         // Never open anything but a regular file (WASI opens a FIFO blocking).
         match self.dir.kind(&name) {
@@ -96,7 +151,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             self.issued.set(None);
             return Ok(());
         }
-        let floor = self.token_floor()?.max(replaced.unwrap_or(0));
+        let floor = self.token_floor()?.0.max(replaced.unwrap_or(0));
         self.issued.set(Some(self.next_token(floor)?));
         Ok(())
     }
@@ -133,7 +188,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         if self.issued.get().is_none() && seen == Some(false) {
             return Ok(());
         }
-        let floor = self.token_floor()?;
+        let (floor, own) = self.token_floor()?;
         let token = match self.issued.get() {
             Some(token) if floor < token => token,
             Some(_) => {
@@ -153,10 +208,40 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             None => return Ok(()),
         };
         let temp = self.write_temp(format!("{token}\n").as_bytes())?;
-        self.dir.rename(&temp, &self.token_name()).map_err(|e| {
+        let written = match self.dir.rename(&temp, &self.token_name()) {
+            Ok(()) => Ok(()),
+            // A sticky directory, and `.NAME.token` is another user's.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                self.write_own_token_file(&temp, token)
+            }
+            Err(e) => Err(self.io_error(&self.sibling(&self.token_name()), "write", &e)),
+        };
+        if written.is_err() {
             let _ = self.dir.remove(&temp);
-            self.io_error(&self.sibling(&self.token_name()), "write", &e)
-        })
+            return written;
+        }
+        // Every file listed is below `token`: those of this user go (the
+        // kernel refuses the others' in a sticky directory, which is fine).
+        for (name, _) in own {
+            let _ = self.dir.remove(&name);
+        }
+        Ok(())
+    }
+
+    /// Records `token` (written to `temp`) as `.NAME.token.T`, after the
+    /// note that makes every reader look for such files.
+    fn write_own_token_file(&self, temp: &str, token: u64) -> Result<(), Error> {
+        let note = self.shared_note_name();
+        match self.dir.create(&note, SHARED_NOTE_TEXT.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(self.io_error(&self.sibling(&note), "create", &e));
+            }
+            _ => {}
+        }
+        let own = format!(".{}.token.{token}", self.temp_stem);
+        self.dir
+            .rename(temp, &own)
+            .map_err(|e| self.io_error(&self.sibling(&own), "write", &e))
     }
 
     /// Replaces our own just-published record with one carrying `token`,
@@ -191,6 +276,24 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         }
     }
 }
+
+/// The last part of the note's name, `.NAME.token.users`.
+const SHARED_NOTE: &str = "users";
+
+/// Whether `rest`, what follows `.STEM.token.` in a name, makes it one of
+/// the lock's token files: a user's (a number) or the note.
+pub(super) fn is_token_file_suffix(rest: &str) -> bool {
+    rest == SHARED_NOTE || is_number(rest)
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// What the note says, for a person who finds it.
+const SHARED_NOTE_TEXT: &str = "The fencing tokens of this lock are also recorded in \
+    .NAME.token.NUMBER files of single users (in a sticky directory only the user who \
+    wrote .NAME.token can replace it). Remove none of them: tokens would be re-issued.\n";
 
 /// The most a token file may hold: 20 digits and a newline, with room for
 /// leading zeros.
