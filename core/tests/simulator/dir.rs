@@ -88,7 +88,8 @@ impl Dir for SimDir {
                 if w.names.contains_key(name) {
                     return Err(io::ErrorKind::AlreadyExists.into());
                 }
-                let inode = w.new_inode(Vec::new());
+                let user = w.specs[a].user;
+                let inode = w.new_inode(Vec::new(), user);
                 w.names.insert(name.to_owned(), inode);
                 w.actors[a].open = Some(inode);
                 Ok(())
@@ -197,6 +198,8 @@ impl Dir for SimDir {
                     return Err(eio());
                 }
                 let inode = *w.names.get(from).ok_or_else(not_found)?;
+                w.may_unlink(a, from)?;
+                w.may_unlink(a, to)?;
                 if to == LOCK {
                     w.check_judged(a, "replaced");
                     let replaced = w.lock_bytes().map(<[u8]>::to_vec);
@@ -230,6 +233,7 @@ impl Dir for SimDir {
                 if !w.names.contains_key(name) {
                     return Err(not_found());
                 }
+                w.may_unlink(a, name)?;
                 if name == LOCK {
                     w.check_judged(a, "removed");
                     let acting = w.specs[a].acting;

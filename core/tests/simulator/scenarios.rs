@@ -214,6 +214,27 @@ fn scenarios() -> Vec<Scenario> {
             mortal: vec![B, C],
             ..Scenario::default()
         },
+        Scenario {
+            // Hole 4: in a sticky directory `.NAME.token` is one user's;
+            // another continues the sequence in a file of their own, and
+            // the first must see it (tokens never repeat or go back).
+            name: "two-users-share-a-sequence-in-a-sticky-directory",
+            sticky: Some(1),
+            token_file: Some(3),
+            actors: vec![
+                ActorSpec {
+                    tokens: true,
+                    user: 1,
+                    ..actor("alice", B, &[ACQUIRE, Op::Hold, RELEASE, ACQUIRE, RELEASE])
+                },
+                ActorSpec {
+                    user: 2,
+                    ..actor("bob", C, &[ACQUIRE, Op::Hold, RELEASE, ACQUIRE, RELEASE]).leased()
+                },
+            ],
+            mortal: vec![B, C],
+            ..Scenario::default()
+        },
     ]
 }
 

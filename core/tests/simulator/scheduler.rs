@@ -294,6 +294,12 @@ pub(crate) fn run_actor(sim: &Arc<Sim>, me: usize, spec: &ActorSpec) {
             } => {
                 let r = lock.acquire(replace_stale, force);
                 let ok = r.is_ok();
+                if let Err(e @ Error::Denied { .. }) = &r {
+                    // Every actor can create the lock: a refusal is a hole
+                    // (tokens that only one user of `/tmp` can continue).
+                    let msg = format!("{}'s acquisition was refused: {e}", spec.name);
+                    sim.lock().fail(msg);
+                }
                 if ok {
                     let mut w = sim.lock();
                     w.actors[me].believes = true;
@@ -529,6 +535,7 @@ pub(crate) fn run_schedule(
         granted: None,
         abort: false,
         faulty_link: sc.faulty_link,
+        sticky: sc.sticky.is_some(),
         solo: false,
         clock: 0,
         steps: 0,
@@ -557,7 +564,7 @@ pub(crate) fn run_schedule(
     if let Some(init) = &sc.initial {
         let host = sc.host_of(init.owner);
         let record = record_of(init.owner, host, init, 0xfeed);
-        let inode = world.new_inode(record.clone());
+        let inode = world.new_inode(record.clone(), ROOT);
         world.names.insert(LOCK.into(), inode);
         let alive = world.alive[&init.owner];
         if alive {
@@ -572,7 +579,7 @@ pub(crate) fn run_schedule(
         ));
     }
     if let Some(n) = sc.token_file {
-        let inode = world.new_inode(format!("{n}\n").into_bytes());
+        let inode = world.new_inode(format!("{n}\n").into_bytes(), sc.sticky.unwrap_or(ROOT));
         world.names.insert(TOKEN_FILE.into(), inode);
         world.trace.push(format!("start: {TOKEN_FILE} holds {n}"));
     }
@@ -720,7 +727,12 @@ fn recover(sc: &Scenario, sim: &Arc<Sim>) -> Option<String> {
         Lock::new(&dir, LOCK, PATH, &sys).sweep();
     }
     let w = sim.lock();
-    let left: Vec<&String> = w.names.keys().filter(|n| *n != TOKEN_FILE).collect();
+    // Token files (`.NAME.token`, and users' own) are the sequence: kept.
+    let left: Vec<&String> = w
+        .names
+        .keys()
+        .filter(|n| !n.starts_with(TOKEN_FILE))
+        .collect();
     if !left.is_empty() {
         return Some(format!(
             "sweeps from every host after every process died left {left:?}"

@@ -3,6 +3,7 @@
 //! after every step.
 
 use std::collections::BTreeMap;
+use std::io;
 
 use lockfile_core::format::{self, Record};
 use lockfile_core::Timestamp;
@@ -15,6 +16,8 @@ pub(crate) const PATH: &str = "/sim/x.lock";
 pub(crate) const TOKEN_FILE: &str = ".x.lock.token";
 /// The host every process is on unless a scenario says otherwise.
 pub(crate) const HOST: &str = "sim";
+/// The user to whom a sticky directory's rule does not apply.
+pub(crate) const ROOT: u32 = 0;
 pub(crate) const PIDNS: u64 = 4_026_531_836;
 
 /// The lease of every leased handle in the scenarios.
@@ -85,6 +88,9 @@ pub(crate) struct ActorSpec {
     /// The actor whose end this one waits for (a shell runs `lockfile
     /// release` after `lockfile acquire` has returned, or crashed).
     pub(crate) after: Option<usize>,
+    /// The user it runs as: in a sticky directory, only its own files (and
+    /// everyone's, for [`ROOT`]) can be replaced or removed.
+    pub(crate) user: u32,
 }
 
 pub(crate) fn actor(name: &'static str, pid: Pid, script: &[Op]) -> ActorSpec {
@@ -97,6 +103,7 @@ pub(crate) fn actor(name: &'static str, pid: Pid, script: &[Op]) -> ActorSpec {
         lease: None,
         tokens: false,
         after: None,
+        user: ROOT,
     }
 }
 
@@ -137,6 +144,9 @@ pub(crate) struct Scenario {
     /// A broken directory whose `link` replaces an existing name: to check
     /// that the simulator notices a broken protocol.
     pub(crate) faulty_link: bool,
+    /// A sticky directory (`/tmp`), where `.NAME.token` at the start is
+    /// this user's.
+    pub(crate) sticky: Option<u32>,
 }
 
 impl Scenario {
@@ -174,6 +184,8 @@ pub(crate) fn record_of(pid: Pid, host: &str, init: &Initial, nonce: u64) -> Vec
 pub(crate) struct Inode {
     pub(crate) bytes: Vec<u8>,
     pub(crate) links: u32,
+    /// The user who created it.
+    pub(crate) owner: u32,
     /// The clock when it was last written or touched.
     pub(crate) modified: u64,
 }
@@ -258,6 +270,8 @@ pub(crate) struct World {
     pub(crate) abort: bool,
     /// See [`Scenario::faulty_link`].
     pub(crate) faulty_link: bool,
+    /// See [`Scenario::sticky`].
+    pub(crate) sticky: bool,
     /// Outside any schedule (setting up, recovering): steps run at once.
     pub(crate) solo: bool,
     /// Milliseconds since [`EPOCH_S`]: one [`STEP_MS`] per step, and
@@ -312,13 +326,27 @@ impl World {
             .map(|&i| self.inodes[i].bytes.as_slice())
     }
 
-    pub(crate) fn new_inode(&mut self, bytes: Vec<u8>) -> usize {
+    pub(crate) fn new_inode(&mut self, bytes: Vec<u8>, owner: u32) -> usize {
         self.inodes.push(Inode {
             bytes,
             links: 1,
+            owner,
             modified: self.clock,
         });
         self.inodes.len() - 1
+    }
+
+    /// Whether `actor` may replace or remove what is at `name`: in a
+    /// sticky directory, only its owner (or root) may.
+    pub(crate) fn may_unlink(&self, actor: usize, name: &str) -> io::Result<()> {
+        let user = self.specs[actor].user;
+        let owner = self.names.get(name).map(|&i| self.inodes[i].owner);
+        match owner {
+            Some(owner) if self.sticky && user != ROOT && owner != user => {
+                Err(io::ErrorKind::PermissionDenied.into())
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn unlink(&mut self, name: &str) -> Option<usize> {
