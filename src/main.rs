@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lockfile_cli::{Backend, Failure, Listing, Lock, Wait, OTHER};
-use lockfile_host::{AcquireOptions, Error, Leftover, LockFile, Runtime, Status, Timestamp};
+use lockfile_host::{
+    AcquireOptions, Error, Leftover, LockError, LockFile, Runtime, Status, Timestamp,
+};
 
 #[cfg(unix)]
 mod gate;
@@ -262,7 +264,7 @@ impl Sandboxed {
                     }
                     match handle.refresh() {
                         Ok(()) => {}
-                        Err(e @ Error::Lost { .. }) => {
+                        Err(e @ Error::Lock(LockError::Lost { .. })) => {
                             eprintln!("lockfile: {e}; COMMAND runs on without it");
                             return true;
                         }

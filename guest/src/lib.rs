@@ -38,15 +38,16 @@ mod bindings {
     use super::Component;
     export!(Component);
 }
+mod convert;
 mod system;
 
 use std::cell::OnceCell;
 
 use bindings::exports::labm8::lockfile::lockfile::{
-    self as wit, Guest, GuestLockFile, Owner, Refusal, Status,
+    self as wit, Guest, GuestLockFile, Owner, Status,
 };
 use lockfile_core::protocol::Spare;
-use lockfile_core::{protocol, Cause, Lock, Timestamp, Verdict};
+use lockfile_core::{protocol, Lock, Timestamp, Verdict};
 use wasi::clocks::wall_clock::Datetime;
 
 use crate::system::HostSystem;
@@ -114,44 +115,24 @@ impl Guest for Component {
     type LockFile = LockFile;
 
     fn list_locks(dir: String) -> Result<wit::Listing, wit::Error> {
-        let d = resolve_dir_with(&dir, FILES).map_err(to_wit_error)?;
-        let found = protocol::survey(&d, &dir, &HostSystem::default()).map_err(to_wit_error)?;
+        let d = resolve_dir_with(&dir, FILES).map_err(wit::Error::from)?;
+        let found = protocol::survey(&d, &dir, &HostSystem::default()).map_err(wit::Error::from)?;
         Ok(wit::Listing {
-            locks: found.locks.into_iter().map(to_status).collect(),
-            unreadable: found.unreadable.into_iter().map(to_wit_error).collect(),
-            leftovers: found.leftovers.into_iter().map(to_leftover).collect(),
+            locks: found.locks.into_iter().map(Status::from).collect(),
+            unreadable: found.unreadable.into_iter().map(wit::Error::from).collect(),
+            leftovers: found
+                .leftovers
+                .into_iter()
+                .map(wit::Leftover::from)
+                .collect(),
         })
     }
 
     fn sweep_leftovers(dir: String) -> Result<Vec<wit::Leftover>, wit::Error> {
-        let d = resolve_dir_with(&dir, FILES).map_err(to_wit_error)?;
+        let d = resolve_dir_with(&dir, FILES).map_err(wit::Error::from)?;
         let removed =
-            protocol::sweep_dir(&d, &dir, &HostSystem::default()).map_err(to_wit_error)?;
-        Ok(removed.into_iter().map(to_leftover).collect())
-    }
-}
-
-fn to_leftover(l: protocol::Leftover) -> wit::Leftover {
-    wit::Leftover {
-        name: l.name,
-        lock: l.lock,
-        kind: match l.kind {
-            protocol::LeftoverKind::Temporary => wit::LeftoverKind::Temporary,
-            protocol::LeftoverKind::Claim => wit::LeftoverKind::Claim,
-            protocol::LeftoverKind::Token => wit::LeftoverKind::Token,
-        },
-        pid: l.pid,
-        gone: l.gone,
-    }
-}
-
-fn to_status(status: lockfile_core::Status) -> Status {
-    Status {
-        owner: status.owner.as_ref().map(to_owner),
-        path: status.path,
-        verdict: to_verdict(status.verdict),
-        cause: to_cause(status.cause),
-        reason: status.reason,
+            protocol::sweep_dir(&d, &dir, &HostSystem::default()).map_err(wit::Error::from)?;
+        Ok(removed.into_iter().map(wit::Leftover::from).collect())
     }
 }
 
@@ -192,11 +173,11 @@ impl LockFile {
         f: impl FnOnce(&Lock<'_, WasiDir, HostSystem>) -> Result<T, protocol::Error>,
     ) -> Result<T, wit::Error> {
         if self.dir.get().is_none() {
-            let resolved = resolve_with(&self.path, FILES).map_err(to_wit_error)?;
+            let resolved = resolve_with(&self.path, FILES).map_err(wit::Error::from)?;
             let _ = self.dir.set(resolved);
         }
         let Some((dir, name)) = self.dir.get() else {
-            return Err(to_wit_error(protocol::Error::Unreachable {
+            return Err(wit::Error::from(protocol::Error::Unreachable {
                 path: self.path.clone(),
                 message: "the directory could not be opened".into(),
             }));
@@ -205,7 +186,7 @@ impl LockFile {
             .with_spare(&self.spare)
             .with_lease(lease_ms)
             .with_tokens(tokens))
-        .map_err(to_wit_error)
+        .map_err(wit::Error::from)
     }
 
     fn once<T>(
@@ -262,7 +243,7 @@ impl GuestLockFile for LockFile {
     }
 
     fn date(&self) -> Result<Option<Datetime>, wit::Error> {
-        self.with(|lock| Ok(lock.owner()?.map(|r| to_datetime(r.timestamp))))
+        self.with(|lock| Ok(lock.owner()?.map(|r| convert::to_datetime(r.timestamp))))
     }
 
     fn is_locked(&self) -> Result<bool, wit::Error> {
@@ -281,7 +262,7 @@ impl GuestLockFile for LockFile {
     }
 
     fn status(&self) -> Result<Status, wit::Error> {
-        self.with(|lock| Ok(to_status(lock.status()?)))
+        self.with(|lock| Ok(lock.status()?.into()))
     }
 
     fn read(path: String) -> Result<Option<Owner>, wit::Error> {
@@ -289,92 +270,12 @@ impl GuestLockFile for LockFile {
             Ok(lock
                 .owner()?
                 .as_ref()
-                .map(|r| to_owner(&lockfile_core::Owner::from(r))))
+                .map(|r| Owner::from(&lockfile_core::Owner::from(r))))
         })
     }
 
     fn write(path: String, pid: u32, timestamp: Datetime) -> Result<(), wit::Error> {
         let ts = Timestamp::new(timestamp.seconds, timestamp.nanoseconds);
         Self::once(&path, |lock| lock.write(pid, ts))
-    }
-}
-
-fn to_datetime(t: Timestamp) -> Datetime {
-    Datetime {
-        seconds: t.seconds,
-        nanoseconds: t.nanos,
-    }
-}
-
-fn to_owner(o: &lockfile_core::Owner) -> Owner {
-    Owner {
-        pid: o.pid,
-        date: to_datetime(o.date),
-        hostname: o.hostname.clone(),
-        token: o.token,
-        lease_ms: o.lease_ms,
-        expires: o.expires.map(to_datetime),
-    }
-}
-
-fn to_cause(c: Cause) -> wit::Cause {
-    match c {
-        Cause::NoLockFile => wit::Cause::NoLockFile,
-        Cause::Unparsable => wit::Cause::Unparsable,
-        Cause::Ours => wit::Cause::Ours,
-        Cause::Running => wit::Cause::Running,
-        Cause::RunningUnverified => wit::Cause::RunningUnverified,
-        Cause::UnknownLiveness => wit::Cause::UnknownLiveness,
-        Cause::CompanionRunning => wit::Cause::CompanionRunning,
-        Cause::CompanionUnknown => wit::Cause::CompanionUnknown,
-        Cause::BeingReplaced => wit::Cause::BeingReplaced,
-        Cause::Dead => wit::Cause::Dead,
-        Cause::Recycled => wit::Cause::Recycled,
-        Cause::StartedAfter => wit::Cause::StartedAfter,
-        Cause::LeaseExpired => wit::Cause::LeaseExpired,
-        Cause::OtherHolder => wit::Cause::OtherHolder,
-        Cause::OurPidReused => wit::Cause::OurPidReused,
-        Cause::PreviousBoot => wit::Cause::PreviousBoot,
-        Cause::NamespaceEnded => wit::Cause::NamespaceEnded,
-        Cause::OtherHost => wit::Cause::OtherHost,
-        Cause::OtherNamespace => wit::Cause::OtherNamespace,
-    }
-}
-
-fn to_verdict(v: Verdict) -> wit::Verdict {
-    match v {
-        Verdict::Unlocked => wit::Verdict::Unlocked,
-        Verdict::OwnedBySelf => wit::Verdict::OwnedBySelf,
-        Verdict::Held => wit::Verdict::Held,
-        Verdict::Stale => wit::Verdict::Stale,
-        Verdict::Foreign => wit::Verdict::Foreign,
-        Verdict::Malformed => wit::Verdict::Malformed,
-    }
-}
-
-fn to_refusal(r: protocol::Refusal) -> Refusal {
-    Refusal {
-        owner: to_owner(&r.owner),
-        path: r.path,
-        verdict: to_verdict(r.verdict),
-        cause: to_cause(r.cause),
-        reason: r.reason,
-    }
-}
-
-fn to_wit_error(e: protocol::Error) -> wit::Error {
-    use protocol::Error as E;
-    let failure = |path, message| wit::Failure { path, message };
-    match e {
-        E::UnableToAcquire(r) => wit::Error::UnableToAcquire(to_refusal(*r)),
-        E::UnableToRelease(r) => wit::Error::UnableToRelease(to_refusal(*r)),
-        E::Malformed { path, message } => wit::Error::Malformed(failure(path, message)),
-        E::NotAFile { path, message } => wit::Error::NotAFile(failure(path, message)),
-        E::Unreachable { path, message } => wit::Error::Unreachable(failure(path, message)),
-        E::Denied { path, message } => wit::Error::Denied(failure(path, message)),
-        E::InvalidIdentity { path, message } => wit::Error::InvalidIdentity(failure(path, message)),
-        E::Contended { path, message } => wit::Error::Contended(failure(path, message)),
-        E::Lost { path, message } => wit::Error::Lost(failure(path, message)),
-        E::Io { path, message } => wit::Error::Io(failure(path, message)),
     }
 }

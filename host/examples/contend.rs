@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lockfile_host::{Error, Runtime};
+use lockfile_host::{Error, LockError, Runtime};
 
 // The contention benchmark includes this file as a module and calls `run`.
 #[allow(dead_code)]
@@ -53,7 +53,7 @@ fn cycles_mode(dir: &Path, cycles: u32) -> Result<u8, String> {
         let guard = loop {
             match lock.lock(false, false) {
                 Ok(guard) => break guard,
-                Err(Error::UnableToAcquire(_)) => {
+                Err(Error::Lock(LockError::UnableToAcquire(_))) => {
                     std::thread::sleep(Duration::from_micros(backoff));
                     backoff = (backoff * 2).min(2000);
                 }
@@ -102,7 +102,7 @@ fn takeover_mode(lock_path: &Path, go: &Path) -> Result<u8, String> {
             }
             Ok(0)
         }
-        Err(Error::UnableToAcquire(_)) => Ok(1),
+        Err(Error::Lock(LockError::UnableToAcquire(_))) => Ok(1),
         Err(e) => Err(e.to_string()),
     }
 }

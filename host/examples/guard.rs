@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use lockfile_host::{AcquireOptions, Error, Runtime};
+use lockfile_host::{AcquireOptions, Error, LockError, Runtime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let status = guard.lock_file().status()?;
             println!("{path}: {} ({})", status.verdict.as_str(), status.reason);
         }
-        Err(Error::UnableToAcquire(refusal)) => {
+        Err(Error::Lock(LockError::UnableToAcquire(refusal))) => {
             // `refusal.cause` says why, as data; Display says it for people.
             eprintln!("busy: {refusal}");
             std::process::exit(1);

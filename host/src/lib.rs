@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use lockfile_host::{AcquireOptions, Error, Runtime, Verdict};
+//! use lockfile_host::{AcquireOptions, Error, LockError, Runtime, Verdict};
 //!
 //! # fn main() -> Result<(), Error> {
 //! # let dir = tempfile::tempdir().expect("a temporary directory");
@@ -20,7 +20,7 @@
 //!         // ... the critical section; released when `guard` drops ...
 //!         assert_eq!(guard.lock_file().status()?.verdict, Verdict::OwnedBySelf);
 //!     }
-//!     Err(Error::UnableToAcquire(refusal)) => {
+//!     Err(Error::Lock(LockError::UnableToAcquire(refusal))) => {
 //!         eprintln!("busy: {refusal}"); // held by pid 4242 (alive) since ...
 //!     }
 //!     Err(e) => return Err(e),
@@ -32,6 +32,7 @@
 
 mod bindings;
 mod code_memory;
+mod convert;
 mod diagnose;
 mod engine_config;
 mod error;
@@ -47,7 +48,7 @@ mod store;
 // binary use it), kept out of the documented API.
 #[doc(hidden)]
 pub use engine_config::{Allocation, DEFAULT_POOL};
-pub use error::Error;
+pub use error::{Error, LockError};
 pub use lock::{LockFile, LockGuard};
 pub use lockfile_core::protocol::{Leftover, LeftoverKind};
 pub use lockfile_core::testing::PAUSE_VAR;

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use lockfile_core::{AcquireOptions, Mode, Timestamp};
+use lockfile_core::{AcquireOptions, Timestamp};
 use wasmtime::component::ResourceAny;
 use wasmtime::Store;
 
 use crate::bindings::exports::labm8::lockfile::lockfile as wit;
 use crate::bindings::Library;
-use crate::error::{from_wit, Error};
+use crate::error::{Error, LockError};
 use crate::store::{for_call, HostState};
 
 /// A lock file opened through the component: labm8's `LockFile`.
@@ -38,7 +38,7 @@ macro_rules! call {
         guest
             .$method(&mut $self.store, $self.resource $(, $arg)*)
             .map_err(|e| Error::runtime("the component trapped", e))?
-            .map_err(from_wit)
+            .map_err(Error::from)
     }};
 }
 
@@ -62,8 +62,8 @@ impl LockFile {
     /// `force` always, and with `replace_stale` when the owner is gone.
     ///
     /// # Errors
-    /// [`Error::UnableToAcquire`] naming the owner; [`Error::Malformed`]
-    /// (unless `force`); [`Error::NotAFile`]; [`Error::Io`].
+    /// [`LockError::UnableToAcquire`] naming the owner; [`LockError::Malformed`]
+    /// (unless `force`); [`LockError::NotAFile`]; [`LockError::Io`].
     pub fn acquire(&mut self, replace_stale: bool, force: bool) -> Result<(), Error> {
         call!(self, call_acquire, replace_stale, force)
     }
@@ -86,21 +86,18 @@ impl LockFile {
     /// ```
     ///
     /// # Errors
-    /// As [`LockFile::acquire`]; [`Error::UnableToAcquire`] or
-    /// [`Error::Contended`] once the wait is over.
+    /// As [`LockFile::acquire`]; [`LockError::UnableToAcquire`] or
+    /// [`LockError::Contended`] once the wait is over.
     pub fn acquire_with(&mut self, options: AcquireOptions) -> Result<(), Error> {
-        let wit_options = wit::AcquireOptions {
-            mode: match options.mode {
-                Mode::Free => wit::Mode::Free,
-                Mode::ReplaceStale => wit::Mode::ReplaceStale,
-                Mode::Force => wit::Mode::Force,
-            },
-            lease_ms: options.lease_ms(),
-            token: options.token,
-        };
+        let wit_options = wit::AcquireOptions::from(&options);
         options.wait.retry(
             || call!(self, call_acquire_with, wit_options),
-            |e| matches!(e, Error::UnableToAcquire(_) | Error::Contended { .. }),
+            |e| {
+                matches!(
+                    e,
+                    Error::Lock(LockError::UnableToAcquire(_) | LockError::Contended { .. })
+                )
+            },
             |_| {},
         )
     }
@@ -129,7 +126,7 @@ impl LockFile {
     /// [`AcquireOptions::token`]); `None` when unlocked or taken without one.
     ///
     /// # Errors
-    /// [`Error::Malformed`], [`Error::NotAFile`], [`Error::Io`].
+    /// [`LockError::Malformed`], [`LockError::NotAFile`], [`LockError::Io`].
     pub fn token(&mut self) -> Result<Option<u64>, Error> {
         call!(self, call_token)
     }
@@ -140,8 +137,8 @@ impl LockFile {
     /// --lease` does.
     ///
     /// # Errors
-    /// [`Error::Lost`] when the lock is gone, not ours, or its lease already
-    /// ran out; [`Error::Malformed`], [`Error::Io`].
+    /// [`LockError::Lost`] when the lock is gone, not ours, or its lease already
+    /// ran out; [`LockError::Malformed`], [`LockError::Io`].
     pub fn refresh(&mut self) -> Result<(), Error> {
         call!(self, call_refresh)
     }
@@ -149,8 +146,8 @@ impl LockFile {
     /// Releases the lock: no-op when unheld; with `force` whoever holds it.
     ///
     /// # Errors
-    /// [`Error::UnableToRelease`] naming the owner; [`Error::Malformed`]
-    /// (unless `force`); [`Error::NotAFile`]; [`Error::Io`].
+    /// [`LockError::UnableToRelease`] naming the owner; [`LockError::Malformed`]
+    /// (unless `force`); [`LockError::NotAFile`]; [`LockError::Io`].
     pub fn release(&mut self, force: bool) -> Result<(), Error> {
         call!(self, call_release, force)
     }
@@ -158,7 +155,7 @@ impl LockFile {
     /// The owner's pid; `None` when unlocked.
     ///
     /// # Errors
-    /// [`Error::Malformed`], [`Error::NotAFile`], [`Error::Io`].
+    /// [`LockError::Malformed`], [`LockError::NotAFile`], [`LockError::Io`].
     pub fn pid(&mut self) -> Result<Option<u32>, Error> {
         call!(self, call_pid)
     }
@@ -175,7 +172,7 @@ impl LockFile {
     /// Whether a lock file exists.
     ///
     /// # Errors
-    /// [`Error::NotAFile`], [`Error::Io`].
+    /// [`LockError::NotAFile`], [`LockError::Io`].
     pub fn is_locked(&mut self) -> Result<bool, Error> {
         call!(self, call_is_locked)
     }
@@ -191,10 +188,10 @@ impl LockFile {
     /// The owner, verdict and reason.
     ///
     /// # Errors
-    /// [`Error::NotAFile`], [`Error::Io`]; a malformed file is a verdict, not an error.
+    /// [`LockError::NotAFile`], [`LockError::Io`]; a malformed file is a verdict, not an error.
     pub fn status(&mut self) -> Result<crate::Status, Error> {
         let s = call!(self, call_status)?;
-        Ok(crate::error::status(s))
+        Ok(s.into())
     }
 }
 

@@ -61,11 +61,11 @@ use wasmtime::Store;
 
 use crate::bindings::exports::labm8::lockfile::lockfile as lib;
 use crate::bindings::Library;
-use crate::error::Error;
+use crate::error::{Error, LockError};
 use crate::runtime::Runtime;
 use crate::store::{for_call, HostState};
 
-mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "plugin",
         path: "../wit",
@@ -76,6 +76,7 @@ mod bindings {
     });
 }
 
+use crate::convert::plugin_world::{acquire_options, error, leftover, owner, status};
 use bindings::labm8::lockfile::lockfile as pw;
 
 /// A plugin's `lock-file` handle, as the application's store sees it: an
@@ -132,7 +133,7 @@ impl PluginLocksBuilder<'_> {
     /// Creates the plugin's sandbox, with a holder tag of its own.
     ///
     /// # Errors
-    /// [`Error::Unreachable`] when a directory cannot be opened;
+    /// [`LockError::Unreachable`] when a directory cannot be opened;
     /// [`Error::Runtime`] when the component cannot be instantiated.
     pub fn build(self) -> Result<PluginLocks, Error> {
         let (store, lib) = self.runtime.plugin_sandbox(&self.dirs, holder_tag())?;
@@ -193,9 +194,9 @@ impl PluginLocks {
                     r
                 })
                 .map_err(|e| Error::runtime("the component trapped", e))
-                .and_then(|r| r.map_err(crate::error::from_wit));
+                .and_then(|r| r.map_err(Error::from));
             match released {
-                Ok(()) | Err(Error::UnableToRelease(_)) => {}
+                Ok(()) | Err(Error::Lock(LockError::UnableToRelease(_))) => {}
                 Err(e) => result = Err(e),
             }
         }
@@ -316,11 +317,7 @@ impl pw::HostLockFile for PluginLocks {
         handle: Resource<PluginLock>,
         options: pw::AcquireOptions,
     ) -> Result<(), pw::Error> {
-        let options = lib::AcquireOptions {
-            mode: mode(options.mode),
-            lease_ms: options.lease_ms,
-            token: options.token,
-        };
+        let options = acquire_options(options);
         let result = self.with(&handle, |lib, store, lock| {
             lib.labm8_lockfile_lockfile()
                 .lock_file()
@@ -478,92 +475,4 @@ pub fn add_to_linker<T: 'static>(
     get: fn(&mut T) -> &mut PluginLocks,
 ) -> wasmtime::Result<()> {
     pw::add_to_linker::<T, HasPluginLocks>(linker, get)
-}
-
-// The two bindings (what our component exports, what a plugin imports) are
-// the same WIT types generated twice: convert field by field.
-
-macro_rules! same_enum {
-    ($name:ident: $from:ty => $to:ty { $($case:ident),* $(,)? }) => {
-        fn $name(x: $from) -> $to {
-            match x { $(<$from>::$case => <$to>::$case),* }
-        }
-    };
-}
-
-same_enum!(verdict: lib::Verdict => pw::Verdict {
-    Unlocked, OwnedBySelf, Held, Stale, Foreign, Malformed,
-});
-
-same_enum!(cause: lib::Cause => pw::Cause {
-    NoLockFile, Unparsable, Ours, Running, RunningUnverified, UnknownLiveness,
-    CompanionRunning, CompanionUnknown, BeingReplaced, Dead, Recycled, StartedAfter,
-    LeaseExpired, OtherHolder, OurPidReused, PreviousBoot, NamespaceEnded, OtherHost,
-    OtherNamespace,
-});
-
-fn owner(o: lib::Owner) -> pw::Owner {
-    pw::Owner {
-        pid: o.pid,
-        date: o.date,
-        hostname: o.hostname,
-        token: o.token,
-        lease_ms: o.lease_ms,
-        expires: o.expires,
-    }
-}
-
-same_enum!(mode: pw::Mode => lib::Mode { Free, ReplaceStale, Force });
-
-same_enum!(leftover_kind: lib::LeftoverKind => pw::LeftoverKind {
-    Temporary, Claim, Token,
-});
-
-fn leftover(l: lib::Leftover) -> pw::Leftover {
-    pw::Leftover {
-        name: l.name,
-        lock: l.lock,
-        kind: leftover_kind(l.kind),
-        pid: l.pid,
-        gone: l.gone,
-    }
-}
-
-fn status(s: lib::Status) -> pw::Status {
-    pw::Status {
-        path: s.path,
-        owner: s.owner.map(owner),
-        verdict: verdict(s.verdict),
-        cause: cause(s.cause),
-        reason: s.reason,
-    }
-}
-
-fn refusal(r: lib::Refusal) -> pw::Refusal {
-    pw::Refusal {
-        path: r.path,
-        owner: owner(r.owner),
-        verdict: verdict(r.verdict),
-        cause: cause(r.cause),
-        reason: r.reason,
-    }
-}
-
-fn error(e: lib::Error) -> pw::Error {
-    let f = |f: lib::Failure| pw::Failure {
-        path: f.path,
-        message: f.message,
-    };
-    match e {
-        lib::Error::UnableToAcquire(r) => pw::Error::UnableToAcquire(refusal(r)),
-        lib::Error::UnableToRelease(r) => pw::Error::UnableToRelease(refusal(r)),
-        lib::Error::Malformed(x) => pw::Error::Malformed(f(x)),
-        lib::Error::NotAFile(x) => pw::Error::NotAFile(f(x)),
-        lib::Error::Unreachable(x) => pw::Error::Unreachable(f(x)),
-        lib::Error::Denied(x) => pw::Error::Denied(f(x)),
-        lib::Error::InvalidIdentity(x) => pw::Error::InvalidIdentity(f(x)),
-        lib::Error::Contended(x) => pw::Error::Contended(f(x)),
-        lib::Error::Lost(x) => pw::Error::Lost(f(x)),
-        lib::Error::Io(x) => pw::Error::Io(f(x)),
-    }
 }

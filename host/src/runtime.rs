@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use lockfile_core::testing::{self, PAUSE_VAR};
-use lockfile_core::{Identity, Machine, Timestamp};
+use lockfile_core::{Identity, Machine, Owner, Status, Timestamp};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -13,7 +13,7 @@ use crate::bindings::exports::labm8::lockfile::lockfile as wit;
 use crate::bindings::{Library, LibraryPre};
 use crate::code_memory::{InPlaceCode, IN_PLACE_TAKEN, PRECOMPILED};
 use crate::engine_config::Allocation;
-use crate::error::{from_wit, Error};
+use crate::error::{Error, LockError};
 use crate::lock::LockFile;
 use crate::process;
 use crate::process_ctx::{self, to_datetime, ProcessCtx};
@@ -180,7 +180,7 @@ impl Runtime {
     /// Opens the lock at `path` for the current process.
     ///
     /// # Errors
-    /// [`Error::Unreachable`] when the lock's directory does not exist.
+    /// [`LockError::Unreachable`] when the lock's directory does not exist.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<LockFile, Error> {
         self.open_with(path.as_ref(), self.runner, None)
     }
@@ -271,21 +271,21 @@ impl Runtime {
     /// labm8's `LockFile.read`: the owner recorded at `path`; `None` when unlocked.
     ///
     /// # Errors
-    /// [`Error::Malformed`], [`Error::NotAFile`], [`Error::Unreachable`], [`Error::Io`].
+    /// [`LockError::Malformed`], [`LockError::NotAFile`], [`LockError::Unreachable`], [`LockError::Io`].
     pub fn read(&self, path: impl AsRef<Path>) -> Result<Option<crate::Owner>, Error> {
         self.with_static(path.as_ref(), |lib, store, p| {
             lib.labm8_lockfile_lockfile()
                 .lock_file()
                 .call_read(store, p)
         })
-        .map(|o| o.map(crate::error::owner))
+        .map(|o| o.map(Owner::from))
     }
 
     /// labm8's `LockFile.write`: plants `PID TIMESTAMP` at `path`, atomically
     /// replacing a regular file there.
     ///
     /// # Errors
-    /// [`Error::NotAFile`], [`Error::Unreachable`], [`Error::Io`] (also for a pid
+    /// [`LockError::NotAFile`], [`LockError::Unreachable`], [`LockError::Io`] (also for a pid
     /// beyond the largest; pid 0 is written, as labm8 allows it).
     pub fn write(
         &self,
@@ -308,7 +308,7 @@ impl Runtime {
     /// that is not running is a point of view all the same.
     ///
     /// # Errors
-    /// [`Error::Unreachable`] when `dir` is not a directory; [`Error::Io`]
+    /// [`LockError::Unreachable`] when `dir` is not a directory; [`LockError::Io`]
     /// when it cannot be listed.
     pub fn list_locks(&self, dir: impl AsRef<Path>, pid: Option<u32>) -> Result<Listing, Error> {
         let acting = match pid {
@@ -322,13 +322,9 @@ impl Runtime {
             lib.labm8_lockfile_lockfile().call_list_locks(store, d)
         })
         .map(|l| Listing {
-            locks: l.locks.into_iter().map(crate::error::status).collect(),
-            unreadable: l.unreadable.into_iter().map(from_wit).collect(),
-            leftovers: l
-                .leftovers
-                .into_iter()
-                .map(crate::error::leftover)
-                .collect(),
+            locks: l.locks.into_iter().map(Status::from).collect(),
+            unreadable: l.unreadable.into_iter().map(LockError::from).collect(),
+            leftovers: l.leftovers.into_iter().map(crate::Leftover::from).collect(),
         })
     }
 
@@ -342,7 +338,7 @@ impl Runtime {
         self.with_dir(dir.as_ref(), self.runner, |lib, store, d| {
             lib.labm8_lockfile_lockfile().call_sweep_leftovers(store, d)
         })
-        .map(|v| v.into_iter().map(crate::error::leftover).collect())
+        .map(|v| v.into_iter().map(crate::Leftover::from).collect())
     }
 
     fn with_dir<T>(
@@ -355,21 +351,20 @@ impl Runtime {
             &str,
         ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, Error> {
-        let real = std::fs::canonicalize(dir).map_err(|e| Error::Unreachable {
-            path: dir.to_path_buf(),
-            message: match e.kind() {
-                std::io::ErrorKind::NotFound => "the directory does not exist".into(),
-                _ => format!(
-                    "cannot resolve the directory: {}",
-                    lockfile_core::plain::words(&e)
-                ),
-            },
+        let real = std::fs::canonicalize(dir).map_err(|e| {
+            Error::unreachable(
+                dir,
+                match e.kind() {
+                    std::io::ErrorKind::NotFound => "the directory does not exist".into(),
+                    _ => format!(
+                        "cannot resolve the directory: {}",
+                        lockfile_core::plain::words(&e)
+                    ),
+                },
+            )
         })?;
         if !real.is_dir() {
-            return Err(Error::Unreachable {
-                path: dir.to_path_buf(),
-                message: "not a directory".into(),
-            });
+            return Err(Error::unreachable(dir, "not a directory"));
         }
         self.call_once(&real, acting, &real, call)
     }
@@ -409,7 +404,7 @@ impl Runtime {
             .map_err(|e| Error::runtime("cannot instantiate the lockfile component", e))?;
         call(&lib, &mut store, utf8(arg)?)
             .map_err(|e| Error::runtime("the component trapped", e))?
-            .map_err(from_wit)
+            .map_err(Error::from)
     }
 
     /// A sandbox for one plugin's locks: the directories it may lock in,
@@ -424,9 +419,11 @@ impl Runtime {
         wasi.allow_blocking_current_thread(true);
         for (host, guest) in dirs {
             wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
-                .map_err(|e| Error::Unreachable {
-                    path: host.clone(),
-                    message: format!("cannot open the directory granted as `{guest}`: {e}"),
+                .map_err(|e| {
+                    Error::unreachable(
+                        host,
+                        format!("cannot open the directory granted as `{guest}`: {e}"),
+                    )
                 })?;
         }
         let process = ProcessCtx::new(self.runner, self.runner, None, self.machine.clone())
@@ -457,15 +454,17 @@ impl Runtime {
         // Must precede `preopened_dir`: each preopen captures the setting.
         wasi.allow_blocking_current_thread(true);
         wasi.preopened_dir(dir, utf8(dir)?, FsPerms::ReadWrite)
-            .map_err(|e| Error::Unreachable {
-                path: dir.to_path_buf(),
-                message: format!(
-                    "cannot open the directory: {}",
-                    match e.downcast_ref::<std::io::Error>() {
-                        Some(io) => lockfile_core::plain::words(io),
-                        None => format!("{e:#}"),
-                    }
-                ),
+            .map_err(|e| {
+                Error::unreachable(
+                    dir,
+                    format!(
+                        "cannot open the directory: {}",
+                        match e.downcast_ref::<std::io::Error>() {
+                            Some(io) => lockfile_core::plain::words(io),
+                            None => format!("{e:#}"),
+                        }
+                    ),
+                )
             })?;
         if let Some(spec) = &self.test_pauses {
             wasi.env(PAUSE_VAR, spec);
@@ -489,19 +488,15 @@ impl Runtime {
 }
 
 fn utf8(path: &Path) -> Result<&str, Error> {
-    path.to_str().ok_or_else(|| Error::Unreachable {
-        path: path.to_path_buf(),
-        message: "the path is not valid UTF-8, which WASI cannot name".into(),
+    path.to_str().ok_or_else(|| {
+        Error::unreachable(path, "the path is not valid UTF-8, which WASI cannot name")
     })
 }
 
 /// The lock's directory, made absolute with links resolved (it is preopened
 /// as itself, so messages show real paths), and the lock's full path in it.
 fn locate(path: &Path) -> Result<(PathBuf, PathBuf), Error> {
-    let unreachable = |message: String| Error::Unreachable {
-        path: path.to_path_buf(),
-        message,
-    };
+    let unreachable = |message: String| Error::unreachable(path, message);
     let name = match path.file_name() {
         Some(name) if !path.as_os_str().to_string_lossy().ends_with('/') => name,
         _ => return Err(unreachable("the path does not name a file".into())),
@@ -540,7 +535,7 @@ pub struct Listing {
     /// is named `*.lock`, or has private files beside it.
     pub locks: Vec<crate::Status>,
     /// Files that look like locks but could not be read, and why.
-    pub unreadable: Vec<Error>,
+    pub unreadable: Vec<LockError>,
     /// Temporary files, claims and token files, by name.
     pub leftovers: Vec<crate::Leftover>,
 }

@@ -39,49 +39,19 @@ fn refusal(r: &Refusal) -> RefusalTuple {
     )
 }
 
-/// The `kind` the package matches on; the same words as the WIT's error cases.
-fn kind(e: &Error) -> &'static str {
+/// The `kind` the package matches on (the WIT's words for the protocol's
+/// errors), the path the error names and what is wrong there.
+fn parts(e: &Error) -> (&'static str, String, String) {
     match e {
-        Error::UnableToAcquire(_) => "unable-to-acquire",
-        Error::UnableToRelease(_) => "unable-to-release",
-        Error::Malformed { .. } => "malformed",
-        Error::NotAFile { .. } => "not-a-file",
-        Error::Unreachable { .. } => "unreachable",
-        Error::Denied { .. } => "denied",
-        Error::InvalidIdentity { .. } => "invalid-identity",
-        Error::Contended { .. } => "contended",
-        Error::Lost { .. } => "lost",
-        Error::Io { .. } => "io",
-        Error::NoSuchProcess(_) => "no-such-process",
-        Error::Runtime { .. } => "runtime",
-        _ => "other",
-    }
-}
-
-/// The path an error names, and what is wrong there without it.
-fn path_and_message(e: &Error) -> (String, String) {
-    match e {
-        Error::UnableToAcquire(r) | Error::UnableToRelease(r) => (r.path.clone(), r.reason.clone()),
-        Error::Malformed { path, message }
-        | Error::NotAFile { path, message }
-        | Error::Unreachable { path, message }
-        | Error::Denied { path, message }
-        | Error::InvalidIdentity { path, message }
-        | Error::Contended { path, message }
-        | Error::Lost { path, message }
-        | Error::Io { path, message } => (path.display().to_string(), message.clone()),
-        other => (String::new(), other.to_string()),
+        Error::Lock(e) => (e.kind(), e.path().to_owned(), e.message().to_owned()),
+        Error::NoSuchProcess(_) => ("no-such-process", String::new(), e.to_string()),
+        Error::Runtime { .. } => ("runtime", String::new(), e.to_string()),
+        _ => ("other", String::new(), e.to_string()),
     }
 }
 
 /// `e` as a `Failure`.
 pub fn to_py(e: &Error) -> PyErr {
-    let (path, message) = path_and_message(e);
-    Failure::new_err((
-        kind(e),
-        path,
-        message,
-        e.to_string(),
-        e.refusal().map(refusal),
-    ))
+    let (kind, path, message) = parts(e);
+    Failure::new_err((kind, path, message, e.to_string(), e.refusal().map(refusal)))
 }

@@ -3,7 +3,7 @@
 use std::fs;
 use std::time::Duration;
 
-use lockfile_host::{AcquireOptions, Cause, Error, Runtime, Timestamp, Verdict};
+use lockfile_host::{AcquireOptions, Cause, Error, LockError, Runtime, Timestamp, Verdict};
 
 use crate::common::*;
 
@@ -54,7 +54,7 @@ fn planted_dead_owner_needs_replace_stale() {
     assert_eq!((pid, date), (DEAD_PID, Timestamp::new(1_700_000_000, 0)));
     let mut lock = rt.open(&path).expect("open");
     match lock.acquire(false, false) {
-        Err(Error::UnableToAcquire(r)) => {
+        Err(Error::Lock(LockError::UnableToAcquire(r))) => {
             assert_eq!(r.owner.pid, DEAD_PID);
             assert_eq!(r.verdict, Verdict::Stale);
             assert_eq!(r.path, path);
@@ -78,7 +78,7 @@ fn planted_live_owner_needs_force() {
     let mut lock = rt.open(&path).expect("open");
     for replace_stale in [false, true] {
         match lock.acquire(replace_stale, false) {
-            Err(Error::UnableToAcquire(r)) => {
+            Err(Error::Lock(LockError::UnableToAcquire(r))) => {
                 assert_eq!(r.owner.pid, owner.pid());
                 assert_eq!(r.verdict, Verdict::Held);
             }
@@ -103,7 +103,7 @@ fn release_by_non_owner_is_refused_and_changes_nothing() {
     let before = fs::read(&path).expect("lock");
     let mut lock = rt.open(&path).expect("open");
     match lock.release(false) {
-        Err(Error::UnableToRelease(r)) => assert_eq!(r.owner.pid, owner.pid()),
+        Err(Error::Lock(LockError::UnableToRelease(r))) => assert_eq!(r.owner.pid, owner.pid()),
         other => panic!("expected UnableToRelease, got {other:?}"),
     }
     assert_eq!(fs::read(&path).expect("lock"), before, "unchanged");
@@ -262,7 +262,7 @@ fn write_refuses_what_no_reader_could_read() {
     for (pid, ts) in [(12, 253_402_300_800), (u32::MAX, 1)] {
         let result = rt.write(&path, pid, Timestamp::new(ts, 0));
         assert!(
-            matches!(result, Err(Error::Io { .. })),
+            matches!(result, Err(Error::Lock(LockError::Io { .. }))),
             "{pid} {ts}: {result:?}"
         );
         assert!(!path.exists());
@@ -397,13 +397,16 @@ fn acquire_with_waits_with_backoff_until_the_holder_releases() {
     let mut lock = rt.open(&path).expect("open");
     // No wait: refused at once.
     match lock.acquire_with(AcquireOptions::default()) {
-        Err(Error::UnableToAcquire(r)) => assert_eq!(r.owner.pid, holder.pid()),
+        Err(Error::Lock(LockError::UnableToAcquire(r))) => assert_eq!(r.owner.pid, holder.pid()),
         other => panic!("expected a refusal, got {other:?}"),
     }
     // A short wait runs out.
     let started = std::time::Instant::now();
     let out = lock.acquire_with(AcquireOptions::default().wait_for(Duration::from_millis(60)));
-    assert!(matches!(out, Err(Error::UnableToAcquire(_))), "{out:?}");
+    assert!(
+        matches!(out, Err(Error::Lock(LockError::UnableToAcquire(_)))),
+        "{out:?}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(60));
     // A long one ends when the holder releases.
     let release = {

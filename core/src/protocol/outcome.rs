@@ -165,6 +165,63 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The case as the WIT names it (`unable-to-acquire`, `malformed`, ...):
+    /// the word front ends (the Python package's exception classes) match on.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::UnableToAcquire(_) => "unable-to-acquire",
+            Error::UnableToRelease(_) => "unable-to-release",
+            Error::Malformed { .. } => "malformed",
+            Error::NotAFile { .. } => "not-a-file",
+            Error::Unreachable { .. } => "unreachable",
+            Error::Denied { .. } => "denied",
+            Error::InvalidIdentity { .. } => "invalid-identity",
+            Error::Contended { .. } => "contended",
+            Error::Lost { .. } => "lost",
+            Error::Io { .. } => "io",
+        }
+    }
+
+    /// The path the error names.
+    pub fn path(&self) -> &str {
+        match self {
+            Error::UnableToAcquire(r) | Error::UnableToRelease(r) => &r.path,
+            Error::Malformed { path, .. }
+            | Error::NotAFile { path, .. }
+            | Error::Unreachable { path, .. }
+            | Error::Denied { path, .. }
+            | Error::InvalidIdentity { path, .. }
+            | Error::Contended { path, .. }
+            | Error::Lost { path, .. }
+            | Error::Io { path, .. } => path,
+        }
+    }
+
+    /// What is wrong at [`Error::path`]: a refusal's reason, else the message.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::UnableToAcquire(r) | Error::UnableToRelease(r) => &r.reason,
+            Error::Malformed { message, .. }
+            | Error::NotAFile { message, .. }
+            | Error::Unreachable { message, .. }
+            | Error::Denied { message, .. }
+            | Error::InvalidIdentity { message, .. }
+            | Error::Contended { message, .. }
+            | Error::Lost { message, .. }
+            | Error::Io { message, .. } => message,
+        }
+    }
+
+    /// The refusal, for `UnableToAcquire` and `UnableToRelease`.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Error::UnableToAcquire(r) | Error::UnableToRelease(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 /// What is at the lock path.
 // Returned once per read and consumed at once: a box would cost an
 // allocation per read to save stack space nobody holds on to.
