@@ -30,8 +30,8 @@ cool() { sleep "${COOLDOWN:-40}"; }
 
 # Whole processes, interleaved round by round (bench/processes.py): flock,
 # `lockfile acquire/release/status`, the floor (load and instantiate the
-# component, no lock work: examples/floor.rs) and the limit (the same
-# command line over lockfile-core natively, no sandbox: examples/native.rs).
+# component, no lock work: bench/floor.rs) and the limit (the same
+# command line over lockfile-core natively, no sandbox: bench/native.rs).
 cool
 python3 bench/processes.py "$bin" target/release/examples/floor target/release/examples/native \
   "${ROUNDS:-300}" | tee "$work/processes.txt"

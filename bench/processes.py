@@ -5,9 +5,9 @@ the floor and the native limit, against `flock -n F true`.
 Usage: processes.py LOCKFILE FLOOR NATIVE [ROUNDS]
 
 LOCKFILE is the `lockfile` binary; FLOOR loads and instantiates the same
-precompiled component without lock work (`examples/floor.rs`); NATIVE is the
+precompiled component without lock work (`bench/floor.rs`); NATIVE is the
 same command line over `lockfile-core` natively, without a sandbox
-(`examples/native.rs`).
+(`bench/native.rs`).
 
 Every round runs each case once, in a new random order, so drift on this
 machine (CPU frequency, page cache, a neighbour's load) lands on every case

@@ -20,6 +20,9 @@ pub mod options;
 pub mod paths;
 pub mod plain;
 pub mod protocol;
+// Test plumbing (the harness pauses processes mid-protocol with it), kept out
+// of the documented API.
+#[doc(hidden)]
 pub mod testing;
 
 // The adapters keep their paths at the crate's root, where every front end

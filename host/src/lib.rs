@@ -51,6 +51,7 @@ pub use engine_config::{Allocation, DEFAULT_POOL};
 pub use error::{Error, LockError};
 pub use lock::{LockFile, LockGuard};
 pub use lockfile_core::protocol::{Leftover, LeftoverKind};
+#[doc(hidden)]
 pub use lockfile_core::testing::PAUSE_VAR;
 pub use lockfile_core::{
     display_time, rfc3339, AcquireOptions, Backoff, Cause, Mode, Owner, Refusal, Status, Timestamp,
