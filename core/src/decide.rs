@@ -5,6 +5,10 @@
 //! else; a record from a previous boot is `stale` whatever its pid now is.
 //! Only then is the pid looked up, and an `unknown` answer is never `stale`.
 
+mod cause;
+
+pub use cause::{owner_state, Cause};
+
 use crate::format::{Record, Timestamp};
 
 /// Whether a process is running.
@@ -89,82 +93,6 @@ impl Verdict {
     }
 }
 
-/// Why a verdict is what it is, as data: programs match on this, people
-/// read [`Judgement::reason`]. Exhaustive on purpose: a new cause makes the
-/// compiler point at every conversion (the WIT's, the host's) to update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    /// There is no lock file (`unlocked`).
-    NoLockFile,
-    /// The file cannot be parsed (`malformed`).
-    Unparsable,
-    /// The lock is the current process's (`owned-by-self`).
-    Ours,
-    /// The owner runs, and its start time matches the record's (`held`).
-    Running,
-    /// The owner's pid runs; no start time to compare (`held`).
-    RunningUnverified,
-    /// Whether the owner runs cannot be told (`held`).
-    UnknownLiveness,
-    /// The owner is gone, but the command it started runs (`held`).
-    CompanionRunning,
-    /// The owner is gone; whether its command runs cannot be told (`held`).
-    CompanionUnknown,
-    /// A process is replacing or releasing the lock right now (a live claim).
-    BeingReplaced,
-    /// The owner's pid is not running (`stale`).
-    Dead,
-    /// The owner's pid runs another process, started at another time (`stale`).
-    Recycled,
-    /// The owner's pid runs a process that started after the lock was taken (`stale`).
-    StartedAfter,
-    /// Taken on another host or in another PID namespace with a lease, not
-    /// refreshed for longer than the lease plus the clock allowance
-    /// (`stale`); or our own lock, whose lease ran out (`owned-by-self`,
-    /// but `refresh` fails: another host may take it over).
-    LeaseExpired,
-    /// Our own process, but another holder in it (`held`): another plugin
-    /// of the same application (see [`with_holder`]).
-    OtherHolder,
-    /// Our own pid, but an earlier process with it took the lock (`stale`).
-    OurPidReused,
-    /// Taken before this machine last booted (`stale`).
-    PreviousBoot,
-    /// Taken in a PID namespace that has ended on this machine (`stale`).
-    NamespaceEnded,
-    /// Taken on another host (`foreign`).
-    OtherHost,
-    /// Taken in another PID namespace (`foreign`).
-    OtherNamespace,
-}
-
-impl Cause {
-    /// The name used in JSON and in the WIT.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::NoLockFile => "no-lock-file",
-            Cause::Unparsable => "unparsable",
-            Cause::Ours => "ours",
-            Cause::Running => "running",
-            Cause::RunningUnverified => "running-unverified",
-            Cause::UnknownLiveness => "unknown-liveness",
-            Cause::CompanionRunning => "companion-running",
-            Cause::CompanionUnknown => "companion-unknown",
-            Cause::BeingReplaced => "being-replaced",
-            Cause::Dead => "dead",
-            Cause::Recycled => "recycled",
-            Cause::StartedAfter => "started-after",
-            Cause::LeaseExpired => "lease-expired",
-            Cause::OtherHolder => "other-holder",
-            Cause::OurPidReused => "our-pid-reused",
-            Cause::PreviousBoot => "previous-boot",
-            Cause::NamespaceEnded => "namespace-ended",
-            Cause::OtherHost => "other-host",
-            Cause::OtherNamespace => "other-namespace",
-        }
-    }
-}
-
 /// A verdict, its cause, and the sentence that explains it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgement {
@@ -174,24 +102,6 @@ pub struct Judgement {
     pub cause: Cause,
     /// Why, as a sentence.
     pub reason: String,
-}
-
-/// A word or two on a refused owner for messages: `alive`, `stale`,
-/// `liveness unknown`, `on host X`, `in another PID namespace`.
-pub fn owner_state(verdict: Verdict, cause: Cause, hostname: Option<&str>) -> String {
-    match (verdict, cause) {
-        (Verdict::Held, Cause::UnknownLiveness | Cause::CompanionUnknown) => {
-            "liveness unknown".into()
-        }
-        (Verdict::Held, Cause::CompanionRunning) => "gone, its command alive".into(),
-        (Verdict::Held, _) => "alive".into(),
-        (Verdict::Foreign, Cause::OtherNamespace) => "in another PID namespace".into(),
-        (Verdict::Foreign, _) => match hostname {
-            Some(host) => format!("on host {host}"),
-            None => "on another host".into(),
-        },
-        (other, _) => other.as_str().into(),
-    }
 }
 
 /// How far a process's start time may lie after the lock's timestamp before
@@ -575,171 +485,4 @@ pub fn human_duration(seconds: i128) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T0: Timestamp = Timestamp {
-        seconds: 1_796_000_000,
-        nanos: 0,
-    };
-
-    fn record(pid: u32) -> Record {
-        Record {
-            pid,
-            timestamp: T0,
-            ..Record::default()
-        }
-    }
-
-    fn me() -> Identity {
-        Identity {
-            pid: 100,
-            start_ticks: Some(5000),
-        }
-    }
-
-    fn machine() -> Machine {
-        Machine {
-            hostname: Some("here".into()),
-            boot_id: Some("boot-a".into()),
-            pid_namespace: Some(7),
-        }
-    }
-
-    fn alive(start_ticks: Option<u64>, start_time: Option<Timestamp>) -> ProcessInfo {
-        ProcessInfo {
-            liveness: Liveness::Alive,
-            start_ticks,
-            start_time,
-        }
-    }
-
-    fn verdict(r: &Record, info: ProcessInfo) -> Verdict {
-        judge(r, &me(), &machine(), |_| info).verdict
-    }
-
-    #[test]
-    fn own_pid_is_owned_by_self() {
-        assert_eq!(
-            verdict(&record(100), ProcessInfo::UNKNOWN),
-            Verdict::OwnedBySelf
-        );
-        let mut r = record(100);
-        r.start_ticks = Some(5000);
-        assert_eq!(verdict(&r, ProcessInfo::UNKNOWN), Verdict::OwnedBySelf);
-    }
-
-    #[test]
-    fn own_pid_on_a_labm8_file_older_than_us_is_stale() {
-        // A labm8 file (no start time) naming our pid, taken an hour before
-        // we started: an earlier process with our (recycled) pid wrote it.
-        let r = record(100);
-        let started_later = alive(None, Some(Timestamp::new(T0.seconds + 3600, 0)));
-        let j = judge(&r, &me(), &machine(), |_| started_later);
-        assert_eq!(j.verdict, Verdict::Stale, "{}", j.reason);
-        let started_before = alive(None, Some(Timestamp::new(T0.seconds - 10, 0)));
-        assert_eq!(verdict(&r, started_before), Verdict::OwnedBySelf);
-    }
-
-    #[test]
-    fn own_pid_from_an_earlier_process_is_stale() {
-        let mut r = record(100);
-        r.start_ticks = Some(4000);
-        assert_eq!(verdict(&r, ProcessInfo::UNKNOWN), Verdict::Stale);
-    }
-
-    #[test]
-    fn dead_owner_is_stale_and_unknown_is_held() {
-        let dead = ProcessInfo {
-            liveness: Liveness::Dead,
-            ..ProcessInfo::UNKNOWN
-        };
-        assert_eq!(verdict(&record(200), dead), Verdict::Stale);
-        assert_eq!(verdict(&record(200), ProcessInfo::UNKNOWN), Verdict::Held);
-    }
-
-    #[test]
-    fn pid_0_is_held_by_an_owner_of_unknown_liveness_whatever_is_asked() {
-        let dead = ProcessInfo {
-            liveness: Liveness::Dead,
-            ..ProcessInfo::UNKNOWN
-        };
-        for info in [dead, ProcessInfo::UNKNOWN, alive(Some(1), Some(T0))] {
-            let judged = judge(&record(0), &me(), &machine(), |_| info);
-            assert_eq!(judged.verdict, Verdict::Held);
-            assert_eq!(judged.cause, Cause::UnknownLiveness);
-            assert!(judged.reason.contains("pid 0"), "{}", judged.reason);
-        }
-        let previous_boot = Record {
-            boot_id: Some("boot-old".into()),
-            hostname: Some("here".into()),
-            ..record(0)
-        };
-        assert_eq!(verdict(&previous_boot, dead), Verdict::Held);
-    }
-
-    #[test]
-    fn start_ticks_decide_between_owner_and_recycled_pid() {
-        let mut r = record(200);
-        r.start_ticks = Some(42);
-        assert_eq!(verdict(&r, alive(Some(42), None)), Verdict::Held);
-        let j = judge(&r, &me(), &machine(), |_| alive(Some(43), None));
-        assert_eq!(j.verdict, Verdict::Stale);
-        assert!(j.reason.contains("recycled"), "{}", j.reason);
-    }
-
-    #[test]
-    fn process_started_after_the_lock_is_not_its_owner() {
-        let r = record(200);
-        let later = |s| alive(None, Some(Timestamp::new(T0.seconds + s, 0)));
-        assert_eq!(verdict(&r, later(2)), Verdict::Held, "within the slack");
-        let j = judge(&r, &me(), &machine(), |_| later(40 * 60));
-        assert_eq!(j.verdict, Verdict::Stale);
-        assert_eq!(
-            j.reason,
-            "pid 200 started 40 min after the lock was taken, so it cannot be the owner"
-        );
-        let earlier = alive(None, Some(Timestamp::new(T0.seconds - 100, 0)));
-        assert_eq!(verdict(&r, earlier), Verdict::Held);
-    }
-
-    #[test]
-    fn other_host_or_namespace_is_foreign_even_if_pid_is_dead() {
-        let dead = ProcessInfo {
-            liveness: Liveness::Dead,
-            ..ProcessInfo::UNKNOWN
-        };
-        let mut r = record(200);
-        r.hostname = Some("there".into());
-        assert_eq!(verdict(&r, dead), Verdict::Foreign);
-        let mut r = record(100);
-        r.pid_namespace = Some(8);
-        assert_eq!(verdict(&r, dead), Verdict::Foreign, "even with our pid");
-    }
-
-    #[test]
-    fn previous_boot_is_stale_without_asking() {
-        let mut r = record(200);
-        r.boot_id = Some("boot-b".into());
-        let j = judge(&r, &me(), &machine(), |_| panic!("must not ask"));
-        assert_eq!(j.verdict, Verdict::Stale);
-    }
-
-    #[test]
-    fn missing_facts_fall_back_to_pid_liveness() {
-        let mut r = record(200);
-        r.hostname = Some("there".into());
-        let bare = Machine::default();
-        let j = judge(&r, &me(), &bare, |_| alive(None, None));
-        assert_eq!(j.verdict, Verdict::Held);
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(human_duration(5), "5 s");
-        assert_eq!(human_duration(2400), "40 min");
-        assert_eq!(human_duration(3 * 3600), "3 h");
-        assert_eq!(human_duration(5 * 86_400), "5 days");
-        assert_eq!(human_duration(-3), "0 s");
-    }
-}
+mod tests;

@@ -1,7 +1,9 @@
 //! The host side of the `library` world, generated from `wit/`: what the
 //! runtime calls (the `lockfile` export) and what it provides (`process`,
-//! `files`). In a module of its own so that every file that needs the
-//! generated types imports them from here, not from the runtime.
+//! `files`); and of the `plugin` world, what a plugin imports (the
+//! `lockfile` interface, which `plugin.rs` answers). In a module of their
+//! own so that every file that needs the generated types imports them from
+//! here, not from the runtime or the plugin support.
 
 wasmtime::component::bindgen!({
     world: "library",
@@ -14,3 +16,22 @@ wasmtime::component::bindgen!({
         "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
     },
 });
+
+/// A plugin's `lock-file` handle, as the application's store sees it: an
+/// index into its [`crate::plugin::PluginLocks`].
+#[derive(Debug)]
+pub struct PluginLock {
+    _private: (),
+}
+
+/// The `plugin` world: what a plugin imports.
+pub(crate) mod plugin_world {
+    wasmtime::component::bindgen!({
+        world: "plugin",
+        path: "../wit",
+        with: {
+            "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock,
+            "labm8:lockfile/lockfile.lock-file": super::PluginLock,
+        },
+    });
+}

@@ -188,7 +188,7 @@ impl From<&AcquireOptions> for wit::AcquireOptions {
 /// The library world's types as the plugin world's.
 pub(crate) mod plugin_world {
     use crate::bindings::exports::labm8::lockfile::lockfile as lib;
-    use crate::plugin::bindings::labm8::lockfile::lockfile as pw;
+    use crate::bindings::plugin_world::labm8::lockfile::lockfile as pw;
 
     // The two bindings (what our component exports, what a plugin imports) are
     // the same WIT types generated twice: convert field by field.

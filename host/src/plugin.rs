@@ -60,31 +60,14 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceAny};
 use wasmtime::Store;
 
 use crate::bindings::exports::labm8::lockfile::lockfile as lib;
+use crate::bindings::plugin_world::labm8::lockfile::lockfile as pw;
 use crate::bindings::Library;
+use crate::convert::plugin_world::{acquire_options, error, leftover, owner, status};
 use crate::error::{Error, LockError};
 use crate::runtime::Runtime;
 use crate::store::{for_call, HostState};
 
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        world: "plugin",
-        path: "../wit",
-        with: {
-            "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock,
-            "labm8:lockfile/lockfile.lock-file": super::PluginLock,
-        },
-    });
-}
-
-use crate::convert::plugin_world::{acquire_options, error, leftover, owner, status};
-use bindings::labm8::lockfile::lockfile as pw;
-
-/// A plugin's `lock-file` handle, as the application's store sees it: an
-/// index into its [`PluginLocks`].
-#[derive(Debug)]
-pub struct PluginLock {
-    _private: (),
-}
+pub use crate::bindings::PluginLock;
 
 /// One open `lock-file` of a plugin: its path and the lock in our sandbox.
 struct Slot {

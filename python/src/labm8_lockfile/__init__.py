@@ -20,16 +20,8 @@ for locks shared across hosts, fencing tokens (``token=True``,
 (``await lock.acquire_async(...)``, ``async with lock``).
 """
 
-from ._errors import (
-    Error,
-    LockFileError,
-    LockLostError,
-    Owner,
-    Status,
-    UnableToAcquireLockError,
-    UnableToReleaseLockError,
-)
-from ._lock import LockFile
+from ._errors import Error, LockFileError, LockLostError, Owner, Status
+from ._lock import LockFile, UnableToAcquireLockError, UnableToReleaseLockError
 
 __all__ = [
     "Error",

@@ -1,4 +1,5 @@
-"""labm8's exceptions, and the native module's failures turned into them."""
+"""labm8's exception classes that need no lock handle, and the records
+(``Owner``, ``Status``) that the native module's tuples become."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ TYPE_CHECKING = False  # as `typing.TYPE_CHECKING`, without importing typing
 
 if TYPE_CHECKING:  # typing costs ~10 ms to import: for type checkers only
     from typing import Any, NamedTuple, Optional, Tuple
-
-    from ._lock import LockFile
 
     class Owner(NamedTuple):
         pid: int
@@ -65,55 +64,6 @@ class Error(Exception):
     """labm8's base class of lock file errors; every error here is one."""
 
 
-class _Refused(Error):
-    _what = ""
-
-    def __init__(self, lock: "LockFile", refusal: Any = None) -> None:
-        super().__init__(lock, refusal)
-        self.lock = lock
-        owner, verdict, cause, reason = refusal if refusal is not None else (None,) * 4
-        owner = to_owner(owner)
-        #: The owner, as recorded (None when constructed without a refusal).
-        self.owner: Optional[Owner] = owner
-        #: The owner's pid.
-        self.pid: Optional[int] = owner.pid if owner is not None else None
-        #: ``held``, ``foreign`` or ``stale``.
-        self.verdict: Optional[str] = verdict
-        #: Why, as a word (see :class:`Status`).
-        self.cause: Optional[str] = cause
-        #: Why, as a sentence.
-        self.reason: Optional[str] = reason
-
-    @property
-    def date(self) -> Optional[datetime.date]:
-        """The day the owner acquired the lock (labm8's ``date``)."""
-        return self.owner.acquired.date() if self.owner is not None else None
-
-    def __str__(self) -> str:
-        # labm8's three lines, then why.
-        text = (
-            "Unable to {} file lock owned by a different process.\n"
-            "Lock acquired by process {} on {}.\n"
-            "Lock path: {}"
-        ).format(self._what, self.pid, self.date, self.lock.path)
-        if self.reason:
-            text += "\nWhy: {} ({})".format(self.reason, self.verdict)
-        return text
-
-
-class UnableToAcquireLockError(_Refused):
-    """labm8's error: another owner holds the lock (also when a wait for it
-    ran out)."""
-
-    _what = "acquire"
-
-
-class UnableToReleaseLockError(_Refused):
-    """labm8's error: the lock belongs to another owner."""
-
-    _what = "release"
-
-
 class LockFileError(Error, OSError):
     """Any other failure, with the path and what is wrong. An ``OSError``
     too (labm8's lock raised ``OSError`` for these), with ``errno`` set
@@ -154,18 +104,3 @@ class LockLostError(LockFileError):
 
 
 _ERRNO = {"unreachable": errno.ENOENT, "denied": errno.EACCES, "io": errno.EIO}
-
-
-def from_failure(lock: Optional["LockFile"], failure: BaseException) -> Error:
-    """The native module's ``Failure(kind, path, message, text, refusal)`` as ours."""
-    kind, path, message, text, refusal = failure.args
-    if kind == "unable-to-acquire" or kind == "unable-to-release":
-        if lock is None:
-            from ._lock import LockFile
-
-            lock = LockFile(path)
-        cls = UnableToAcquireLockError if kind == "unable-to-acquire" else UnableToReleaseLockError
-        return cls(lock, refusal)
-    if kind == "lost":
-        return LockLostError(kind, path, message, text)
-    return LockFileError(kind, path, message, text)

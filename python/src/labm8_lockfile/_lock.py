@@ -1,5 +1,6 @@
 """``LockFile``: labm8's API over the native module, plus waits, leases,
-tokens and asyncio."""
+tokens and asyncio; labm8's refusals, which name the lock, and the native
+module's failures turned into exceptions."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import weakref
 TYPE_CHECKING = False  # as `typing.TYPE_CHECKING`, without importing typing
 
 from . import _native
-from ._errors import Status, from_failure, to_datetime, to_owner
+from ._errors import Error, LockFileError, LockLostError, Owner, Status, to_datetime, to_owner
 
 if TYPE_CHECKING:  # typing costs ~10 ms to import: for type checkers only
     from typing import Any, Callable, Optional, Tuple, TypeVar, Union
@@ -369,3 +370,65 @@ async def _sleep(seconds: float) -> None:
 def _missing_directory(failure: BaseException) -> bool:
     kind, path = failure.args[0], failure.args[1]
     return kind == "unreachable" and not os.path.isdir(os.path.dirname(os.path.abspath(path)))
+
+
+class _Refused(Error):
+    _what = ""
+
+    def __init__(self, lock: LockFile, refusal: Any = None) -> None:
+        super().__init__(lock, refusal)
+        self.lock = lock
+        owner, verdict, cause, reason = refusal if refusal is not None else (None,) * 4
+        owner = to_owner(owner)
+        #: The owner, as recorded (None when constructed without a refusal).
+        self.owner: Optional[Owner] = owner
+        #: The owner's pid.
+        self.pid: Optional[int] = owner.pid if owner is not None else None
+        #: ``held``, ``foreign`` or ``stale``.
+        self.verdict: Optional[str] = verdict
+        #: Why, as a word (see :class:`Status`).
+        self.cause: Optional[str] = cause
+        #: Why, as a sentence.
+        self.reason: Optional[str] = reason
+
+    @property
+    def date(self) -> Optional[datetime.date]:
+        """The day the owner acquired the lock (labm8's ``date``)."""
+        return self.owner.acquired.date() if self.owner is not None else None
+
+    def __str__(self) -> str:
+        # labm8's three lines, then why.
+        text = (
+            "Unable to {} file lock owned by a different process.\n"
+            "Lock acquired by process {} on {}.\n"
+            "Lock path: {}"
+        ).format(self._what, self.pid, self.date, self.lock.path)
+        if self.reason:
+            text += "\nWhy: {} ({})".format(self.reason, self.verdict)
+        return text
+
+
+class UnableToAcquireLockError(_Refused):
+    """labm8's error: another owner holds the lock (also when a wait for it
+    ran out)."""
+
+    _what = "acquire"
+
+
+class UnableToReleaseLockError(_Refused):
+    """labm8's error: the lock belongs to another owner."""
+
+    _what = "release"
+
+
+def from_failure(lock: Optional[LockFile], failure: BaseException) -> Error:
+    """The native module's ``Failure(kind, path, message, text, refusal)`` as ours."""
+    kind, path, message, text, refusal = failure.args
+    if kind == "unable-to-acquire" or kind == "unable-to-release":
+        if lock is None:
+            lock = LockFile(path)
+        cls = UnableToAcquireLockError if kind == "unable-to-acquire" else UnableToReleaseLockError
+        return cls(lock, refusal)
+    if kind == "lost":
+        return LockLostError(kind, path, message, text)
+    return LockFileError(kind, path, message, text)
