@@ -6,8 +6,8 @@
 use lockfile_core::{AcquireOptions, Cause, Mode, Owner, Refusal, Status, Timestamp, Verdict};
 
 use crate::bindings::exports::labm8::lockfile::lockfile as wit;
-use crate::diagnose::{read_only_mount, sticky_owner};
 use crate::error::{Error, LockError};
+use crate::process::diagnose::{read_only_mount, sticky_owner};
 
 impl From<wit::Verdict> for Verdict {
     fn from(v: wit::Verdict) -> Self {

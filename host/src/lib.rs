@@ -33,7 +33,6 @@
 mod bindings;
 mod code_memory;
 mod convert;
-mod diagnose;
 mod engine_config;
 mod error;
 pub mod files;

@@ -5,7 +5,12 @@
 //!   `lockfile-core` that the WASI components use too.
 //! - Other Unix (`unix.rs`): `kill(pid, 0)` only.
 //! - Elsewhere (`unknown.rs`): nothing is known, so no lock is ever judged stale.
+//!
+//! Beside them, what the host can tell about files that the component
+//! cannot (`diagnose.rs`: the owner of a file in a sticky directory, a
+//! read-only mount), per platform in the same way.
 
+pub(crate) mod diagnose;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
