@@ -66,15 +66,19 @@ ratio plugin_composed_vs_component "$composed" "$comp"
 ratio plugin_hosted_vs_component "$hosted" "$comp"
 cool
 target/bench-venv/bin/python bench/peers.py "$work" | tee "$work/peers.txt"
-# The Node package, built from the same component.
+# The Node package (its native addon, release profile) against
+# proper-lockfile 4.1.2, in-process and as whole processes.
+cool
 (cd node && npm ci --no-audit --no-fund --loglevel=error >&2 \
-  && LOCKFILE_WASI_COMPONENT="$PWD/../target/release/lockfile-wasi.wasm" npm run --silent build >&2)
+  && LOCKFILE_NODE_PROFILE=release npm run --silent build >&2)
 node bench/node-cycle.mjs "$work" | tee -a "$work/peers.txt"
 while read -r _ name value _; do
   ratio "${name%_cycle}_vs_component" "$value" "$comp"
 done < <(grep '^BENCH [a-z0-9_]*_cycle ' "$work/peers.txt")
-# The Python package against the Python peers, from the same interleaved run.
 peer() { awk -v n="$1" '$1 == "BENCH" && $2 == n {print $3}' "$work/peers.txt"; }
+ratio node_lockfile_async_vs_proper_lockfile_cycle "$(peer node_lockfile_async_cycle)" "$(peer proper_lockfile_cycle)"
+python3 -c "print('BENCH node_lockfile_process_over_node %.1f ms' % ($(peer node_lockfile_process) - $(peer node_empty_process)))"
+# The Python package against the Python peers, from the same interleaved run.
 if [ -n "$(peer labm8_lockfile_cycle)" ]; then
   ratio labm8_lockfile_vs_filelock_cycle "$(peer labm8_lockfile_cycle)" "$(peer filelock_cycle)"
   [ -z "$(peer labm8_cycle)" ] ||

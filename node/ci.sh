@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Node package's pinned dependencies (npm ci), transpiles the
-# component with jco-transpile and runs the package's tests with node's test runner.
-# The harness runs this from `cargo test` (tests/harness/languages.rs), with
-# LOCKFILE_WASI_COMPONENT and LOCKFILE_BIN naming what that build produced.
+# Builds the Node package's native addon (a member of the Cargo workspace: it
+# reuses the wasmtime the test command just compiled), packs the package with
+# `npm pack`, installs the tarball into a fresh project and runs the package's
+# tests there, as a user would; then runs the portable component under plain
+# Node (jco + preview2-shim) from this directory. The harness runs this from
+# `cargo test` (tests/harness/languages.rs), with LOCKFILE_WASI_COMPONENT and
+# LOCKFILE_BIN naming what that build produced. Everything it makes stays in
+# node/node_modules, node/lockfile.node, node/test/jco and target/node-*.
 set -euo pipefail
 cd "$(dirname "$0")"
 for tool in node npm; do
@@ -20,4 +24,20 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 npm run --silent build
-node --test test/
+
+# Pack, and install the tarball into a fresh project (no registry needed:
+# the package has no dependencies).
+pack=../target/node-pack
+consumer=../target/node-consumer
+rm -rf "$pack" "$consumer"
+mkdir -p "$pack" "$consumer"
+tarball="$(npm pack --silent --pack-destination "$pack")"
+cat > "$consumer/package.json" <<'JSON'
+{ "name": "lockfile-node-consumer", "private": true, "type": "module" }
+JSON
+(cd "$consumer" && npm install --no-audit --no-fund --loglevel=error --offline "../node-pack/$tarball" >&2)
+cp test/lockfile.test.js "$consumer/"
+(cd "$consumer" && TSC="$OLDPWD/node_modules/.bin/tsc" node --test lockfile.test.js)
+
+node scripts/transpile-wasi.js
+node --test test/jco.test.js

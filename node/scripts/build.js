@@ -1,41 +1,35 @@
-// Transpiles lockfile-wasi.wasm (the lock with a `process` from WASI alone,
-// built by `cargo build` at the repository root) into dist/ with jco, for
-// custom instantiation: src/index.js gives each lock directory its own
-// instance, which sees only that directory (and /proc).
-//
-// The component: $LOCKFILE_WASI_COMPONENT, else the newest of
-// ../target/{debug,release}/lockfile-wasi.wasm.
-import { transpile, writeFiles } from "@bytecodealliance/jco-transpile";
-import { existsSync, rmSync, statSync } from "node:fs";
+// Builds the native addon (node/native/, a member of the Cargo workspace, so
+// it reuses the workspace's wasmtime build) and copies it to lockfile.node,
+// its debug information stripped. LOCKFILE_NODE_PROFILE=release builds what
+// a published package would carry; the default, dev, is what the tests use.
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(dirname(fileURLToPath(import.meta.url)));
-const candidates = process.env.LOCKFILE_WASI_COMPONENT
-  ? [process.env.LOCKFILE_WASI_COMPONENT]
-  : ["debug", "release"].map((p) => join(here, "..", "target", p, "lockfile-wasi.wasm"));
-const found = candidates
-  .filter((p) => existsSync(p))
-  .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-if (found.length === 0) {
-  console.error(
-    `labm8-lockfile: no lockfile-wasi.wasm at ${candidates.join(" or ")}: ` +
-      "run `cargo build` at the repository root first (or set LOCKFILE_WASI_COMPONENT)",
-  );
+const root = dirname(here);
+const profile = process.env.LOCKFILE_NODE_PROFILE ?? "dev";
+const cargo = process.env.CARGO ?? "cargo";
+try {
+  execFileSync(cargo, ["build", "--quiet", "-p", "lockfile-node", "--profile", profile], {
+    cwd: root,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+} catch (e) {
+  console.error(`labm8-lockfile: \`${cargo} build -p lockfile-node\` failed: ${e.message}`);
   process.exit(1);
 }
-const dist = join(here, "dist");
-rmSync(dist, { recursive: true, force: true });
-// jco's transpiler as a library (the `jco transpile` command without the
-// rest of jco, which would install ten times as much): sync instantiation,
-// no TypeScript declarations.
-const { files } = await transpile(found[0], {
-  name: "lockfile-wasi",
-  instantiation: "sync",
-  emitTypescriptDeclarations: false,
-  outDir: dist,
-  // As `jco transpile` does: errors thrown as ComponentError with a payload.
-  noComponentErrorWrapping: false,
-});
-await writeFiles(files);
-console.error(`labm8-lockfile: transpiled ${found[0]} into dist/`);
+const built = join(root, "target", profile === "dev" ? "debug" : profile, "liblockfile_node.so");
+if (!existsSync(built)) {
+  console.error(`labm8-lockfile: the build made no ${built}`);
+  process.exit(1);
+}
+const addon = join(here, "lockfile.node");
+copyFileSync(built, addon);
+try {
+  execFileSync("strip", ["--strip-debug", addon]);
+} catch {
+  // Without binutils the addon keeps its debug information: larger, same code.
+}
+console.error(`labm8-lockfile: built ${addon} (${profile})`);

@@ -1,22 +1,22 @@
-// The Node package against real files, real processes and the native
-// `lockfile` CLI ($LOCKFILE_BIN, else ../target/debug/lockfile).
+// The Node package as a user installs it (node/ci.sh packs it with `npm pack`
+// and installs it into a fresh project, where this file runs), against real
+// files, real processes and the native `lockfile` CLI ($LOCKFILE_BIN).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
 import {
   LockFile,
   LockFileError,
+  LockLostError,
   UnableToAcquireLockError,
   UnableToReleaseLockError,
-} from "../src/index.js";
+} from "labm8-lockfile";
 
-const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
-const lockfileBin = process.env.LOCKFILE_BIN ?? join(root, "target", "debug", "lockfile");
+const lockfileBin = process.env.LOCKFILE_BIN;
 
 function sandbox(t) {
   const dir = mkdtempSync(join(tmpdir(), "lockfile-node-"));
@@ -32,17 +32,26 @@ function sleeper(t) {
 }
 
 function cli(args) {
-  assert.ok(existsSync(lockfileBin), `the lockfile CLI is missing at ${lockfileBin}: run cargo build`);
+  assert.ok(lockfileBin && existsSync(lockfileBin), `LOCKFILE_BIN must name the lockfile CLI (${lockfileBin})`);
   return spawnSync(lockfileBin, args, { encoding: "utf8" });
 }
 
-test("a cycle: acquire, inspect, release", (t) => {
+/** Runs an ES module in a fresh `node` (from this project), bounded. */
+function nodeScript(source, timeout = 20_000) {
+  return spawnSync(process.execPath, ["--input-type=module", "-e", source], {
+    encoding: "utf8",
+    timeout,
+    cwd: process.cwd(),
+  });
+}
+
+test("a cycle: acquire, inspect, release (async and sync)", async (t) => {
   const dir = sandbox(t);
   const path = join(dir, "job.lock");
-  const lock = new LockFile(path);
+  const lock = await LockFile.open(path);
   assert.equal(lock.isLocked, false);
   assert.equal(lock.pid, null);
-  assert.equal(lock.acquire(), lock);
+  assert.equal(await lock.acquire(), lock);
   // labm8's first line: PID TIMESTAMP, with this process as the owner.
   const [pid, stamp] = readFileSync(path, "utf8").split(/\s+/);
   assert.equal(Number(pid), process.pid);
@@ -51,58 +60,74 @@ test("a cycle: acquire, inspect, release", (t) => {
   assert.equal(lock.ownedBySelf, true);
   assert.equal(lock.pid, process.pid);
   assert.ok(lock.date instanceof Date);
-  const status = lock.status();
+  const status = await lock.status();
   assert.equal(status.verdict, "owned-by-self");
   assert.equal(status.cause, "ours");
+  assert.equal(status.owner.pid, process.pid);
+  assert.deepEqual(lock.statusSync(), status);
   // Acquiring again is a no-op; a second handle sees the same owner.
-  lock.acquire();
+  await lock.acquire();
   assert.equal(new LockFile(path).ownedBySelf, true);
-  assert.deepEqual(
-    { pid: LockFile.read(path).pid },
-    { pid: process.pid },
-  );
-  lock.release();
+  assert.equal(LockFile.read(path).pid, process.pid);
+  await lock.release();
   assert.equal(existsSync(path), false);
-  lock.release(); // releasing an unheld lock is a no-op
+  await lock.release(); // releasing an unheld lock is a no-op
   assert.equal(LockFile.read(path), null);
-  // `with` releases even when the work throws.
-  assert.throws(() => lock.with(() => { throw new Error("work failed"); }), /work failed/);
+  // The same, synchronously.
+  assert.equal(lock.acquireSync(), lock);
+  assert.equal(lock.ownedBySelf, true);
+  lock.releaseSync();
   assert.equal(existsSync(path), false);
-  assert.equal(lock.with(() => 42), 42);
+  // `with` releases even when the work throws, and returns what it returns.
+  await assert.rejects(lock.with(async () => { throw new Error("work failed"); }), /work failed/);
+  assert.equal(existsSync(path), false);
+  assert.equal(await lock.with(async (l) => l.ownedBySelf && 42), 42);
+  assert.equal(lock.withSync(() => 7), 7);
+  assert.equal(existsSync(path), false);
 });
 
-test("interop with the native CLI, both ways", (t) => {
+test("interop with the native CLI, both ways", async (t) => {
   const dir = sandbox(t);
   const path = join(dir, "shared.lock");
   const other = sleeper(t);
-  const lock = new LockFile(path).acquire();
+  const lock = await new LockFile(path).acquire();
   // The CLI sees this Node process holding it, and is refused.
   const status = JSON.parse(cli(["status", "--json", "--pid", String(other.pid), path]).stdout);
   assert.equal(status.pid, process.pid);
   assert.equal(status.verdict, "held");
   assert.equal(cli(["acquire", "--pid", String(other.pid), path]).status, 1);
-  lock.release();
+  await lock.release();
   // The CLI takes it for another process; we are refused, and cannot release it.
   assert.equal(cli(["acquire", "--pid", String(other.pid), path]).status, 0);
-  assert.throws(() => lock.acquire(), (e) => {
+  await assert.rejects(lock.acquire(), (e) => {
     assert.ok(e instanceof UnableToAcquireLockError);
+    assert.ok(e instanceof LockFileError);
     assert.equal(e.pid, other.pid);
     assert.equal(e.verdict, "held");
     assert.equal(e.cause, "running");
+    assert.ok(e.date instanceof Date);
     return true;
   });
-  assert.throws(() => lock.release(), UnableToReleaseLockError);
+  assert.throws(() => lock.acquireSync(), UnableToAcquireLockError);
+  await assert.rejects(lock.release(), UnableToReleaseLockError);
   assert.equal(lock.ownedBySelf, false);
   assert.equal(lock.pid, other.pid);
-  // Waiting: the CLI releases after 300 ms, and we get it.
+  // A wait that runs out says who holds it.
+  await assert.rejects(lock.acquire({ waitMs: 50 }), UnableToAcquireLockError);
+  // Waiting off the main thread: the event loop keeps running while we wait,
+  // the CLI releases after 300 ms, and we get it.
   const release = spawn("sh", ["-c", `sleep 0.3; exec "$0" release --pid ${other.pid} "$1"`, lockfileBin, path]);
-  lock.acquire({ waitMs: 30_000 });
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 10);
+  await lock.acquire({ waitMs: 30_000 });
+  clearInterval(timer);
+  assert.ok(ticks >= 10, `the event loop ran ${ticks} times during a 300 ms wait`);
   assert.equal(lock.ownedBySelf, true);
   release.kill();
-  lock.release();
+  await lock.release();
 });
 
-test("a dead owner's lock is stale: replaceStale takes it over", (t) => {
+test("a dead owner's lock is stale: replaceStale takes it over", async (t) => {
   const dir = sandbox(t);
   const path = join(dir, "stale.lock");
   const dead = spawnSync("sh", ["-c", "echo $$"], { encoding: "utf8" });
@@ -110,65 +135,141 @@ test("a dead owner's lock is stale: replaceStale takes it over", (t) => {
   LockFile.write(path, deadPid, new Date(Date.now() - 60_000));
   assert.equal(readFileSync(path, "utf8").split(/\s+/)[0], String(deadPid));
   const lock = new LockFile(path);
-  assert.equal(lock.status().verdict, "stale");
-  assert.throws(() => lock.acquire(), (e) => e instanceof UnableToAcquireLockError && e.verdict === "stale");
-  lock.acquire({ replaceStale: true });
+  assert.equal((await lock.status()).verdict, "stale");
+  await assert.rejects(lock.acquire(), (e) => e instanceof UnableToAcquireLockError && e.verdict === "stale");
+  await lock.acquire({ replaceStale: true });
   assert.equal(lock.pid, process.pid);
-  assert.equal(lock.ownedBySelf, true);
-  lock.release();
+  await lock.release();
 });
 
-test("bad input: a clear error, nothing lost", (t) => {
+test("tokens, leases and a lost lease", async (t) => {
+  const dir = sandbox(t);
+  const path = join(dir, "fenced.lock");
+  const lock = new LockFile(path);
+  await lock.acquire({ token: true });
+  assert.equal(lock.token, 1n);
+  await lock.release();
+  // A leased acquisition issues the next token, asked for or not.
+  await lock.acquire({ leaseMs: 30_000 });
+  assert.equal(lock.token, 2n);
+  assert.equal((await lock.status()).owner.leaseMs, 30_000);
+  await lock.refresh();
+  lock.refreshSync();
+  // Someone forces it away: the next refresh says the lock is lost.
+  const other = sleeper(t);
+  assert.equal(cli(["acquire", "--force", "--pid", String(other.pid), path]).status, 0);
+  await assert.rejects(lock.refresh(), (e) => e instanceof LockLostError && e.kind === "lost");
+  assert.equal(lock.token, 3n);
+  assert.equal(cli(["release", "--pid", String(other.pid), path]).status, 0);
+  // Tokens past 2^53 stay exact (bigint).
+  writeFileSync(join(dir, ".fenced.lock.token"), "18446744073709551610\n");
+  await lock.acquire({ token: true });
+  assert.equal(lock.token, 18446744073709551611n);
+  await lock.release();
+});
+
+test("bad input: a clear error, nothing lost", async (t) => {
   const dir = sandbox(t);
   const garbage = join(dir, "garbage.lock");
   writeFileSync(garbage, "not a lock\n");
   const lock = new LockFile(garbage);
-  assert.equal(lock.status().verdict, "malformed");
-  assert.throws(() => lock.acquire({ replaceStale: true }), (e) => e instanceof LockFileError && e.kind === "malformed");
+  assert.equal((await lock.status()).verdict, "malformed");
+  await assert.rejects(lock.acquire({ replaceStale: true }), (e) => e instanceof LockFileError && e.kind === "malformed");
   assert.equal(readFileSync(garbage, "utf8"), "not a lock\n");
-  lock.acquire({ force: true });
+  await lock.acquire({ force: true });
   assert.equal(lock.ownedBySelf, true);
-  lock.release();
-  assert.throws(
-    () => new LockFile(join(dir, "missing", "x.lock")).acquire(),
+  await lock.release();
+  await assert.rejects(
+    LockFile.open(join(dir, "missing", "x.lock")),
     (e) => e instanceof LockFileError && e.kind === "unreachable" && /does not exist/.test(e.message),
   );
   assert.throws(() => new LockFile(""), TypeError);
+  assert.throws(() => new LockFile(join(dir, "x.lock")).acquireSync({ leaseMs: 0 }), RangeError);
+  assert.throws(() => new LockFile(join(dir, "x.lock")).acquireSync({ waitMs: -1 }), RangeError);
+  assert.throws(() => new LockFile(join(dir, "x.lock")).acquireSync({ waitMs: "1" }), TypeError);
+  assert.throws(() => LockFile.write(join(dir, "x.lock"), -1), RangeError);
+  // The forced lock was released; the refused calls left nothing behind.
+  assert.deepEqual(readdirSync(dir), []);
 });
 
-test("the component's directory opens without mutate-directory under the shim", (t) => {
-  // preview2-shim refuses `mutate-directory`; every operation above needs the
-  // directory open, so this checks the one that failed before the fallback.
-  const dir = sandbox(t);
-  const lock = new LockFile(join(dir, "x.lock"));
-  lock.acquire();
-  assert.equal(lock.isLocked, true);
-  lock.release();
-  // And a cycle costs what it costs: report it (no assertion on time).
-  const n = 200;
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) {
-    lock.acquire();
-    lock.release();
-  }
-  const us = Number(process.hrtime.bigint() - start) / n / 1000;
-  t.diagnostic(`cycle: ${us.toFixed(1)} us`);
-  assert.equal(existsSync(join(dir, "x.lock")), false);
-});
-
-test("no file is left beside the lock when the process ends", (t) => {
+test("nothing keeps the process alive, and nothing is left beside the lock", (t) => {
   const dir = sandbox(t);
   const path = join(dir, "x.lock");
+  // No process.exit: the process ends when its work does, after an async
+  // cycle, a timed-out wait and sync cycles; at exit, handles are closed
+  // (a cycling handle keeps a spare file beside the lock until then).
+  const holder = sleeper(t);
+  const busy = join(dir, "busy.lock");
+  assert.equal(cli(["acquire", "--pid", String(holder.pid), busy]).status, 0);
   const script = `
-    import { LockFile } from ${JSON.stringify(join(root, "node", "src", "index.js"))};
-    const lock = new LockFile(${JSON.stringify(path)});
-    for (let i = 0; i < 5; i++) { lock.acquire(); lock.release(); }
+    import { LockFile, UnableToAcquireLockError } from "labm8-lockfile";
+    const lock = await LockFile.open(${JSON.stringify(path)});
+    for (let i = 0; i < 5; i++) { await lock.acquire(); await lock.release(); }
+    for (let i = 0; i < 5; i++) { lock.acquireSync(); lock.releaseSync(); }
+    try { await new LockFile(${JSON.stringify(busy)}).acquire({ waitMs: 50 }); }
+    catch (e) { if (!(e instanceof UnableToAcquireLockError)) throw e; }
+    console.log("done");
   `;
-  const out = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+  const out = nodeScript(script);
+  assert.equal(out.error, undefined, `the process did not end by itself: ${out.error}`);
   assert.equal(out.status, 0, out.stderr);
-  assert.deepEqual(readdirSync(dir), []);
+  assert.equal(out.stdout.trim(), "done");
+  assert.deepEqual(readdirSync(dir).sort(), ["busy.lock"]);
   // A closed handle says so.
   const lock = new LockFile(path);
   lock.close();
-  assert.throws(() => lock.acquire(), (e) => e instanceof LockFileError && e.kind === "closed");
+  assert.throws(() => lock.acquireSync(), (e) => e instanceof LockFileError && e.kind === "closed");
+});
+
+test("require() gives the same API, from CommonJS", (t) => {
+  const dir = sandbox(t);
+  const path = join(dir, "cjs.lock");
+  const out = spawnSync(
+    process.execPath,
+    [
+      "-e",
+      `const { LockFile, UnableToAcquireLockError } = require("labm8-lockfile");
+       const lock = new LockFile(${JSON.stringify(path)}).acquireSync();
+       if (!lock.ownedBySelf || typeof UnableToAcquireLockError !== "function") process.exit(2);
+       lock.releaseSync();
+       console.log(lock.pid === null ? "ok" : "held");`,
+    ],
+    { encoding: "utf8", timeout: 20_000 },
+  );
+  assert.equal(out.status, 0, out.stderr);
+  assert.equal(out.stdout.trim(), "ok");
+});
+
+test("the TypeScript declarations describe the API", (t) => {
+  const tsc = process.env.TSC;
+  assert.ok(tsc && existsSync(tsc), `TSC must name TypeScript's tsc (${tsc})`);
+  const dir = process.cwd();
+  const file = join(dir, "types-check.ts");
+  writeFileSync(
+    file,
+    `import { LockFile, UnableToAcquireLockError, type Status, type Owner } from "labm8-lockfile";
+    async function main(): Promise<number> {
+      const lock = await LockFile.open("/tmp/x.lock");
+      await lock.acquire({ replaceStale: true, waitMs: 10, leaseMs: 1000, token: true });
+      const token: bigint | null = lock.token;
+      const status: Status = await lock.status();
+      const owner: Owner | null = status.owner;
+      const pid: number | null = lock.pid;
+      const n: number = await lock.with(async (l) => (l.ownedBySelf ? 1 : 0));
+      try { lock.acquireSync(); } catch (e) { if (e instanceof UnableToAcquireLockError) return e.pid; }
+      lock.releaseSync({ force: false });
+      return n + (pid ?? 0) + (owner?.pid ?? 0) + Number(token ?? 0n);
+    }
+    void main;
+    // @ts-expect-error: waitMs is a number
+    void new LockFile("/tmp/y.lock").acquire({ waitMs: "1" });
+    `,
+  );
+  t.after(() => rmSync(file, { force: true }));
+  const out = spawnSync(
+    tsc,
+    ["--noEmit", "--strict", "--target", "es2022", "--module", "nodenext", "--lib", "esnext", "--types", "", file],
+    { encoding: "utf8" },
+  );
+  assert.equal(out.status, 0, out.stdout + out.stderr);
 });

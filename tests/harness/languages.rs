@@ -1,11 +1,12 @@
 //! The Python and Node packages' own test suites (pytest, node's test
 //! runner), run against what this build produced: the `lockfile` CLI, and
-//! the WASI-only component. The Python suite builds the package's wheel
-//! with maturin (its native module reuses this build's wasmtime: same
-//! workspace, same profile) and installs it into a fresh virtual
-//! environment. Each installs its pinned dependencies into the project
-//! (target/py-*, node/node_modules) and fails, saying what to install, when
-//! its language is missing.
+//! the WASI-only component. Each package's native module is a member of
+//! this workspace and reuses this build's wasmtime (same profile): the
+//! Python suite builds the wheel with maturin and installs it into a fresh
+//! virtual environment; the Node suite builds the addon, packs the package
+//! with `npm pack` and installs it into a fresh project. Each installs its
+//! pinned dependencies into the project (target/py-*, node/node_modules)
+//! and fails, saying what to install, when its language is missing.
 
 use std::process::Command;
 

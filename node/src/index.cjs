@@ -1,0 +1,316 @@
+// labm8's LockFile for Node, run by the sandboxed lockfile component.
+//
+// The component is embedded, precompiled, in the native addon
+// (lockfile.node, built from node/native/ over the Rust host library), which
+// runs it in wasmtime: each lock gets a small sandbox that sees only its
+// directory, and the owner of the locks is this Node process.
+//
+// Every operation comes in two forms. `await lock.acquire()` runs on libuv's
+// thread pool, so neither a wait nor a slow file system (NFS) blocks the
+// event loop, and nothing is left pending to keep the process alive;
+// `lock.acquireSync()` runs on this thread (a wait blocks it), for scripts
+// and for the few microseconds a local cycle costs.
+//
+// CommonJS, so that `require` costs no ES module loader (a few milliseconds
+// of a cold start); index.js re-exports it for `import`.
+
+"use strict";
+const { resolve } = require("node:path");
+
+const native = require("../lockfile.node");
+
+/** What starts the message of every error the addon throws (then JSON). */
+const MARK = "labm8-lockfile:";
+
+/** Base class of every error this module throws. */
+class LockFileError extends Error {
+  constructor(kind, path, message, text = `${path}: ${message}`) {
+    super(text);
+    this.name = "LockFileError";
+    /**
+     * `malformed`, `not-a-file`, `unreachable`, `denied`, `invalid-identity`,
+     * `contended`, `lost`, `io`, `closed`, `invalid-argument`, ...
+     */
+    this.kind = kind;
+    this.path = path;
+  }
+}
+
+/** Who holds a lock that could not be taken or released. */
+class RefusalError extends LockFileError {
+  constructor(kind, payload, what) {
+    const { owner, verdict, cause, reason } = payload.refusal;
+    super(
+      kind,
+      payload.path,
+      reason,
+      `cannot ${what} ${payload.path}: held by pid ${owner.pid} (${verdict}): ${reason}`,
+    );
+    this.pid = owner.pid;
+    this.date = new Date(owner.seconds * 1000 + Math.floor(owner.nanos / 1e6));
+    this.hostname = owner.hostname ?? null;
+    this.token = owner.token == null ? null : BigInt(owner.token);
+    this.verdict = verdict;
+    this.cause = cause;
+    this.reason = reason;
+  }
+}
+
+/** labm8's UnableToAcquireLockError: another owner holds the lock (also when a wait ran out). */
+class UnableToAcquireLockError extends RefusalError {
+  constructor(payload) {
+    super("unable-to-acquire", payload, "acquire");
+    this.name = "UnableToAcquireLockError";
+  }
+}
+
+/** labm8's UnableToReleaseLockError: the lock belongs to another owner. */
+class UnableToReleaseLockError extends RefusalError {
+  constructor(payload) {
+    super("unable-to-release", payload, "release");
+    this.name = "UnableToReleaseLockError";
+  }
+}
+
+/**
+ * `refresh` found the lock no longer ours (gone, taken over after its lease
+ * ran out, or its lease already ran out): whatever the holder does now, it
+ * does without the lock.
+ */
+class LockLostError extends LockFileError {
+  constructor(payload) {
+    super("lost", payload.path, payload.message, payload.text);
+    this.name = "LockLostError";
+  }
+}
+
+/** The addon's error as ours; anything else as it is. */
+function convert(e) {
+  if (!(e instanceof Error) || !e.message.startsWith(MARK)) return e;
+  const payload = JSON.parse(e.message.slice(MARK.length));
+  switch (payload.kind) {
+    case "unable-to-acquire":
+      return new UnableToAcquireLockError(payload);
+    case "unable-to-release":
+      return new UnableToReleaseLockError(payload);
+    case "lost":
+      return new LockLostError(payload);
+    case "invalid-argument":
+      return new RangeError(payload.message);
+    default:
+      return new LockFileError(payload.kind, payload.path, payload.message, payload.text);
+  }
+}
+
+function now(f) {
+  try {
+    return f();
+  } catch (e) {
+    throw convert(e);
+  }
+}
+
+async function later(promise) {
+  try {
+    return await promise;
+  } catch (e) {
+    throw convert(e);
+  }
+}
+
+function toOwner(o) {
+  return o == null
+    ? null
+    : {
+        pid: o.pid,
+        date: new Date(o.dateMs),
+        hostname: o.hostname ?? null,
+        token: o.token ?? null,
+        leaseMs: o.leaseMs ?? null,
+      };
+}
+
+function toStatus(s) {
+  return { path: s.path, owner: toOwner(s.owner), verdict: s.verdict, cause: s.cause, reason: s.reason };
+}
+
+function acquireArgs(options) {
+  const { replaceStale = false, force = false, waitMs = 0, leaseMs, token = false } = options ?? {};
+  if (typeof waitMs !== "number") throw new TypeError("waitMs must be a number (Infinity: until free)");
+  if (leaseMs !== undefined && typeof leaseMs !== "number") throw new TypeError("leaseMs must be a number");
+  return { replaceStale: !!replaceStale, force: !!force, waitMs, leaseMs, token: !!token };
+}
+
+function absolute(path) {
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError("a lock path must be a non-empty string");
+  }
+  return resolve(path);
+}
+
+// Handles still open at exit are closed, so that no spare file stays beside
+// a lock (a handle that acquires and releases keeps one).
+const open = new Set();
+process.on("exit", () => {
+  for (const ref of open) ref.deref()?.close();
+});
+
+/** A lock file at a path: labm8's `LockFile(path)`. */
+class LockFile {
+  #native;
+  #ref;
+
+  /** Names the lock; touches nothing until an operation runs (see `LockFile.open`). */
+  constructor(path) {
+    /** The lock's absolute path. */
+    this.path = absolute(path);
+    this.#native = new native.NativeLock(this.path);
+    this.#ref = new WeakRef(this);
+    open.add(this.#ref);
+  }
+
+  /** A LockFile whose sandbox is open: a path that cannot be reached fails here. */
+  static async open(path) {
+    const lock = new LockFile(path);
+    await later(lock.#n.open());
+    return lock;
+  }
+
+  /** As `LockFile.open`, on this thread. */
+  static openSync(path) {
+    const lock = new LockFile(path);
+    now(() => lock.#n.openSync());
+    return lock;
+  }
+
+  get #n() {
+    if (!this.#native) throw new LockFileError("closed", this.path, "this LockFile was closed");
+    return this.#native;
+  }
+
+  /**
+   * Claims the lock for this process: when unheld, when this process holds
+   * it already (a no-op), with `force` always, with `replaceStale` when its
+   * owner is certainly gone. `waitMs` retries while it is held (the Rust
+   * library's schedule: 5 ms, growing by half to 250 ms; `Infinity`: until
+   * free); `leaseMs` records a lease (for
+   * hosts sharing the directory, see `refresh`); `token` issues a fencing
+   * token. Resolves to `this`.
+   */
+  async acquire(options) {
+    await later(this.#n.acquire(acquireArgs(options)));
+    return this;
+  }
+
+  /** As `acquire`, on this thread (a wait blocks it). */
+  acquireSync(options) {
+    now(() => this.#n.acquireSync(acquireArgs(options)));
+    return this;
+  }
+
+  /** Releases the lock: a no-op when unheld; with `force`, whoever holds it. */
+  async release({ force = false } = {}) {
+    await later(this.#n.release(!!force));
+  }
+
+  /** As `release`, on this thread. */
+  releaseSync({ force = false } = {}) {
+    now(() => this.#n.releaseSync(!!force));
+  }
+
+  /** Renews this process's lease; throws LockLostError when the lock is no longer ours. */
+  async refresh() {
+    await later(this.#n.refresh());
+  }
+
+  /** As `refresh`, on this thread. */
+  refreshSync() {
+    now(() => this.#n.refreshSync());
+  }
+
+  /** `{ path, owner, verdict, cause, reason }`; a malformed file is the `malformed` verdict. */
+  async status() {
+    return toStatus(await later(this.#n.status()));
+  }
+
+  /** As `status`, on this thread. */
+  statusSync() {
+    return toStatus(now(() => this.#n.statusSync()));
+  }
+
+  /** The recorded owner's pid; null when unlocked. */
+  get pid() {
+    return now(() => this.#n.pid()) ?? null;
+  }
+
+  /** When the lock was acquired, as a Date; null when unlocked. */
+  get date() {
+    const ms = now(() => this.#n.dateMs());
+    return ms == null ? null : new Date(ms);
+  }
+
+  /** Whether a lock file exists. */
+  get isLocked() {
+    return now(() => this.#n.isLocked());
+  }
+
+  /** Whether this process holds the lock. */
+  get ownedBySelf() {
+    return now(() => this.#n.ownedBySelf());
+  }
+
+  /** The fencing token (a bigint) of the lock as it stands; null without one. */
+  get token() {
+    return now(() => this.#n.token()) ?? null;
+  }
+
+  /** Acquires, runs `f(this)` (awaited), releases (also when `f` throws); resolves to what `f` returns. */
+  async with(f, options) {
+    await this.acquire(options);
+    try {
+      return await f(this);
+    } finally {
+      await this.release();
+    }
+  }
+
+  /** As `with`, on this thread, for a synchronous `f`. */
+  withSync(f, options) {
+    this.acquireSync(options);
+    try {
+      return f(this);
+    } finally {
+      this.releaseSync();
+    }
+  }
+
+  /**
+   * Lets the component clean up after this handle (its spare file). Does not
+   * release the lock (labm8's rule). Handles still open at exit are closed.
+   */
+  close() {
+    const handle = this.#native;
+    this.#native = null;
+    open.delete(this.#ref);
+    handle?.close();
+  }
+
+  [Symbol.dispose ?? Symbol.for("nodejs.dispose")]() {
+    this.close();
+  }
+
+  /** labm8's static `read`: the owner recorded at `path`, or null. */
+  static read(path) {
+    return toOwner(now(() => native.read(absolute(path))));
+  }
+
+  /** labm8's static `write`: plants `PID TIMESTAMP` at `path` (replacing what is there). */
+  static write(path, pid, date = new Date()) {
+    if (!Number.isInteger(pid) || pid < 0 || pid > 0xffffffff) {
+      throw new RangeError(`pid ${pid}: give an integer from 0 to 4294967295`);
+    }
+    now(() => native.write(absolute(path), pid, date.getTime()));
+  }
+}
+
+module.exports = { LockFile, LockFileError, LockLostError, UnableToAcquireLockError, UnableToReleaseLockError };
