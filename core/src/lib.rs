@@ -11,11 +11,13 @@
 //! - [`mod@format`]: what a lock file says (labm8's `PID TIMESTAMP`, plus fields).
 //! - [`decide`]: whether a recorded owner holds the lock.
 //! - [`protocol`]: acquire, release and stale takeover.
+//! - [`kv`]: the same lock over a key-value store with revisions and leases (etcd).
 //! - [`io`]: the adapters: directories (`std_dir`, `wasi_dir`) and `/proc` (`proc_view`, `procfs`).
 
 pub mod decide;
 pub mod format;
 pub mod io;
+pub mod kv;
 pub mod options;
 pub mod paths;
 pub mod plain;
