@@ -273,3 +273,96 @@ fn every_user_continues_the_token_sequence_in_a_sticky_directory() {
     expect_code(&out, 0);
     assert_eq!(stdout(&out).trim(), (expected + 2).to_string());
 }
+
+/// Where the note says users keep token files of their own, the directory
+/// is listed: nothing else in it may stop or fool an acquisition. A name that
+/// is not UTF-8 (anyone's file in /tmp), another lock whose name looks like
+/// a token file, a directory and an empty file with a token file's name are
+/// skipped: the sequence goes on by one, and the other lock stays held.
+#[test]
+fn what_else_is_in_the_directory_never_stops_or_fools_the_token_sequence() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = sandbox();
+    let lock = dir.path().join("x.lock");
+    let holder = Sleeper::new();
+    let pid = holder.pid_str();
+    let token = |expected: u64| {
+        let out = lockfile(&["acquire", "--print-token", "--pid", &pid, s(&lock)]);
+        expect_code(&out, 0);
+        assert_eq!(
+            stdout(&out).trim(),
+            expected.to_string(),
+            "{}",
+            stderr(&out)
+        );
+        expect_code(&lockfile(&["release", "--pid", &pid, s(&lock)]), 0);
+    };
+    token(1);
+    // As another user's first token file would leave it.
+    fs::write(dir.path().join(".x.lock.token.users"), "note\n").expect("note");
+    fs::write(dir.path().join(".x.lock.token.2"), "2\n").expect("a user's token file");
+    token(3);
+    fs::write(
+        dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname")),
+        "",
+    )
+    .expect("a name that is not UTF-8");
+    // Another lock, named as a token file of x.lock would be.
+    let other = dir.path().join(".x.lock.token.7");
+    expect_code(&lockfile(&["acquire", "--pid", &pid, s(&other)]), 0);
+    fs::create_dir(dir.path().join(".x.lock.token.9")).expect("a directory");
+    fs::write(dir.path().join(".x.lock.token.18446744073709551615"), "").expect("empty");
+    token(4);
+    token(5);
+    assert_eq!(
+        status_json(&other, &["--pid", &pid])["verdict"],
+        "owned-by-self",
+        "the other lock is still held"
+    );
+}
+
+/// Many acquisitions at once where the note makes each list the directory,
+/// while the others' temporary files come and go: a file removed between
+/// the listing and the look at it is skipped, never an error. Tokens are
+/// unique.
+#[test]
+fn contending_acquisitions_that_list_the_directory_never_fail() {
+    let dir = sandbox();
+    let lock = dir.path().join("x.lock");
+    fs::write(dir.path().join(".x.lock.token"), "1\n").expect("a sequence");
+    fs::write(dir.path().join(".x.lock.token.users"), "note\n").expect("note");
+    let tokens = dir.path().join("tokens");
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let script = format!(
+                "for i in $(seq 40); do \"$0\" run -w 60 --token {lock} -- \
+                   sh -c 'echo $LOCKFILE_TOKEN >> {tokens}' || echo FAILED; done",
+                lock = s(&lock),
+                tokens = s(&tokens),
+            );
+            Command::new("sh")
+                .args(["-c", &script, lockfile_bin()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for worker in workers {
+        let out = worker.wait_with_output().expect("wait");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("FAILED"),
+            "an acquisition failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut issued: Vec<u64> = fs::read_to_string(&tokens)
+        .expect("tokens")
+        .lines()
+        .map(|l| l.parse().expect("a token"))
+        .collect();
+    assert_eq!(issued.len(), 120);
+    issued.sort_unstable();
+    issued.dedup();
+    assert_eq!(issued.len(), 120, "a token was issued twice");
+}

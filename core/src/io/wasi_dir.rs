@@ -372,9 +372,27 @@ impl<F: Files> Dir for WasiDir<F> {
     fn names(&self) -> io::Result<Vec<String>> {
         let stream = self.fd.read_directory().map_err(to_io)?;
         let mut names = Vec::new();
-        while let Some(entry) = stream.read_directory_entry().map_err(to_io)? {
-            names.push(entry.name);
+        let mut skipped = 0;
+        loop {
+            match stream.read_directory_entry() {
+                Ok(Some(entry)) => names.push(entry.name),
+                Ok(None) => return Ok(names),
+                // wasmtime looks at each entry as it lists it: one removed
+                // meanwhile (another process's temporary file) fails with
+                // `no-entry`, and a name that is not UTF-8 (anyone's file in
+                // /tmp) with `illegal-byte-sequence`. Neither is a name of
+                // ours; the listing goes on past them.
+                Err(ErrorCode::NoEntry | ErrorCode::IllegalByteSequence)
+                    if skipped < SKIPPED_ENTRIES_MAX =>
+                {
+                    skipped += 1;
+                }
+                Err(e) => return Err(to_io(e)),
+            }
         }
-        Ok(names)
     }
 }
+
+/// How many entries a listing skips before it gives up: a bound, in case a
+/// runtime's stream fails on the same entry for ever.
+const SKIPPED_ENTRIES_MAX: usize = 100_000;

@@ -52,7 +52,11 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     /// The token files of single users (`.NAME.token.T`), when the note
-    /// says there are any: looked for in a listing of the directory.
+    /// says there are any: looked for in a listing of the directory. Only a
+    /// regular file that holds its own name's number, as our writers make
+    /// them, counts: anything else at such a name (another lock named
+    /// `.x.lock.token.3`, a directory, garbage another user planted) was
+    /// never a token issued, is ignored and never removed.
     fn own_token_files(&self) -> Result<Vec<(String, u64)>, Error> {
         let note = self.shared_note_name();
         match self.dir.kind(&note) {
@@ -70,18 +74,22 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             let Some(digits) = name.strip_prefix(&prefix) else {
                 continue;
             };
-            // Other names with this prefix are another lock's (`x.lock`
-            // beside `x.lock.token.5`): only digits name a token file.
-            if !is_number(digits) {
+            let Some(number) = is_number(digits)
+                .then(|| digits.parse::<u64>().ok())
+                .flatten()
+            else {
+                continue;
+            };
+            // Never open anything but a regular file (WASI opens a FIFO blocking).
+            if !matches!(self.dir.kind(&name), Ok(Some(Kind::File(_)))) {
                 continue;
             }
-            let token = digits.parse().map_err(|_| Error::Malformed {
-                path: self.sibling(&name),
-                message: "the name of this fencing-token file holds a number larger than any \
-                          token; it is left as it is"
-                    .into(),
-            })?;
-            found.push((name, token));
+            match self.dir.read(&name, TOKEN_FILE_MAX + 1) {
+                Ok(bytes) if parse_token_file(&bytes) == Some(number) => found.push((name, number)),
+                // Removed meanwhile (its writer's newer one replaces it),
+                // or not a token file of ours.
+                _ => {}
+            }
         }
         Ok(found)
     }
@@ -229,14 +237,19 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     /// Records `token` (written to `temp`) as `.NAME.token.T`, after the
-    /// note that makes every reader look for such files.
+    /// note that makes every reader look for such files: created if it is
+    /// missing (a cleaner of old files removed it, say), else made as
+    /// recent as the file where we may (its owner may), so that a cleaner
+    /// that ages files, as systemd-tmpfiles ages /tmp, does not take it
+    /// before the files it announces.
     fn write_own_token_file(&self, temp: &str, token: u64) -> Result<(), Error> {
         let note = self.shared_note_name();
         match self.dir.create(&note, SHARED_NOTE_TEXT.as_bytes()) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(self.io_error(&self.sibling(&note), "create", &e));
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = self.dir.touch(&note);
             }
-            _ => {}
+            Err(e) => return Err(self.io_error(&self.sibling(&note), "create", &e)),
         }
         let own = format!(".{}.token.{token}", self.temp_stem);
         self.dir
