@@ -240,14 +240,39 @@ impl Runtime {
         self.open_with(path.as_ref(), acting, None)
     }
 
+    /// Opens the lock at `path` for the current process as holder `tag`
+    /// within it: a lock is `owned-by-self` only for the handles opened with
+    /// the same tag, so handles with different tags exclude each other as
+    /// processes do (a Node addon gives each `LockFile` its own).
+    ///
+    /// # Errors
+    /// As [`Runtime::open`].
+    pub fn open_for_holder(&self, path: impl AsRef<Path>, tag: u64) -> Result<LockFile, Error> {
+        self.open_in(path.as_ref(), self.runner, None, Some(tag))
+    }
+
     fn open_with(
         &self,
         path: &Path,
         acting: Identity,
         companion: Option<Identity>,
     ) -> Result<LockFile, Error> {
+        self.open_in(path, acting, companion, None)
+    }
+
+    fn open_in(
+        &self,
+        path: &Path,
+        acting: Identity,
+        companion: Option<Identity>,
+        holder: Option<u64>,
+    ) -> Result<LockFile, Error> {
         let (dir, full) = locate(path)?;
         let mut store = self.store(&dir, acting, companion)?;
+        if let Some(tag) = holder {
+            let process = store.data().process.clone().with_holder(tag);
+            store.data_mut().process = process;
+        }
         let _runtime = for_call(store.data());
         let lib = self
             .pre

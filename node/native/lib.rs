@@ -1,22 +1,26 @@
 //! `lockfile.node`: labm8's `LockFile` for Node over the Rust host library.
 //!
-//! Every method is one call into the sandbox, except `acquire` with a wait,
-//! which is core's one wait loop (`Wait::retry`) around such calls. The
-//! asynchronous methods run on libuv's thread pool (napi async work) and
-//! hold nothing once they settle, so no pending timer or handle keeps the
-//! process alive; the `*Sync` ones run on the calling thread. A handle's
-//! mutex is held only for one call, never across a wait's pauses, so a
-//! getter on the main thread never waits for another thread's wait.
+//! Every method is one call into the sandbox. The asynchronous ones run on
+//! libuv's thread pool (napi async work) for one attempt each: waiting is
+//! the package's JavaScript, with timers between attempts on the schedule
+//! [`Schedule`] gives (core's), so a wait never holds a pool thread, nor
+//! the process when it exits. `acquireSync` waits on the calling thread
+//! (core's `Wait::retry`). A handle's mutex is held only for one call.
+//!
+//! Each handle is a holder of its own within the process (a holder tag, as
+//! an application gives each plugin), so two handles, or two worker
+//! threads, exclude each other as two processes do.
 //!
 //! Errors reach JavaScript as an `Error` whose message is
 //! `labm8-lockfile:` followed by JSON (`kind`, `path`, `message`, `text`,
-//! `refusal`); `node/src/index.js` turns it into labm8's classes.
+//! `refusal`); `node/src/index.cjs` turns it into labm8's classes.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use lockfile_host::{AcquireOptions, Error, LockFile, Mode, Owner, Runtime, Wait};
+use lockfile_host::{AcquireOptions, Backoff, Error, LockFile, Mode, Owner, Runtime, Wait};
 use napi::bindgen_prelude::{AsyncTask, BigInt, ToNapiValue, TypeName};
 use napi::{Env, Task};
 use napi_derive::napi;
@@ -65,16 +69,21 @@ fn fail(e: &Error) -> napi::Error {
     napi::Error::from_reason(format!("{ERROR_MARK}{payload}"))
 }
 
-/// A usage error (a bad option), with the same JSON shape.
-fn invalid(message: String) -> napi::Error {
+/// An error of this addon's own, with the same JSON shape.
+fn own_error(kind: &str, path: &str, message: String) -> napi::Error {
     let payload = serde_json::json!({
-        "kind": "invalid-argument",
-        "path": "",
+        "kind": kind,
+        "path": path,
         "message": message,
-        "text": message,
+        "text": format!("{path}: {message}"),
         "refusal": null,
     });
     napi::Error::from_reason(format!("{ERROR_MARK}{payload}"))
+}
+
+/// A usage error (a bad option).
+fn invalid(message: String) -> napi::Error {
+    own_error("invalid-argument", "", message)
 }
 
 /// Tokens go to JavaScript as decimal strings inside JSON: a `number`
@@ -155,8 +164,15 @@ pub struct AcquireArgs {
 
 fn duration_ms(what: &str, ms: f64) -> napi::Result<Duration> {
     if ms.is_nan() || ms < 0.0 {
+        let shown = if ms.is_nan() {
+            "NaN".to_owned()
+        } else if ms.is_infinite() {
+            "-Infinity".to_owned()
+        } else {
+            ms.to_string()
+        };
         return Err(invalid(format!(
-            "{what}: {ms}: give a number of milliseconds, 0 or more"
+            "{what}: {shown}: give a number of milliseconds, 0 or more"
         )));
     }
     Ok(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX))
@@ -180,10 +196,15 @@ impl AcquireArgs {
         let lease = match self.lease_ms {
             None => None,
             Some(ms) => match duration_ms("leaseMs", ms)? {
-                d if d.is_zero() || ms.is_infinite() => {
+                d if d.is_zero() || ms.is_infinite() || ms >= 9_007_199_254_740_992.0 => {
+                    let shown = if ms.is_infinite() {
+                        "Infinity".to_owned()
+                    } else {
+                        ms.to_string()
+                    };
                     return Err(invalid(format!(
-                        "leaseMs: {ms}: give a positive, finite number of milliseconds"
-                    )))
+                        "leaseMs: {shown}: give a positive number of milliseconds below 2^53"
+                    )));
                 }
                 d => Some(d),
             },
@@ -197,37 +218,81 @@ impl AcquireArgs {
     }
 }
 
-/// One lock file's handle, opened in its own sandbox on first use.
-type Slot = Arc<Mutex<Option<LockFile>>>;
+/// One lock file's handle, opened in its own sandbox on first use, and
+/// whether it was closed (then nothing opens it again).
+#[derive(Debug, Default)]
+struct Handle {
+    lock: Option<LockFile>,
+    closed: bool,
+}
 
-/// Runs `op` on the handle in `slot`, opening it first if needed.
+type Slot = Arc<Mutex<Handle>>;
+
+/// A failure of a call on a closed handle (including one that was waiting
+/// for the handle when it was closed).
+enum Failure {
+    Lock(Error),
+    Closed,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Lock(e)
+    }
+}
+
+fn fail_on(path: &std::path::Path, f: Failure) -> napi::Error {
+    match f {
+        Failure::Lock(e) => fail(&e),
+        Failure::Closed => own_error(
+            "closed",
+            &path.display().to_string(),
+            "this LockFile was closed".into(),
+        ),
+    }
+}
+
+/// Runs `op` on the handle in `slot`, opening it first (as holder `tag`)
+/// if needed.
 fn call<T>(
     path: &std::path::Path,
+    tag: u64,
     slot: &Slot,
     op: impl FnOnce(&mut LockFile) -> Result<T, Error>,
-) -> Result<T, Error> {
-    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-    let handle = match &mut *slot {
-        Some(handle) => handle,
-        empty => empty.insert(runtime()?.open(path)?),
+) -> Result<T, Failure> {
+    let mut handle = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if handle.closed {
+        return Err(Failure::Closed);
+    }
+    let lock = match &mut handle.lock {
+        Some(lock) => lock,
+        empty => empty.insert(runtime()?.open_for_holder(path, tag)?),
     };
-    op(handle)
+    Ok(op(lock)?)
 }
 
 /// Acquires with `options`: one attempt per call into the sandbox, core's
 /// wait loop between them (the handle is free while it pauses).
-fn acquire(path: &std::path::Path, slot: &Slot, options: AcquireOptions) -> Result<(), Error> {
+fn acquire(
+    path: &std::path::Path,
+    tag: u64,
+    slot: &Slot,
+    options: AcquireOptions,
+) -> Result<(), Failure> {
     let once = AcquireOptions {
         wait: Wait::No,
         ..options
     };
     options.wait.retry(
-        || call(path, slot, |h| h.acquire_with(once)),
+        || call(path, tag, slot, |h| h.acquire_with(once)),
         |e| {
             matches!(
-                e.lock_error(),
-                Some(lockfile_host::LockError::UnableToAcquire(_))
-                    | Some(lockfile_host::LockError::Contended { .. })
+                e,
+                Failure::Lock(e) if matches!(
+                    e.lock_error(),
+                    Some(lockfile_host::LockError::UnableToAcquire(_))
+                        | Some(lockfile_host::LockError::Contended { .. })
+                )
             )
         },
         |_| {},
@@ -236,7 +301,7 @@ fn acquire(path: &std::path::Path, slot: &Slot, options: AcquireOptions) -> Resu
 
 /// An operation run on libuv's thread pool; its promise settles with `T`.
 pub struct Work<T: Send + 'static> {
-    op: Option<Box<dyn FnOnce() -> Result<T, Error> + Send>>,
+    op: Option<Box<dyn FnOnce() -> napi::Result<T> + Send>>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for Work<T> {
@@ -246,7 +311,7 @@ impl<T: Send + 'static> std::fmt::Debug for Work<T> {
 }
 
 impl<T: Send + ToNapiValue + TypeName + 'static> Work<T> {
-    fn task(op: impl FnOnce() -> Result<T, Error> + Send + 'static) -> AsyncTask<Self> {
+    fn task(op: impl FnOnce() -> napi::Result<T> + Send + 'static) -> AsyncTask<Self> {
         AsyncTask::new(Work {
             op: Some(Box::new(op)),
         })
@@ -262,7 +327,7 @@ impl<T: Send + ToNapiValue + TypeName + 'static> Task for Work<T> {
             .op
             .take()
             .ok_or_else(|| napi::Error::from_reason("the operation ran twice"))?;
-        op().map_err(|e| fail(&e))
+        op()
     }
 
     fn resolve(&mut self, _env: Env, output: T) -> napi::Result<T> {
@@ -280,12 +345,33 @@ fn status_record(s: lockfile_host::Status) -> StatusRecord {
     }
 }
 
-/// A lock file at a path: labm8's `LockFile(path)`, natively.
+/// Holder tags: one per handle, unique in the process.
+static NEXT_HOLDER: AtomicU64 = AtomicU64::new(1);
+
+/// A lock file at a path: labm8's `LockFile(path)`, natively, as a holder
+/// of its own.
 #[napi]
 #[derive(Debug)]
 pub struct NativeLock {
     path: PathBuf,
+    tag: u64,
     slot: Slot,
+}
+
+impl NativeLock {
+    /// `op` on the handle, on libuv's pool.
+    fn work<T: Send + ToNapiValue + TypeName + 'static>(
+        &self,
+        op: impl FnOnce(&mut LockFile) -> Result<T, Error> + Send + 'static,
+    ) -> AsyncTask<Work<T>> {
+        let (path, tag, slot) = (self.path.clone(), self.tag, Arc::clone(&self.slot));
+        Work::task(move || call(&path, tag, &slot, op).map_err(|f| fail_on(&path, f)))
+    }
+
+    /// `op` on the handle, on this thread.
+    fn now<T>(&self, op: impl FnOnce(&mut LockFile) -> Result<T, Error>) -> napi::Result<T> {
+        call(&self.path, self.tag, &self.slot, op).map_err(|f| fail_on(&self.path, f))
+    }
 }
 
 #[napi]
@@ -295,7 +381,8 @@ impl NativeLock {
     pub fn new(path: String) -> Self {
         NativeLock {
             path: PathBuf::from(path),
-            slot: Arc::new(Mutex::new(None)),
+            tag: NEXT_HOLDER.fetch_add(1, Ordering::Relaxed),
+            slot: Arc::new(Mutex::new(Handle::default())),
         }
     }
 
@@ -303,114 +390,147 @@ impl NativeLock {
     /// a path that cannot be reached fails here.
     #[napi]
     pub fn open(&self) -> AsyncTask<Work<()>> {
-        let (path, slot) = (self.path.clone(), Arc::clone(&self.slot));
-        Work::task(move || call(&path, &slot, |_| Ok(())))
+        self.work(|_| Ok(()))
     }
 
     /// As [`NativeLock::open`], on this thread.
     #[napi]
     pub fn open_sync(&self) -> napi::Result<()> {
-        call(&self.path, &self.slot, |_| Ok(())).map_err(|e| fail(&e))
+        self.now(|_| Ok(()))
     }
 
-    /// Acquires the lock (see `AcquireArgs`), off the main thread.
+    /// One attempt to acquire the lock, off the main thread (the package
+    /// waits between attempts).
     #[napi]
-    pub fn acquire(&self, args: Option<AcquireArgs>) -> napi::Result<AsyncTask<Work<()>>> {
-        let options = args.unwrap_or_default().options()?;
-        let (path, slot) = (self.path.clone(), Arc::clone(&self.slot));
-        Ok(Work::task(move || acquire(&path, &slot, options)))
+    pub fn try_acquire(&self, args: Option<AcquireArgs>) -> napi::Result<AsyncTask<Work<()>>> {
+        let once = AcquireOptions {
+            wait: Wait::No,
+            ..args.unwrap_or_default().options()?
+        };
+        Ok(self.work(move |h| h.acquire_with(once)))
     }
 
     /// Acquires the lock on this thread (a wait blocks it).
     #[napi]
     pub fn acquire_sync(&self, args: Option<AcquireArgs>) -> napi::Result<()> {
         let options = args.unwrap_or_default().options()?;
-        acquire(&self.path, &self.slot, options).map_err(|e| fail(&e))
+        acquire(&self.path, self.tag, &self.slot, options).map_err(|f| fail_on(&self.path, f))
     }
 
     /// Releases the lock, off the main thread.
     #[napi]
     pub fn release(&self, force: Option<bool>) -> AsyncTask<Work<()>> {
-        let (path, slot) = (self.path.clone(), Arc::clone(&self.slot));
         let force = force.unwrap_or(false);
-        Work::task(move || call(&path, &slot, |h| h.release(force)))
+        self.work(move |h| h.release(force))
     }
 
     /// Releases the lock on this thread.
     #[napi]
     pub fn release_sync(&self, force: Option<bool>) -> napi::Result<()> {
-        call(&self.path, &self.slot, |h| {
-            h.release(force.unwrap_or(false))
-        })
-        .map_err(|e| fail(&e))
+        self.now(|h| h.release(force.unwrap_or(false)))
     }
 
-    /// Renews this process's lease, off the main thread.
+    /// Renews this handle's lease, off the main thread.
     #[napi]
     pub fn refresh(&self) -> AsyncTask<Work<()>> {
-        let (path, slot) = (self.path.clone(), Arc::clone(&self.slot));
-        Work::task(move || call(&path, &slot, LockFile::refresh))
+        self.work(LockFile::refresh)
     }
 
-    /// Renews this process's lease on this thread.
+    /// Renews this handle's lease on this thread.
     #[napi]
     pub fn refresh_sync(&self) -> napi::Result<()> {
-        call(&self.path, &self.slot, LockFile::refresh).map_err(|e| fail(&e))
+        self.now(LockFile::refresh)
     }
 
     /// How the lock stands, off the main thread.
     #[napi]
     pub fn status(&self) -> AsyncTask<Work<StatusRecord>> {
-        let (path, slot) = (self.path.clone(), Arc::clone(&self.slot));
-        Work::task(move || call(&path, &slot, |h| Ok(status_record(h.status()?))))
+        self.work(|h| Ok(status_record(h.status()?)))
     }
 
     /// How the lock stands, on this thread.
     #[napi]
     pub fn status_sync(&self) -> napi::Result<StatusRecord> {
-        call(&self.path, &self.slot, |h| Ok(status_record(h.status()?))).map_err(|e| fail(&e))
+        self.now(|h| Ok(status_record(h.status()?)))
     }
 
     /// The recorded owner's pid.
     #[napi]
     pub fn pid(&self) -> napi::Result<Option<u32>> {
-        call(&self.path, &self.slot, LockFile::pid).map_err(|e| fail(&e))
+        self.now(LockFile::pid)
     }
 
     /// When the lock was acquired, in milliseconds since the epoch.
     #[napi]
     pub fn date_ms(&self) -> napi::Result<Option<f64>> {
-        call(&self.path, &self.slot, |h| Ok(h.date()?.map(millis))).map_err(|e| fail(&e))
+        self.now(|h| Ok(h.date()?.map(millis)))
     }
 
     /// Whether a lock file exists.
     #[napi]
     pub fn is_locked(&self) -> napi::Result<bool> {
-        call(&self.path, &self.slot, LockFile::is_locked).map_err(|e| fail(&e))
+        self.now(LockFile::is_locked)
     }
 
-    /// Whether this process holds the lock.
+    /// Whether this handle holds the lock.
     #[napi]
     pub fn owned_by_self(&self) -> napi::Result<bool> {
-        call(&self.path, &self.slot, LockFile::owned_by_self).map_err(|e| fail(&e))
+        self.now(LockFile::owned_by_self)
     }
 
     /// The fencing token of the lock as it stands.
     #[napi]
     pub fn token(&self) -> napi::Result<Option<BigInt>> {
-        call(&self.path, &self.slot, |h| Ok(h.token()?.map(BigInt::from))).map_err(|e| fail(&e))
+        self.now(|h| Ok(h.token()?.map(BigInt::from)))
     }
 
-    /// Lets the component clean up after the handle (its spare file); the
-    /// next call opens a new one. Does not release the lock.
+    /// Lets the component clean up after the handle (its spare file), for
+    /// good: a call waiting for the handle, and every later one, fails as
+    /// closed. Does not release the lock.
     #[napi]
     pub fn close(&self) {
-        drop(
-            self.slot
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        let mut handle = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        handle.closed = true;
+        drop(handle.lock.take());
+    }
+}
+
+/// The pauses of one wait: core's backoff (5 ms growing by half to 250 ms)
+/// within a limit, for the package's waits between attempts.
+#[napi]
+#[derive(Debug)]
+pub struct Schedule {
+    wait: Wait,
+    backoff: Mutex<Backoff>,
+}
+
+#[napi]
+impl Schedule {
+    /// A wait of `wait_ms` milliseconds (`Infinity`: until free; 0: none).
+    #[napi(constructor)]
+    pub fn new(wait_ms: f64) -> napi::Result<Self> {
+        let wait = AcquireArgs {
+            wait_ms: Some(wait_ms),
+            ..AcquireArgs::default()
+        }
+        .options()?
+        .wait;
+        Ok(Schedule {
+            wait,
+            backoff: Mutex::new(Backoff::default()),
+        })
+    }
+
+    /// Milliseconds to pause before the next attempt, having waited
+    /// `waited_ms` so far; `null` when the wait is over.
+    #[napi]
+    pub fn pause(&self, waited_ms: f64) -> Option<f64> {
+        let waited =
+            Duration::try_from_secs_f64(waited_ms.max(0.0) / 1000.0).unwrap_or(Duration::MAX);
+        let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wait
+            .pause(waited, &mut backoff)
+            .map(|d| d.as_secs_f64() * 1000.0)
     }
 }
 

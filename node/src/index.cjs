@@ -5,17 +5,22 @@
 // runs it in wasmtime: each lock gets a small sandbox that sees only its
 // directory, and the owner of the locks is this Node process.
 //
-// Every operation comes in two forms. `await lock.acquire()` runs on libuv's
-// thread pool, so neither a wait nor a slow file system (NFS) blocks the
-// event loop, and nothing is left pending to keep the process alive;
+// Every operation comes in two forms. `await lock.acquire()` makes each
+// attempt on libuv's thread pool and waits between attempts with timers, so
+// neither a wait nor a slow file system (NFS) blocks the event loop or holds
+// a pool thread, and a pending wait never delays the process's exit;
 // `lock.acquireSync()` runs on this thread (a wait blocks it), for scripts
-// and for the few microseconds a local cycle costs.
+// and for the few microseconds a local cycle costs. Each LockFile is a holder
+// of its own: two handles, or two worker threads, exclude each other as two
+// processes do, and `with()` calls on one handle take turns.
 //
 // CommonJS, so that `require` costs no ES module loader (a few milliseconds
 // of a cold start); index.js re-exports it for `import`.
 
 "use strict";
+const { AsyncLocalStorage } = require("node:async_hooks");
 const { resolve } = require("node:path");
+const { setTimeout: sleep } = require("node:timers/promises");
 
 const native = require("../lockfile.node");
 
@@ -110,9 +115,10 @@ function now(f) {
   }
 }
 
-async function later(promise) {
+/** Awaits what `start` returns; its errors (thrown or rejected) as ours. */
+async function later(start) {
   try {
-    return await promise;
+    return await start();
   } catch (e) {
     throw convert(e);
   }
@@ -134,19 +140,54 @@ function toStatus(s) {
   return { path: s.path, owner: toOwner(s.owner), verdict: s.verdict, cause: s.cause, reason: s.reason };
 }
 
+function flag(options, name) {
+  const value = options[name];
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new TypeError(`${name} must be a boolean, not ${typeof value}`);
+  }
+  return value ?? false;
+}
+
 function acquireArgs(options) {
-  const { replaceStale = false, force = false, waitMs = 0, leaseMs, token = false } = options ?? {};
+  if (options == null) options = {};
+  if (typeof options !== "object") {
+    throw new TypeError("acquire takes an options object: { replaceStale, force, waitMs, leaseMs, token }");
+  }
+  const { waitMs = 0, leaseMs } = options;
   if (typeof waitMs !== "number") throw new TypeError("waitMs must be a number (Infinity: until free)");
   if (leaseMs !== undefined && typeof leaseMs !== "number") throw new TypeError("leaseMs must be a number");
-  return { replaceStale: !!replaceStale, force: !!force, waitMs, leaseMs, token: !!token };
+  return {
+    replaceStale: flag(options, "replaceStale"),
+    force: flag(options, "force"),
+    waitMs,
+    leaseMs,
+    token: flag(options, "token"),
+  };
+}
+
+function releaseArgs(options) {
+  if (options == null) return false;
+  if (typeof options !== "object") throw new TypeError("release takes an options object: { force }");
+  return flag(options, "force");
+}
+
+/** Whether an acquisition may be tried again: another holder, or contention. */
+function busy(e) {
+  return e instanceof UnableToAcquireLockError || (e instanceof LockFileError && e.kind === "contended");
 }
 
 function absolute(path) {
   if (typeof path !== "string" || path === "") {
     throw new TypeError("a lock path must be a non-empty string");
   }
+  if (path.endsWith("/")) {
+    throw new LockFileError("unreachable", path, "the path does not name a file (it ends with /)");
+  }
   return resolve(path);
 }
+
+/** The handles whose `with()` the current asynchronous context runs inside. */
+const inside = new AsyncLocalStorage();
 
 // Handles still open at exit are closed, so that no spare file stays beside
 // a lock (a handle that acquires and releases keeps one).
@@ -155,24 +196,35 @@ process.on("exit", () => {
   for (const ref of open) ref.deref()?.close();
 });
 
-/** A lock file at a path: labm8's `LockFile(path)`. */
+
+/** A lock file at a path: labm8's `LockFile(path)`, as a holder of its own. */
 class LockFile {
   #native;
   #ref;
+  #path;
+  #closed = false;
+  /** Acquisitions in flight on the pool: close() waits for them to settle. */
+  #inflight = 0;
+  /** The end of the queue of this handle's `with()` calls. */
+  #turn = Promise.resolve();
 
   /** Names the lock; touches nothing until an operation runs (see `LockFile.open`). */
   constructor(path) {
-    /** The lock's absolute path. */
-    this.path = absolute(path);
-    this.#native = new native.NativeLock(this.path);
+    this.#path = absolute(path);
+    this.#native = new native.NativeLock(this.#path);
     this.#ref = new WeakRef(this);
     open.add(this.#ref);
+  }
+
+  /** The lock's absolute path. */
+  get path() {
+    return this.#path;
   }
 
   /** A LockFile whose sandbox is open: a path that cannot be reached fails here. */
   static async open(path) {
     const lock = new LockFile(path);
-    await later(lock.#n.open());
+    await later(() => lock.#n.open());
     return lock;
   }
 
@@ -184,43 +236,69 @@ class LockFile {
   }
 
   get #n() {
-    if (!this.#native) throw new LockFileError("closed", this.path, "this LockFile was closed");
+    if (this.#closed) throw new LockFileError("closed", this.#path, "this LockFile was closed");
     return this.#native;
   }
 
   /**
-   * Claims the lock for this process: when unheld, when this process holds
-   * it already (a no-op), with `force` always, with `replaceStale` when its
+   * Claims the lock for this handle: when unheld, when this handle holds it
+   * already (a no-op), with `force` always, with `replaceStale` when its
    * owner is certainly gone. `waitMs` retries while it is held (the Rust
    * library's schedule: 5 ms, growing by half to 250 ms; `Infinity`: until
-   * free); `leaseMs` records a lease (for
-   * hosts sharing the directory, see `refresh`); `token` issues a fencing
-   * token. Resolves to `this`.
+   * free); `leaseMs` records a lease (for hosts sharing the directory; it
+   * issues a fencing token too, see `refresh`); `token` issues a fencing
+   * token. Resolves to `this`; a `close()` meanwhile rejects it as `closed`.
    */
   async acquire(options) {
-    await later(this.#n.acquire(acquireArgs(options)));
-    return this;
+    const args = acquireArgs(options);
+    const schedule = now(() => new native.Schedule(args.waitMs));
+    const start = Date.now();
+    for (;;) {
+      this.#inflight++;
+      let failure = null;
+      try {
+        await later(() => this.#n.tryAcquire(args));
+      } catch (e) {
+        failure = e;
+      } finally {
+        this.#inflight--;
+      }
+      if (this.#closed) {
+        // Closed while the attempt ran: what it took goes back.
+        if (failure === null) await later(() => this.#native.release(false)).catch(() => {});
+        if (this.#inflight === 0) this.#native.close();
+        throw new LockFileError("closed", this.#path, "this LockFile was closed");
+      }
+      if (failure === null) return this;
+      if (!busy(failure)) throw failure;
+      const pause = schedule.pause(Date.now() - start);
+      if (pause == null) throw failure;
+      await sleep(pause);
+    }
   }
 
   /** As `acquire`, on this thread (a wait blocks it). */
   acquireSync(options) {
-    now(() => this.#n.acquireSync(acquireArgs(options)));
+    const args = acquireArgs(options);
+    now(() => this.#n.acquireSync(args));
     return this;
   }
 
   /** Releases the lock: a no-op when unheld; with `force`, whoever holds it. */
-  async release({ force = false } = {}) {
-    await later(this.#n.release(!!force));
+  async release(options) {
+    const force = releaseArgs(options);
+    await later(() => this.#n.release(force));
   }
 
   /** As `release`, on this thread. */
-  releaseSync({ force = false } = {}) {
-    now(() => this.#n.releaseSync(!!force));
+  releaseSync(options) {
+    const force = releaseArgs(options);
+    now(() => this.#n.releaseSync(force));
   }
 
-  /** Renews this process's lease; throws LockLostError when the lock is no longer ours. */
+  /** Renews this handle's lease; throws LockLostError when the lock is no longer ours. */
   async refresh() {
-    await later(this.#n.refresh());
+    await later(() => this.#n.refresh());
   }
 
   /** As `refresh`, on this thread. */
@@ -230,7 +308,7 @@ class LockFile {
 
   /** `{ path, owner, verdict, cause, reason }`; a malformed file is the `malformed` verdict. */
   async status() {
-    return toStatus(await later(this.#n.status()));
+    return toStatus(await later(() => this.#n.status()));
   }
 
   /** As `status`, on this thread. */
@@ -238,7 +316,7 @@ class LockFile {
     return toStatus(now(() => this.#n.statusSync()));
   }
 
-  /** The recorded owner's pid; null when unlocked. */
+  /** The recorded owner's pid; null when unlocked. Throws when the file cannot be read. */
   get pid() {
     return now(() => this.#n.pid()) ?? null;
   }
@@ -254,7 +332,7 @@ class LockFile {
     return now(() => this.#n.isLocked());
   }
 
-  /** Whether this process holds the lock. */
+  /** Whether this handle holds the lock. */
   get ownedBySelf() {
     return now(() => this.#n.ownedBySelf());
   }
@@ -264,35 +342,63 @@ class LockFile {
     return now(() => this.#n.token()) ?? null;
   }
 
-  /** Acquires, runs `f(this)` (awaited), releases (also when `f` throws); resolves to what `f` returns. */
+  /**
+   * Acquires, runs `f(this)` (awaited), releases (also when `f` throws);
+   * resolves to what `f` returns. Calls on one handle take turns; a call
+   * made inside `f` (nested) runs at once, within the outer hold.
+   */
   async with(f, options) {
-    await this.acquire(options);
+    if (inside.getStore()?.has(this)) return await f(this);
+    const previous = this.#turn;
+    let done;
+    this.#turn = new Promise((r) => (done = r));
     try {
-      return await f(this);
-    } finally {
+      await previous;
+      await this.acquire(options);
+      const held = new Set(inside.getStore() ?? []).add(this);
+      let result;
+      try {
+        result = await inside.run(held, () => f(this));
+      } catch (e) {
+        await this.release().catch((r) => {
+          throw new AggregateError([e, r], `${e?.message ?? e}; and the lock could not be released`);
+        });
+        throw e;
+      }
       await this.release();
+      return result;
+    } finally {
+      done();
     }
   }
 
-  /** As `with`, on this thread, for a synchronous `f`. */
+  /** As `with`, on this thread, for a synchronous `f` (a Promise it returns is refused). */
   withSync(f, options) {
     this.acquireSync(options);
+    let result;
     try {
-      return f(this);
+      result = f(this);
     } finally {
       this.releaseSync();
     }
+    if (result != null && typeof result.then === "function") {
+      throw new TypeError("withSync runs a synchronous function and released the lock before its Promise settled: use with()");
+    }
+    return result;
   }
 
   /**
-   * Lets the component clean up after this handle (its spare file). Does not
-   * release the lock (labm8's rule). Handles still open at exit are closed.
+   * Lets the component clean up after this handle (its spare file), for
+   * good: later calls, and an acquisition waiting now, fail as `closed`.
+   * Does not release a lock it holds (labm8's rule). Handles still open at
+   * exit are closed.
    */
   close() {
-    const handle = this.#native;
-    this.#native = null;
+    if (this.#closed) return;
+    this.#closed = true;
     open.delete(this.#ref);
-    handle?.close();
+    // An attempt running now closes the handle when it settles.
+    if (this.#inflight === 0) this.#native.close();
   }
 
   [Symbol.dispose ?? Symbol.for("nodejs.dispose")]() {

@@ -1,8 +1,11 @@
 // The package for `import`: the same objects as `require` gives (index.cjs).
-export {
+import lockfile from "./index.cjs";
+
+export const {
   LockFile,
   LockFileError,
   LockLostError,
   UnableToAcquireLockError,
   UnableToReleaseLockError,
-} from "./index.cjs";
+} = lockfile;
+export default lockfile;

@@ -65,9 +65,13 @@ test("a cycle: acquire, inspect, release (async and sync)", async (t) => {
   assert.equal(status.cause, "ours");
   assert.equal(status.owner.pid, process.pid);
   assert.deepEqual(lock.statusSync(), status);
-  // Acquiring again is a no-op; a second handle sees the same owner.
+  // Acquiring again is a no-op; a second handle is another holder in
+  // this process, which it sees holding the lock.
   await lock.acquire();
-  assert.equal(new LockFile(path).ownedBySelf, true);
+  const other = new LockFile(path);
+  assert.equal(other.ownedBySelf, false);
+  assert.equal(other.pid, process.pid);
+  assert.equal((await other.status()).cause, "other-holder");
   assert.equal(LockFile.read(path).pid, process.pid);
   await lock.release();
   assert.equal(existsSync(path), false);
@@ -240,6 +244,132 @@ test("require() gives the same API, from CommonJS", (t) => {
   assert.equal(out.stdout.trim(), "ok");
 });
 
+test("handles, concurrent with() calls and worker threads exclude each other", async (t) => {
+  const dir = sandbox(t);
+  const path = join(dir, "mutex.lock");
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  // Two handles in one process: the second is refused while the first holds.
+  const a = new LockFile(path);
+  const b = new LockFile(path);
+  await a.acquire();
+  await assert.rejects(b.acquire(), (e) => e instanceof UnableToAcquireLockError && e.cause === "other-holder");
+  assert.equal(b.ownedBySelf, false);
+  await assert.rejects(b.release(), UnableToReleaseLockError);
+  assert.equal(a.ownedBySelf, true);
+  await a.release();
+  // Concurrent with() on one handle and on ten: one inside at a time.
+  for (const handles of [[a], Array.from({ length: 10 }, () => new LockFile(path))]) {
+    let inside = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        handles[i % handles.length].with(
+          async () => {
+            most = Math.max(most, ++inside);
+            await sleep(5);
+            inside--;
+          },
+          { waitMs: 20_000 },
+        ),
+      ),
+    );
+    assert.equal(most, 1, `${handles.length} handle(s): ${most} inside at once`);
+  }
+  // A nested with() on the same handle runs inside the outer one's hold.
+  await a.with(async () => {
+    assert.equal(await a.with(async () => a.ownedBySelf), true);
+    assert.equal(a.ownedBySelf, true, "the inner with() kept the outer's lock");
+  });
+  // Worker threads, each its own handles: an exact counter.
+  const counter = join(dir, "counter");
+  writeFileSync(counter, "0");
+  const worker = `
+    const { workerData, parentPort } = require("node:worker_threads");
+    const { readFileSync, writeFileSync } = require("node:fs");
+    const { LockFile } = require("labm8-lockfile");
+    (async () => {
+      for (let i = 0; i < 25; i++) {
+        await new LockFile(workerData.path).with(async () => {
+          const n = Number(readFileSync(workerData.counter, "utf8"));
+          await new Promise((r) => setTimeout(r, 1));
+          writeFileSync(workerData.counter, String(n + 1));
+        }, { waitMs: 60_000 });
+      }
+      parentPort.postMessage("done");
+    })();
+  `;
+  const { Worker } = await import("node:worker_threads");
+  await Promise.all(
+    Array.from({ length: 4 }, () => {
+      const w = new Worker(worker, { eval: true, workerData: { path, counter } });
+      return new Promise((resolve, reject) => {
+        w.on("message", resolve);
+        w.on("error", reject);
+      });
+    }),
+  );
+  assert.equal(readFileSync(counter, "utf8"), "100");
+});
+
+test("a pending wait neither holds libuv's pool nor the process at exit", async (t) => {
+  const dir = sandbox(t);
+  const busy = join(dir, "busy.lock");
+  const holder = sleeper(t);
+  assert.equal(cli(["acquire", "--pid", String(holder.pid), busy]).status, 0);
+  // Eight waits pending (libuv's pool has four threads): file reads go on.
+  const waits = Array.from({ length: 8 }, () => new LockFile(busy).acquire({ waitMs: 2_000 }).catch((e) => e));
+  const start = Date.now();
+  await new Promise((resolve, reject) =>
+    import("node:fs").then((fs) => fs.readFile(busy, (e) => (e ? reject(e) : resolve()))),
+  );
+  assert.ok(Date.now() - start < 1_000, `a file read waited ${Date.now() - start} ms behind the waits`);
+  for (const e of await Promise.all(waits)) assert.ok(e instanceof UnableToAcquireLockError);
+  // process.exit() and an uncaught exception end a process that waits.
+  for (const [how, code] of [["process.exit(0)", 0], ["(() => { throw new Error('boom'); })()", 1]]) {
+    const begun = Date.now();
+    const out = nodeScript(
+      `import { LockFile } from "labm8-lockfile";
+       new LockFile(${JSON.stringify(busy)}).acquire({ waitMs: Infinity });
+       setTimeout(() => ${how}, 200);`,
+      30_000,
+    );
+    assert.equal(out.error, undefined, `${how}: the process did not end: ${out.error}`);
+    assert.equal(out.status, code, out.stderr);
+    assert.ok(Date.now() - begun < 10_000, `${how} took ${Date.now() - begun} ms`);
+  }
+});
+
+test("close() during a wait ends it, and never leaves the lock held", async (t) => {
+  const dir = sandbox(t);
+  const path = join(dir, "closing.lock");
+  const holder = sleeper(t);
+  assert.equal(cli(["acquire", "--pid", String(holder.pid), path]).status, 0);
+  const lock = new LockFile(path);
+  const waiting = lock.acquire({ waitMs: Infinity });
+  setTimeout(() => lock.close(), 100);
+  setTimeout(() => cli(["release", "--pid", String(holder.pid), path]), 300);
+  await assert.rejects(waiting, (e) => e instanceof LockFileError && e.kind === "closed");
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(LockFile.read(path), null, "the closed handle took the lock");
+  await assert.rejects(lock.status(), (e) => e.kind === "closed");
+});
+
+test("bad options are refused the same way, awaited or not", async (t) => {
+  const dir = sandbox(t);
+  const lock = new LockFile(join(dir, "x.lock"));
+  for (const bad of [{ waitMs: -1 }, { waitMs: NaN }, { leaseMs: 0 }, { leaseMs: Infinity }]) {
+    await assert.rejects(lock.acquire(bad), RangeError, JSON.stringify(bad));
+    assert.throws(() => lock.acquireSync(bad), RangeError, JSON.stringify(bad));
+  }
+  for (const bad of [5000, "x", { force: "false" }, { replaceStale: 1 }]) {
+    await assert.rejects(lock.acquire(bad), TypeError, JSON.stringify(bad));
+  }
+  assert.throws(() => new LockFile(join(dir, "trail.lock") + "/"), (e) => e instanceof LockFileError && e.kind === "unreachable");
+  assert.throws(() => lock.withSync(async () => 1), TypeError);
+  assert.equal(lock.isLocked, false, "withSync released what it took");
+  assert.deepEqual(readdirSync(dir), []);
+});
+
 test("the TypeScript declarations describe the API", (t) => {
   const tsc = process.env.TSC;
   assert.ok(tsc && existsSync(tsc), `TSC must name TypeScript's tsc (${tsc})`);
@@ -272,4 +402,21 @@ test("the TypeScript declarations describe the API", (t) => {
     { encoding: "utf8" },
   );
   assert.equal(out.status, 0, out.stdout + out.stderr);
+  // CommonJS TypeScript: `import x = require(...)`.
+  const cts = join(dir, "types-check.cts");
+  writeFileSync(
+    cts,
+    `import lockfile = require("labm8-lockfile");
+    const lock: lockfile.LockFile = new lockfile.LockFile("/tmp/x.lock");
+    const owner: lockfile.Owner | null = lockfile.LockFile.read("/tmp/x.lock");
+    void lock; void owner;
+    `,
+  );
+  t.after(() => rmSync(cts, { force: true }));
+  const cjs = spawnSync(
+    tsc,
+    ["--noEmit", "--strict", "--target", "es2022", "--module", "node16", "--lib", "esnext", "--types", "", cts],
+    { encoding: "utf8" },
+  );
+  assert.equal(cjs.status, 0, cjs.stdout + cjs.stderr);
 });
