@@ -37,6 +37,7 @@ mod engine_config;
 mod error;
 pub mod files;
 mod lock;
+mod paths;
 pub mod plugin;
 pub mod process;
 pub mod process_ctx;

@@ -20,13 +20,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use lockfile_host::{AcquireOptions, Backoff, Error, LockFile, Mode, Owner, Runtime, Wait};
+use lockfile_host::{AcquireOptions, Backoff, Error, LockFile, Runtime, Wait};
 use napi::bindgen_prelude::{AsyncTask, BigInt, ToNapiValue, TypeName};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-/// What starts the message of every error this addon throws.
-const ERROR_MARK: &str = "labm8-lockfile:";
+mod errors;
+mod records;
+
+use errors::{fail, fail_on, invalid, Failure};
+use records::{millis, owner, status_record, AcquireArgs, OwnerRecord, StatusRecord};
 
 /// The runtime of the process: the component is loaded once, on first use.
 static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
@@ -44,180 +47,6 @@ fn runtime() -> Result<Arc<Runtime>, Error> {
     Ok(runtime)
 }
 
-/// A failure as the JSON the package's JavaScript reads.
-fn fail(e: &Error) -> napi::Error {
-    let (kind, path, message) = match e {
-        Error::Lock(l) => (l.kind(), l.path().to_owned(), l.message().to_owned()),
-        Error::NoSuchProcess(_) => ("no-such-process", String::new(), e.to_string()),
-        _ => ("runtime", String::new(), e.to_string()),
-    };
-    let refusal = e.refusal().map(|r| {
-        serde_json::json!({
-            "owner": owner_json(&r.owner),
-            "verdict": r.verdict.as_str(),
-            "cause": r.cause.as_str(),
-            "reason": r.reason,
-        })
-    });
-    let payload = serde_json::json!({
-        "kind": kind,
-        "path": path,
-        "message": message,
-        "text": e.to_string(),
-        "refusal": refusal,
-    });
-    napi::Error::from_reason(format!("{ERROR_MARK}{payload}"))
-}
-
-/// An error of this addon's own, with the same JSON shape.
-fn own_error(kind: &str, path: &str, message: String) -> napi::Error {
-    let payload = serde_json::json!({
-        "kind": kind,
-        "path": path,
-        "message": message,
-        "text": format!("{path}: {message}"),
-        "refusal": null,
-    });
-    napi::Error::from_reason(format!("{ERROR_MARK}{payload}"))
-}
-
-/// A usage error (a bad option).
-fn invalid(message: String) -> napi::Error {
-    own_error("invalid-argument", "", message)
-}
-
-/// Tokens go to JavaScript as decimal strings inside JSON: a `number`
-/// loses precision past 2^53, and two tokens must never compare equal.
-fn owner_json(o: &Owner) -> serde_json::Value {
-    serde_json::json!({
-        "pid": o.pid,
-        "seconds": o.date.seconds,
-        "nanos": o.date.nanos,
-        "hostname": o.hostname,
-        "token": o.token.map(|t| t.to_string()),
-        "leaseMs": o.lease_ms,
-    })
-}
-
-/// A recorded owner.
-#[napi(object)]
-#[derive(Debug)]
-pub struct OwnerRecord {
-    /// The owner's pid (0 when planted so by labm8's `write`).
-    pub pid: u32,
-    /// When it acquired the lock, in milliseconds since the epoch.
-    pub date_ms: f64,
-    /// The host it acquired the lock on, when recorded.
-    pub hostname: Option<String>,
-    /// The fencing token its acquisition issued, if any.
-    pub token: Option<BigInt>,
-    /// Its lease, in milliseconds, if any.
-    pub lease_ms: Option<f64>,
-}
-
-fn owner(o: Owner) -> OwnerRecord {
-    OwnerRecord {
-        pid: o.pid,
-        date_ms: millis(o.date),
-        hostname: o.hostname,
-        token: o.token.map(BigInt::from),
-        lease_ms: o.lease_ms.map(|ms| ms as f64),
-    }
-}
-
-fn millis(t: lockfile_host::Timestamp) -> f64 {
-    t.seconds as f64 * 1000.0 + f64::from(t.nanos / 1_000_000)
-}
-
-/// How a lock stands for this process.
-#[napi(object)]
-#[derive(Debug)]
-pub struct StatusRecord {
-    /// The lock's path.
-    pub path: String,
-    /// The recorded owner; absent when unlocked or malformed.
-    pub owner: Option<OwnerRecord>,
-    /// `unlocked`, `owned-by-self`, `held`, `stale`, `foreign` or `malformed`.
-    pub verdict: String,
-    /// Why, as a word (`running`, `dead`, `recycled`, ...).
-    pub cause: String,
-    /// Why, as a sentence.
-    pub reason: String,
-}
-
-/// What `acquire` may be told.
-#[napi(object)]
-#[derive(Debug, Default)]
-pub struct AcquireArgs {
-    /// Take the lock over when its owner is certainly gone.
-    pub replace_stale: Option<bool>,
-    /// Take the lock whoever holds it.
-    pub force: Option<bool>,
-    /// Retry while the lock is held, for up to this many milliseconds
-    /// (`Infinity`: until it is free).
-    pub wait_ms: Option<f64>,
-    /// Record a lease of this many milliseconds (for locks shared by hosts).
-    pub lease_ms: Option<f64>,
-    /// Issue a fencing token.
-    pub token: Option<bool>,
-}
-
-fn duration_ms(what: &str, ms: f64) -> napi::Result<Duration> {
-    if ms.is_nan() || ms < 0.0 {
-        let shown = if ms.is_nan() {
-            "NaN".to_owned()
-        } else if ms.is_infinite() {
-            "-Infinity".to_owned()
-        } else {
-            ms.to_string()
-        };
-        return Err(invalid(format!(
-            "{what}: {shown}: give a number of milliseconds, 0 or more"
-        )));
-    }
-    Ok(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX))
-}
-
-impl AcquireArgs {
-    fn options(&self) -> napi::Result<AcquireOptions> {
-        let mode = match (self.force, self.replace_stale) {
-            (Some(true), _) => Mode::Force,
-            (_, Some(true)) => Mode::ReplaceStale,
-            _ => Mode::Free,
-        };
-        let wait = match self.wait_ms {
-            None => Wait::No,
-            Some(ms) if ms.is_infinite() && ms > 0.0 => Wait::Forever,
-            Some(ms) => match duration_ms("waitMs", ms)? {
-                d if d.is_zero() => Wait::No,
-                d => Wait::For(d),
-            },
-        };
-        let lease = match self.lease_ms {
-            None => None,
-            Some(ms) => match duration_ms("leaseMs", ms)? {
-                d if d.is_zero() || ms.is_infinite() || ms >= 9_007_199_254_740_992.0 => {
-                    let shown = if ms.is_infinite() {
-                        "Infinity".to_owned()
-                    } else {
-                        ms.to_string()
-                    };
-                    return Err(invalid(format!(
-                        "leaseMs: {shown}: give a positive number of milliseconds below 2^53"
-                    )));
-                }
-                d => Some(d),
-            },
-        };
-        Ok(AcquireOptions {
-            mode,
-            wait,
-            lease,
-            token: self.token.unwrap_or(false),
-        })
-    }
-}
-
 /// One lock file's handle, opened in its own sandbox on first use, and
 /// whether it was closed (then nothing opens it again).
 #[derive(Debug, Default)]
@@ -227,30 +56,6 @@ struct Handle {
 }
 
 type Slot = Arc<Mutex<Handle>>;
-
-/// A failure of a call on a closed handle (including one that was waiting
-/// for the handle when it was closed).
-enum Failure {
-    Lock(Error),
-    Closed,
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Lock(e)
-    }
-}
-
-fn fail_on(path: &std::path::Path, f: Failure) -> napi::Error {
-    match f {
-        Failure::Lock(e) => fail(&e),
-        Failure::Closed => own_error(
-            "closed",
-            &path.display().to_string(),
-            "this LockFile was closed".into(),
-        ),
-    }
-}
 
 /// Runs `op` on the handle in `slot`, opening it first (as holder `tag`)
 /// if needed.
@@ -332,16 +137,6 @@ impl<T: Send + ToNapiValue + TypeName + 'static> Task for Work<T> {
 
     fn resolve(&mut self, _env: Env, output: T) -> napi::Result<T> {
         Ok(output)
-    }
-}
-
-fn status_record(s: lockfile_host::Status) -> StatusRecord {
-    StatusRecord {
-        path: s.path,
-        owner: s.owner.map(owner),
-        verdict: s.verdict.as_str().to_owned(),
-        cause: s.cause.as_str().to_owned(),
-        reason: s.reason,
     }
 }
 
