@@ -135,7 +135,8 @@ pub fn with_holder(record: &Record, holder: Option<u64>, judged: Judgement) -> J
         Cause::OtherHolder,
         Verdict::Held,
         format!(
-            "the lock is held by pid {}, this process, but for {whom}, not for this holder              (another plugin or handle of this process)",
+            "the lock is held by pid {}, this process, but for {whom}, not for this holder \
+             (another plugin or handle of this process)",
             record.pid
         ),
     )

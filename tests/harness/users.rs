@@ -274,6 +274,41 @@ fn every_user_continues_the_token_sequence_in_a_sticky_directory() {
     assert_eq!(stdout(&out).trim(), (expected + 2).to_string());
 }
 
+/// A user whose umask keeps others from reading their files (077) still
+/// has their token file counted by everyone else: a token file that cannot
+/// be read counts by its name (a number too high only makes the sequence
+/// jump; one too low would repeat a token).
+#[test]
+#[ignore = "needs root (files of several users need root): scripts/test runs it as root"]
+fn a_token_file_others_cannot_read_still_counts() {
+    require_root("files of several users need root");
+    let dir = sticky_sandbox();
+    let lock = dir.path().join("x.lock");
+    let bin = world_executable_lockfile();
+    let mut issued = Vec::new();
+    for (user, umask) in [
+        (1001, "022"),
+        (1002, "077"),
+        (1003, "022"),
+        (1002, "077"),
+        (1003, "022"),
+    ] {
+        let script = format!(
+            "umask {umask}; exec \"$0\" run --token {} -- sh -c 'echo $LOCKFILE_TOKEN'",
+            s(&lock)
+        );
+        let out = output_retrying(
+            Command::new("sh")
+                .args(["-c", &script, s(&bin)])
+                .uid(user)
+                .gid(user),
+        );
+        expect_code(&out, 0);
+        issued.push(stdout(&out).trim().parse::<u64>().expect("a token"));
+    }
+    assert_eq!(issued, vec![1, 2, 3, 4, 5], "tokens repeated or went back");
+}
+
 /// Where the note says users keep token files of their own, the directory
 /// is listed: nothing else in it may stop or fool an acquisition. A name that
 /// is not UTF-8 (anyone's file in /tmp), another lock whose name looks like

@@ -395,4 +395,4 @@ impl<F: Files> Dir for WasiDir<F> {
 
 /// How many entries a listing skips before it gives up: a bound, in case a
 /// runtime's stream fails on the same entry for ever.
-const SKIPPED_ENTRIES_MAX: usize = 100_000;
+const SKIPPED_ENTRIES_MAX: usize = 10_000_000;

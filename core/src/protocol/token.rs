@@ -43,21 +43,33 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         format!(".{}.token.{SHARED_NOTE}", self.temp_stem)
     }
 
-    /// The highest token issued so far (0 before the first), and the
-    /// token files of single users that say so, by name and number.
-    fn token_floor(&self) -> Result<(u64, Vec<(String, u64)>), Error> {
+    /// The highest token issued so far (0 before the first), where it was
+    /// found, and the token files of single users.
+    fn token_floor(&self) -> Result<(Floor, Vec<OwnTokenFile>), Error> {
         let own = self.own_token_files()?;
-        let floor = own.iter().map(|(_, t)| *t).max().unwrap_or(0);
-        Ok((self.main_token_file()?.max(floor), own))
+        let mut floor = Floor {
+            number: self.main_token_file()?,
+            file: self.token_name(),
+        };
+        if let Some(top) = own.iter().max_by_key(|f| f.number) {
+            if top.number > floor.number {
+                floor = Floor {
+                    number: top.number,
+                    file: top.name.clone(),
+                };
+            }
+        }
+        Ok((floor, own))
     }
 
     /// The token files of single users (`.NAME.token.T`), when the note
-    /// says there are any: looked for in a listing of the directory. Only a
+    /// says there are any: looked for in a listing of the directory. A
     /// regular file that holds its own name's number, as our writers make
-    /// them, counts: anything else at such a name (another lock named
-    /// `.x.lock.token.3`, a directory, garbage another user planted) was
-    /// never a token issued, is ignored and never removed.
-    fn own_token_files(&self) -> Result<Vec<(String, u64)>, Error> {
+    /// them, counts, and so does one we may not read (by its name); anything
+    /// else at such a name (another lock named `.x.lock.token.3`, a
+    /// directory, garbage another user planted) was never a token issued,
+    /// is ignored and never removed.
+    fn own_token_files(&self) -> Result<Vec<OwnTokenFile>, Error> {
         let note = self.shared_note_name();
         match self.dir.kind(&note) {
             Ok(None) => return Ok(Vec::new()),
@@ -85,10 +97,26 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
                 continue;
             }
             match self.dir.read(&name, TOKEN_FILE_MAX + 1) {
-                Ok(bytes) if parse_token_file(&bytes) == Some(number) => found.push((name, number)),
-                // Removed meanwhile (its writer's newer one replaces it),
-                // or not a token file of ours.
-                _ => {}
+                Ok(bytes) if parse_token_file(&bytes) == Some(number) => {
+                    found.push(OwnTokenFile {
+                        name,
+                        number,
+                        verified: true,
+                    });
+                }
+                // Not one of ours (another lock's record, garbage, an
+                // empty file): ignored.
+                Ok(_) => {}
+                // Removed meanwhile: its writer's newer one replaces it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Unreadable (its user's umask is 077): it counts by its
+                // name. A number too high only makes the sequence jump;
+                // ignoring a real one would issue its token again.
+                Err(_) => found.push(OwnTokenFile {
+                    name,
+                    number,
+                    verified: false,
+                }),
             }
         }
         Ok(found)
@@ -133,14 +161,14 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
 
     /// The token after `floor`: an error when the sequence is exhausted,
     /// never a repeated token.
-    fn next_token(&self, floor: u64) -> Result<u64, Error> {
-        floor.checked_add(1).ok_or_else(|| Error::Io {
+    fn next_token(&self, floor: &Floor) -> Result<u64, Error> {
+        floor.number.checked_add(1).ok_or_else(|| Error::Io {
             path: self.path.to_owned(),
             message: format!(
-                "the fencing-token sequence is exhausted (token {floor} was issued, the largest \
-                 there is); nothing was published (restarting it by removing `{}` would \
-                 re-issue old tokens)",
-                self.token_name()
+                "the fencing-token sequence is exhausted (`{}` says token {} was issued, the \
+                 largest there is); nothing was published (restarting it by removing the \
+                 token files would re-issue old tokens)",
+                floor.file, floor.number
             ),
         })
     }
@@ -159,8 +187,14 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             self.issued.set(None);
             return Ok(());
         }
-        let floor = self.token_floor()?.0.max(replaced.unwrap_or(0));
-        self.issued.set(Some(self.next_token(floor)?));
+        let mut floor = self.token_floor()?.0;
+        if let Some(replaced) = replaced.filter(|r| *r > floor.number) {
+            floor = Floor {
+                number: replaced,
+                file: self.path.to_owned(),
+            };
+        }
+        self.issued.set(Some(self.next_token(&floor)?));
         Ok(())
     }
 
@@ -198,9 +232,9 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         }
         let (floor, own) = self.token_floor()?;
         let token = match self.issued.get() {
-            Some(token) if floor < token => token,
+            Some(token) if floor.number < token => token,
             Some(_) => {
-                let token = self.next_token(floor)?;
+                let token = self.next_token(&floor)?;
                 self.reissue(token)?;
                 token
             }
@@ -208,8 +242,8 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             // this holder's writes would carry no token after others' did.
             // Looked at once the lock is ours, so that no acquisition can
             // slip in between the look and our publish.
-            None if floor > 0 => {
-                let token = self.next_token(floor)?;
+            None if floor.number > 0 => {
+                let token = self.next_token(&floor)?;
                 self.reissue(token)?;
                 token
             }
@@ -230,8 +264,9 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
         }
         // Every file listed is below `token`: those of this user go (the
         // kernel refuses the others' in a sticky directory, which is fine).
-        for (name, _) in own {
-            let _ = self.dir.remove(&name);
+        // Only files that read as ours: one that could not be read stays.
+        for file in own.into_iter().filter(|f| f.verified) {
+            let _ = self.dir.remove(&file.name);
         }
         Ok(())
     }
@@ -288,6 +323,22 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
             }
         }
     }
+}
+
+/// The highest token issued, as a file says.
+struct Floor {
+    number: u64,
+    /// The file that says so (the lock itself for a replaced record).
+    file: String,
+}
+
+/// A user's token file, `.NAME.token.NUMBER`.
+struct OwnTokenFile {
+    name: String,
+    number: u64,
+    /// Whether it read as ours (its own number, and a newline); only those
+    /// are removed once a higher token is recorded.
+    verified: bool,
 }
 
 /// The last part of the note's name, `.NAME.token.users`.
