@@ -9,7 +9,9 @@
 //!
 //! Each handle is a holder of its own within the process (a holder tag, as
 //! an application gives each plugin), so two handles, or two worker
-//! threads, exclude each other as two processes do.
+//! threads, exclude each other as two processes do; and, as a plugin's
+//! locks go with the plugin, a handle's lock goes with the handle (closed,
+//! collected, or its worker ended).
 //!
 //! Errors reach JavaScript as an `Error` whose message is
 //! `labm8-lockfile:` followed by JSON (`kind`, `path`, `message`, `text`,
@@ -53,6 +55,28 @@ fn runtime() -> Result<Arc<Runtime>, Error> {
 struct Handle {
     lock: Option<LockFile>,
     closed: bool,
+}
+
+impl Handle {
+    /// Ends the handle: the lock it holds is released, since the handle is
+    /// its holder and nothing else could release it short of `force` (the
+    /// process lives on, so the lock would not even look stale).
+    fn end(&mut self) {
+        self.closed = true;
+        if let Some(mut lock) = self.lock.take() {
+            // Not ours (never taken, or taken over): release refuses, and
+            // leaves it as it is.
+            let _ = lock.release(false);
+        }
+    }
+}
+
+/// Garbage collection, and the end of a worker's environment, drop the
+/// last reference: a handle that ends that way releases too.
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 type Slot = Arc<Mutex<Handle>>;
@@ -279,14 +303,15 @@ impl NativeLock {
         self.now(|h| Ok(h.token()?.map(BigInt::from)))
     }
 
-    /// Lets the component clean up after the handle (its spare file), for
-    /// good: a call waiting for the handle, and every later one, fails as
-    /// closed. Does not release the lock.
+    /// Ends the handle for good: releases the lock it holds and lets the
+    /// component clean up after it (its spare file); a call waiting for the
+    /// handle, and every later one, fails as closed.
     #[napi]
     pub fn close(&self) {
-        let mut handle = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        handle.closed = true;
-        drop(handle.lock.take());
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .end();
     }
 }
 

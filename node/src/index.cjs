@@ -34,7 +34,7 @@ class LockFileError extends Error {
     this.name = "LockFileError";
     /**
      * `malformed`, `not-a-file`, `unreachable`, `denied`, `invalid-identity`,
-     * `contended`, `lost`, `io`, `closed`, `invalid-argument`, ...
+     * `contended`, `lost`, `io`, `closed`, `deadlock`, `invalid-argument`, ...
      */
     this.kind = kind;
     this.path = path;
@@ -186,14 +186,20 @@ function absolute(path) {
   return resolve(path);
 }
 
-/** The handles whose `with()` the current asynchronous context runs inside. */
+/**
+ * The holds the current asynchronous context runs inside: each handle whose
+ * `with()` it is in, and that call's hold (`active` until its lock is
+ * released: a callback the hold scheduled may run after it ended).
+ */
 const inside = new AsyncLocalStorage();
 
-// Handles still open at exit are closed, so that no spare file stays beside
-// a lock (a handle that acquires and releases keeps one).
+// Handles still open at exit are closed: what they hold is released, and no
+// spare file stays beside a lock (a cycling handle keeps one).
 const open = new Set();
+/** Closes a handle at once, a call in flight or not (at exit nothing settles later). */
+const END = Symbol("end");
 process.on("exit", () => {
-  for (const ref of open) ref.deref()?.close();
+  for (const ref of open) ref.deref()?.[END]();
 });
 
 
@@ -203,8 +209,10 @@ class LockFile {
   #ref;
   #path;
   #closed = false;
-  /** Acquisitions in flight on the pool: close() waits for them to settle. */
+  /** Calls in flight on the pool: the handle ends when the last settles. */
   #inflight = 0;
+  /** Ends the pause of a wait when the handle is closed. */
+  #closing = new AbortController();
   /** The end of the queue of this handle's `with()` calls. */
   #turn = Promise.resolve();
 
@@ -224,7 +232,7 @@ class LockFile {
   /** A LockFile whose sandbox is open: a path that cannot be reached fails here. */
   static async open(path) {
     const lock = new LockFile(path);
-    await later(() => lock.#n.open());
+    await lock.#call((n) => n.open());
     return lock;
   }
 
@@ -236,7 +244,7 @@ class LockFile {
   }
 
   get #n() {
-    if (this.#closed) throw new LockFileError("closed", this.#path, "this LockFile was closed");
+    if (this.#closed) throw this.#closedError();
     return this.#native;
   }
 
@@ -254,27 +262,39 @@ class LockFile {
     const schedule = now(() => new native.Schedule(args.waitMs));
     const start = Date.now();
     for (;;) {
-      this.#inflight++;
       let failure = null;
       try {
-        await later(() => this.#n.tryAcquire(args));
+        await this.#call((n) => n.tryAcquire(args));
       } catch (e) {
         failure = e;
-      } finally {
-        this.#inflight--;
       }
-      if (this.#closed) {
-        // Closed while the attempt ran: what it took goes back.
-        if (failure === null) await later(() => this.#native.release(false)).catch(() => {});
-        if (this.#inflight === 0) this.#native.close();
-        throw new LockFileError("closed", this.#path, "this LockFile was closed");
-      }
+      // Closed while the attempt ran: what it took went back as the handle ended.
+      if (this.#closed) throw this.#closedError();
       if (failure === null) return this;
       if (!busy(failure)) throw failure;
       const pause = schedule.pause(Date.now() - start);
       if (pause == null) throw failure;
-      await sleep(pause);
+      await sleep(pause, undefined, { signal: this.#closing.signal }).catch(() => {});
     }
+  }
+
+  /**
+   * Runs `start(native)` on the pool, counted in flight: a handle closed
+   * meanwhile ends (releases, cleans up) once its last call settles.
+   */
+  async #call(start) {
+    const n = this.#n;
+    this.#inflight++;
+    try {
+      return await later(() => start(n));
+    } finally {
+      this.#inflight--;
+      if (this.#closed && this.#inflight === 0) this.#native.close();
+    }
+  }
+
+  #closedError() {
+    return new LockFileError("closed", this.#path, "this LockFile was closed");
   }
 
   /** As `acquire`, on this thread (a wait blocks it). */
@@ -287,7 +307,7 @@ class LockFile {
   /** Releases the lock: a no-op when unheld; with `force`, whoever holds it. */
   async release(options) {
     const force = releaseArgs(options);
-    await later(() => this.#n.release(force));
+    await this.#call((n) => n.release(force));
   }
 
   /** As `release`, on this thread. */
@@ -298,7 +318,7 @@ class LockFile {
 
   /** Renews this handle's lease; throws LockLostError when the lock is no longer ours. */
   async refresh() {
-    await later(() => this.#n.refresh());
+    await this.#call((n) => n.refresh());
   }
 
   /** As `refresh`, on this thread. */
@@ -308,7 +328,7 @@ class LockFile {
 
   /** `{ path, owner, verdict, cause, reason }`; a malformed file is the `malformed` verdict. */
   async status() {
-    return toStatus(await later(() => this.#n.status()));
+    return toStatus(await this.#call((n) => n.status()));
   }
 
   /** As `status`, on this thread. */
@@ -345,27 +365,49 @@ class LockFile {
   /**
    * Acquires, runs `f(this)` (awaited), releases (also when `f` throws);
    * resolves to what `f` returns. Calls on one handle take turns; a call
-   * made inside `f` (nested) runs at once, within the outer hold.
+   * made inside `f` (nested) runs at once, within the outer hold, and its
+   * options are not used. A nested call on another handle of the same lock
+   * that would wait fails at once (kind `deadlock`): it would wait for the
+   * hold around it.
    */
   async with(f, options) {
-    if (inside.getStore()?.has(this)) return await f(this);
+    const args = acquireArgs(options);
+    const holds = inside.getStore();
+    if (holds?.get(this)?.active) return await f(this);
+    if (args.waitMs > 0) {
+      for (const [other, hold] of holds ?? []) {
+        if (hold.active && other.#path === this.#path) {
+          throw new LockFileError(
+            "deadlock",
+            this.#path,
+            "this call runs inside another LockFile's with() on the same lock: waiting would wait for itself",
+          );
+        }
+      }
+    }
     const previous = this.#turn;
     let done;
     this.#turn = new Promise((r) => (done = r));
     try {
       await previous;
-      await this.acquire(options);
-      const held = new Set(inside.getStore() ?? []).add(this);
+      await this.acquire(args);
+      const hold = { active: true };
+      const held = new Map(holds ?? []).set(this, hold);
       let result;
       try {
         result = await inside.run(held, () => f(this));
       } catch (e) {
-        await this.release().catch((r) => {
-          throw new AggregateError([e, r], `${e?.message ?? e}; and the lock could not be released`);
-        });
+        hold.active = false;
+        // Closed inside `f`: the lock went back as the handle ended.
+        if (!this.#closed) {
+          await this.release().catch((r) => {
+            throw new AggregateError([e, r], `${e?.message ?? e}; and the lock could not be released`);
+          });
+        }
         throw e;
       }
-      await this.release();
+      hold.active = false;
+      if (!this.#closed) await this.release();
       return result;
     } finally {
       done();
@@ -388,17 +430,26 @@ class LockFile {
   }
 
   /**
-   * Lets the component clean up after this handle (its spare file), for
-   * good: later calls, and an acquisition waiting now, fail as `closed`.
-   * Does not release a lock it holds (labm8's rule). Handles still open at
-   * exit are closed.
+   * Ends this handle, for good: the lock it holds is released (the handle
+   * is its holder, and no other can release it without `force`), and the
+   * component cleans up after it (its spare file). Later calls, and a wait
+   * in progress, fail as `closed`; a call running now settles first. The
+   * same happens when the handle is garbage-collected, when its worker
+   * ends and when the process exits; a process killed leaves its lock
+   * stale, for `replaceStale`.
    */
   close() {
     if (this.#closed) return;
     this.#closed = true;
     open.delete(this.#ref);
-    // An attempt running now closes the handle when it settles.
+    this.#closing.abort();
+    // A call running now ends the handle when it settles.
     if (this.#inflight === 0) this.#native.close();
+  }
+
+  [END]() {
+    this.#closed = true;
+    this.#native.close();
   }
 
   [Symbol.dispose ?? Symbol.for("nodejs.dispose")]() {
@@ -414,6 +465,9 @@ class LockFile {
   static write(path, pid, date = new Date()) {
     if (!Number.isInteger(pid) || pid < 0 || pid > 0xffffffff) {
       throw new RangeError(`pid ${pid}: give an integer from 0 to 4294967295`);
+    }
+    if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
+      throw new TypeError(`date: give a valid Date, not ${date}`);
     }
     now(() => native.write(absolute(path), pid, date.getTime()));
   }

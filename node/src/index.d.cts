@@ -49,7 +49,7 @@ export interface ReleaseOptions {
 /** Base class of every error this module throws. */
 export class LockFileError extends Error {
   constructor(kind: string, path: string, message: string, text?: string);
-  /** `malformed`, `not-a-file`, `unreachable`, `denied`, `contended`, `lost`, `io`, `closed`, ... */
+  /** `malformed`, `not-a-file`, `unreachable`, `denied`, `contended`, `lost`, `io`, `closed`, `deadlock`, ... */
   kind: string;
   path: string;
 }
@@ -87,13 +87,15 @@ export class LockFile {
 
   /** The lock's absolute path. */
   readonly path: string;
+  // The getters below read the lock file: they throw a LockFileError when
+  // it cannot be read or parsed (`kind`: unreachable, not-a-file, malformed, ...).
   /** The recorded owner's pid; null when unlocked. */
   readonly pid: number | null;
   /** When the lock was acquired; null when unlocked. */
   readonly date: Date | null;
   /** Whether a lock file exists. */
   readonly isLocked: boolean;
-  /** Whether this process holds the lock. */
+  /** Whether this handle holds the lock (each handle is a holder of its own). */
   readonly ownedBySelf: boolean;
   /** The fencing token of the lock as it stands; null without one. */
   readonly token: bigint | null;
@@ -106,11 +108,20 @@ export class LockFile {
   refreshSync(): void;
   status(): Promise<Status>;
   statusSync(): Status;
-  /** Acquires, runs `f`, releases (also when `f` throws); calls on one handle take turns. */
+  /**
+   * Acquires, runs `f`, releases (also when `f` throws); calls on one handle
+   * take turns; a call inside `f` on the same handle runs within the hold.
+   * Inside `f`, a waiting call on another handle of the same lock fails at
+   * once (kind `deadlock`).
+   */
   with<T>(f: (lock: this) => T | Promise<T>, options?: AcquireOptions): Promise<T>;
   /** As `with`, for a synchronous `f` (one that returns a Promise is refused). */
   withSync<T>(f: (lock: this) => T extends PromiseLike<unknown> ? never : T, options?: AcquireOptions): T;
-  /** Lets the component clean up after this handle; does not release the lock. */
+  /**
+   * Ends this handle: releases the lock it holds and cleans up after it.
+   * Garbage collection, the end of its worker and the process's exit do
+   * the same; a killed process leaves a stale lock.
+   */
   close(): void;
   [Symbol.dispose](): void;
 }

@@ -420,3 +420,109 @@ test("the TypeScript declarations describe the API", (t) => {
   );
   assert.equal(cjs.status, 0, cjs.stdout + cjs.stderr);
 });
+
+test("a handle's end releases what it holds: close, with(), release, GC, worker", async (t) => {
+  const dir = sandbox(t);
+  const path = join(dir, "ends.lock");
+  const free = async (what) => {
+    const other = new LockFile(path);
+    await assert.doesNotReject(other.acquire(), `${what}: the lock stayed held by a handle that is gone`);
+    await other.release();
+    other.close();
+  };
+  // close() while holding.
+  const a = new LockFile(path);
+  await a.acquire();
+  a.close();
+  await free("close()");
+  // close() inside with(): with() resolves, the lock is free.
+  const b = new LockFile(path);
+  assert.equal(await b.with(async () => (b.close(), "ran")), "ran");
+  await free("close() inside with()");
+  // close() while a release runs.
+  const c = new LockFile(path);
+  await c.acquire();
+  const releasing = c.release();
+  c.close();
+  await releasing.catch((e) => assert.equal(e.kind, "closed"));
+  await free("close() during release()");
+  // The handle garbage-collected while holding.
+  const gc = spawnSync(
+    process.execPath,
+    [
+      "--expose-gc",
+      "--input-type=module",
+      "-e",
+      `import { LockFile } from "labm8-lockfile";
+       const path = ${JSON.stringify(path)};
+       (() => { new LockFile(path).acquireSync(); })();
+       for (let i = 0; i < 200 && LockFile.read(path) !== null; i++) {
+         globalThis.gc();
+         await new Promise((r) => setTimeout(r, 10));
+       }
+       console.log(LockFile.read(path) === null ? "released" : "held");
+       const next = new LockFile(path);
+       next.acquireSync();
+       next.releaseSync();`,
+    ],
+    { encoding: "utf8", timeout: 20_000, cwd: process.cwd() },
+  );
+  assert.equal(gc.status, 0, gc.stderr);
+  assert.equal(gc.stdout.trim(), "released", "a collected handle left its lock held");
+  // A worker that ends (returns, or is terminated) while holding.
+  const { Worker } = await import("node:worker_threads");
+  for (const end of ["return", "terminate"]) {
+    const w = new Worker(
+      `const { workerData, parentPort } = require("node:worker_threads");
+       const { LockFile } = require("labm8-lockfile");
+       globalThis.kept = new LockFile(workerData.path).acquireSync();
+       parentPort.postMessage("held");
+       if (workerData.end === "terminate") setInterval(() => {}, 1000);`,
+      { eval: true, workerData: { path, end } },
+    );
+    await new Promise((resolve, reject) => (w.once("message", resolve), w.once("error", reject)));
+    if (end === "terminate") await w.terminate();
+    else await new Promise((r) => w.once("exit", r));
+    await free(`a worker's ${end}`);
+  }
+  // The process's exit.
+  const exit = nodeScript(
+    `import { LockFile } from "labm8-lockfile";
+     await new LockFile(${JSON.stringify(path)}).acquire();`,
+  );
+  assert.equal(exit.status, 0, exit.stderr);
+  assert.equal(LockFile.read(path), null, "the process exited holding its lock");
+});
+
+test("with(): only a call inside the hold is nested; a nested wait for itself fails", async (t) => {
+  const dir = sandbox(t);
+  const path = join(dir, "nesting.lock");
+  const a = new LockFile(path);
+  const b = new LockFile(path);
+  // A callback the hold scheduled runs after it ended: it must take its turn.
+  let detached;
+  await a.with(async () => {
+    detached = new Promise((resolve) =>
+      setTimeout(() => resolve(a.with(async () => ({ b: b.ownedBySelf, a: a.ownedBySelf }), { waitMs: 10_000 })), 50),
+    );
+  });
+  await b.acquire();
+  await new Promise((r) => setTimeout(r, 200));
+  await b.release();
+  assert.deepEqual(await detached, { b: false, a: true }, "a detached with() ran while b held the lock");
+  // Another handle on the same path, inside a hold of this context, would
+  // wait for the hold around it: refused at once.
+  await a.with(async () => {
+    await assert.rejects(
+      b.with(async () => "never", { waitMs: Infinity }),
+      (e) => e instanceof LockFileError && e.kind === "deadlock",
+    );
+  });
+  // Bad options are refused at the call, not at the call's turn.
+  await a.with(async () => {
+    const bad = b.with(async () => 1, { waitMs: -1 });
+    await assert.rejects(bad, RangeError);
+  });
+  a.close();
+  b.close();
+});
