@@ -4,7 +4,9 @@
 //! its own target directory (sharing the outer one deadlocks on cargo's
 //! build lock in `--release`): `target/guest` in this workspace, shared by
 //! every build profile, or under `OUT_DIR` for a crate that depends on us.
-//! The component is then compiled to native code here, with the same
+//! The component the host embeds (`guest-coordinated/`: the library and
+//! locks kept in a key-value store; `lockfile.wasm` stays the plain
+//! `library` world, for third-party hosts) is then compiled to native code here, with the same
 //! wasmtime and engine settings the host uses, so no process pays for
 //! compiling it at start-up. Two compositions follow (with wac-graph):
 //! `lockfile-wasi.wasm`, the library built for runtimes without a native
@@ -60,6 +62,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         &[
             "lockfile-guest",
             "lockfile-guest-portable",
+            "lockfile-guest-coordinated",
             "lockfile-command",
             "lockfile-provider",
             "lockfile-plugin-example",
@@ -73,6 +76,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     rerun_on_inputs(&built.join("lockfile-plugin-example.d"), &root)?;
 
     let bytes = fs::read(&wasm)?;
+    // What the host embeds: the library and locks in a key-value store.
+    rerun_on_inputs(&built.join("lockfile_guest_coordinated.d"), &root)?;
+    let coordinated_wasm = built.join("lockfile_guest_coordinated.wasm");
+    let coordinated = fs::read(&coordinated_wasm)?;
     let mut config = engine_config::config(engine_config::Allocation::OnDemand);
     // Compile for the target triple with its baseline features, not for the
     // features of the CPU running this build: the binary must load the
@@ -84,10 +91,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let engine =
         wasmtime::Engine::new(&config).map_err(|e| format!("cannot build the engine: {e}"))?;
     let cwasm = engine
-        .precompile_component(&bytes)
-        .map_err(|e| format!("cannot precompile `{}`: {e}", wasm.display()))?;
+        .precompile_component(&coordinated)
+        .map_err(|e| format!("cannot precompile `{}`: {e}", coordinated_wasm.display()))?;
+    fs::write(out.join("lockfile-coordinated.cwasm"), &cwasm)?;
     fs::write(out.join("lockfile.wasm"), &bytes)?;
-    fs::write(out.join("lockfile.cwasm"), &cwasm)?;
     let command = fs::read(built.join("lockfile-command.wasm"))?;
     fs::write(out.join("lockfile-command.wasm"), &command)?;
 
@@ -111,11 +118,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     )
     .map_err(|e| format!("cannot compose lockfile-plugin-example.wasm: {e}"))?;
     fs::write(out.join("lockfile-plugin-example.wasm"), &plugin_example)?;
-    // Precompiled too, for hosts without a compiler: the WASI-only lock, the
+    // Precompiled too, for hosts without a compiler: the library (the
+    // `library` world, for third-party hosts), the WASI-only lock, the
     // example plugin as built (it imports the lock from its host), which the
     // plugin API's tests and example application run, and composed (for the
     // benchmark).
     for (name, wasm) in [
+        ("lockfile.cwasm", &bytes),
         ("lockfile-wasi.cwasm", &wasi_only),
         ("lockfile-plugin-example.cwasm", &plugin),
         ("lockfile-plugin-example-composed.cwasm", &plugin_example),
@@ -191,6 +200,10 @@ fn rerun_on_inputs(dep_info: &Path, root: &Path) -> Result<(), Box<dyn std::erro
     println!(
         "cargo:rerun-if-changed={}",
         root.join("guest-portable").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("guest-coordinated").display()
     );
     println!("cargo:rerun-if-changed={}", root.join("core").display());
     println!("cargo:rerun-if-changed={}", root.join("cli").display());

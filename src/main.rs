@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lockfile_cli::{Backend, Failure, Listing, Lock, Wait, OTHER};
+use lockfile_host::kv::{KvAddress, SharedStore, DEFAULT_KV_LEASE, ENDPOINTS_VAR};
 use lockfile_host::{
-    AcquireOptions, Error, Leftover, LockError, LockFile, Runtime, Status, Timestamp,
+    AcquireOptions, Error, KvFor, KvLockFile, Leftover, LockFile, Runtime, Status, Timestamp,
 };
 
 #[cfg(unix)]
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         || {
             Ok(Sandboxed {
                 runtime: std::cell::OnceCell::new(),
+                stores: std::cell::RefCell::default(),
             })
         },
         None,
@@ -38,7 +40,20 @@ fn main() -> ExitCode {
 /// for free.
 struct Sandboxed {
     runtime: std::cell::OnceCell<ManuallyDrop<Runtime>>,
+    /// Connections to etcd clusters, by endpoints, for locks kept there.
+    stores: std::cell::RefCell<Vec<(Vec<String>, SharedStore)>>,
 }
+
+/// Whom a lock is opened for.
+#[derive(Clone, Copy)]
+enum Whom {
+    Pid(u32),
+    Inspect(u32),
+    Companion(u32),
+}
+
+/// How long connecting to etcd, and each request, may take.
+const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Sandboxed {
     fn runtime(&self) -> Result<&Runtime, Failure> {
@@ -55,10 +70,71 @@ impl Sandboxed {
             .map_err(|e| Failure::Other(format!("cannot load the lockfile component: {e}")))?;
         Ok(self.runtime.get_or_init(|| ManuallyDrop::new(runtime)))
     }
+
+    /// The etcd address `path` is, if it is one.
+    fn kv_address(path: &Path) -> Result<Option<KvAddress>, Failure> {
+        let Some(text) = path.to_str() else {
+            return Ok(None);
+        };
+        let defaults = std::env::var(ENDPOINTS_VAR).ok();
+        KvAddress::parse(text, defaults.as_deref())
+            .transpose()
+            .map_err(failure)
+    }
+
+    /// A connection to the cluster at `endpoints`, made once per process.
+    fn kv_store(&self, endpoints: &[String], name: &str) -> Result<SharedStore, Failure> {
+        if let Some((_, store)) = self.stores.borrow().iter().find(|(e, _)| e == endpoints) {
+            return Ok(store.clone());
+        }
+        let store: SharedStore = std::sync::Arc::new(
+            lockfile_host::etcd::EtcdStore::connect(endpoints, ETCD_TIMEOUT)
+                .map_err(|e| failure(lockfile_host::kv::unusable(name, e)))?,
+        );
+        self.stores
+            .borrow_mut()
+            .push((endpoints.to_vec(), store.clone()));
+        Ok(store)
+    }
+
+    /// Opens the lock at `path` (a lock file, or a key in etcd) for `whom`.
+    fn open_for(&self, path: &Path, whom: Whom) -> Result<SandboxedLock, Failure> {
+        if let Some(address) = Self::kv_address(path)? {
+            let name = path.to_string_lossy();
+            let store = self.kv_store(&address.endpoints, &name)?;
+            let whom = match whom {
+                Whom::Pid(pid) => KvFor::Pid(pid),
+                Whom::Inspect(pid) => KvFor::Inspect(pid),
+                Whom::Companion(pid) => KvFor::Companion(pid),
+            };
+            return self
+                .runtime()?
+                .open_kv(store, &name, &address.key, whom)
+                .map(|l| SandboxedLock::Kv(ManuallyDrop::new(l)))
+                .map_err(failure);
+        }
+        let runtime = self.runtime()?;
+        match whom {
+            Whom::Pid(pid) => runtime.open_as(path, pid),
+            Whom::Inspect(pid) => runtime.inspect_as(path, pid),
+            Whom::Companion(pid) => runtime.open_with_companion(path, pid),
+        }
+        .map(|l| SandboxedLock::File(ManuallyDrop::new(l)))
+        .map_err(failure)
+    }
 }
 
-/// A lock opened through the component (never dropped, as above).
-struct SandboxedLock(ManuallyDrop<LockFile>);
+/// A lock opened through the component (never dropped, as above): a lock
+/// file, or a key in etcd.
+enum SandboxedLock {
+    File(ManuallyDrop<LockFile>),
+    Kv(ManuallyDrop<KvLockFile>),
+}
+
+/// Where a lock in etcd cannot go.
+fn not_in_etcd(what: &str) -> Failure {
+    Failure::Usage(format!("{what} is not supported for locks in etcd yet"))
+}
 
 /// The failure a host error is: the core's cases as every front end maps
 /// them (`lockfile_cli::failure`), the host's own as errors.
@@ -76,23 +152,52 @@ impl Lock for SandboxedLock {
             wait: Wait::No,
             ..*options
         };
-        self.0.acquire_with(once).map_err(failure)
+        match self {
+            SandboxedLock::File(l) => l.acquire_with(once),
+            SandboxedLock::Kv(l) => {
+                if once.lease.is_none() {
+                    return Err(Failure::Usage(
+                        "a lock in etcd lives as long as its lease: give --lease SECONDS and \
+                         renew it with `lockfile refresh` (`lockfile run` renews it for you)"
+                            .into(),
+                    ));
+                }
+                l.acquire_with(once)
+            }
+        }
+        .map_err(failure)
     }
 
     fn token(&mut self) -> Result<Option<u64>, Failure> {
-        self.0.token().map_err(failure)
+        match self {
+            SandboxedLock::File(l) => l.token(),
+            SandboxedLock::Kv(l) => l.token(),
+        }
+        .map_err(failure)
     }
 
     fn refresh(&mut self) -> Result<(), Failure> {
-        self.0.refresh().map_err(failure)
+        match self {
+            SandboxedLock::File(l) => l.refresh(),
+            SandboxedLock::Kv(l) => l.refresh(),
+        }
+        .map_err(failure)
     }
 
     fn release(&mut self, force: bool) -> Result<(), Failure> {
-        self.0.release(force).map_err(failure)
+        match self {
+            SandboxedLock::File(l) => l.release(force),
+            SandboxedLock::Kv(l) => l.release(force),
+        }
+        .map_err(failure)
     }
 
     fn status(&mut self) -> Result<Status, Failure> {
-        self.0.status().map_err(failure)
+        match self {
+            SandboxedLock::File(l) => l.status(),
+            SandboxedLock::Kv(l) => l.status(),
+        }
+        .map_err(failure)
     }
 }
 
@@ -106,25 +211,21 @@ impl Backend for Sandboxed {
                 Failure::Usage("cannot tell the parent process here; give --pid".into())
             })?,
         };
-        self.runtime()?
-            .open_as(path, pid)
-            .map(|l| SandboxedLock(ManuallyDrop::new(l)))
-            .map_err(failure)
+        self.open_for(path, Whom::Pid(pid))
     }
 
     fn inspect(&self, path: &Path, pid: Option<u32>) -> Result<SandboxedLock, Failure> {
         // A report takes any point of view, a process that has ended too.
         match pid {
-            Some(pid) => self
-                .runtime()?
-                .inspect_as(path, pid)
-                .map(|l| SandboxedLock(ManuallyDrop::new(l)))
-                .map_err(failure),
+            Some(pid) => self.open_for(path, Whom::Inspect(pid)),
             None => self.open(path, None),
         }
     }
 
     fn list(&self, dir: &Path, pid: Option<u32>) -> Result<Listing, Failure> {
+        if Self::kv_address(dir)?.is_some() {
+            return Err(not_in_etcd("`list`"));
+        }
         let pid = pid.or_else(lockfile_host::process::parent_pid);
         let found = self.runtime()?.list_locks(dir, pid).map_err(failure)?;
         Ok(Listing {
@@ -139,10 +240,16 @@ impl Backend for Sandboxed {
     }
 
     fn sweep(&self, dir: &Path) -> Result<Vec<Leftover>, Failure> {
+        if Self::kv_address(dir)?.is_some() {
+            return Err(not_in_etcd("`clean`"));
+        }
         self.runtime()?.sweep_leftovers(dir).map_err(failure)
     }
 
     fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure> {
+        if Self::kv_address(path)?.is_some() {
+            return Err(not_in_etcd("`write`"));
+        }
         self.runtime()?.write(path, pid, timestamp).map_err(failure)
     }
 
@@ -172,12 +279,16 @@ impl Sandboxed {
         let other = |e: anyhow::Error| Failure::Other(format!("{e:#}"));
         // COMMAND's process exists before the lock is taken, held at a gate,
         // so that the lock names it too (see `gate`).
+        // A lock in etcd lives as long as its lease: one is always kept;
+        // and its token (the key's revision) always comes with it.
+        let in_etcd = Self::kv_address(path)?.is_some();
+        let options = &AcquireOptions {
+            lease: options.lease.or(in_etcd.then_some(DEFAULT_KV_LEASE)),
+            token: options.token || in_etcd,
+            ..*options
+        };
         let gated = gate::Gated::spawn(command).map_err(other)?;
-        let opened = self.runtime().and_then(|r| {
-            r.open_with_companion(path, gated.pid())
-                .map(|l| SandboxedLock(ManuallyDrop::new(l)))
-                .map_err(failure)
-        });
+        let opened = self.open_for(path, Whom::Companion(gated.pid()));
         let mut lock = match opened {
             Ok(lock) => lock,
             Err(e) => {
@@ -244,18 +355,15 @@ impl Sandboxed {
         wait: impl FnOnce() -> T + Send,
     ) -> (T, bool) {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let Ok(runtime) = self.runtime() else {
-            return (wait(), false);
+        let mut handle = match self.open_for(path, Whom::Companion(companion)) {
+            Ok(handle) => handle,
+            Err(e) => {
+                eprintln!("lockfile: cannot renew the lease: {}", e.message());
+                return (wait(), false);
+            }
         };
         std::thread::scope(|scope| {
             let refresher = scope.spawn(move || {
-                let mut handle = match runtime.open_with_companion(path, companion) {
-                    Ok(handle) => handle,
-                    Err(e) => {
-                        eprintln!("lockfile: cannot renew the lease: {e}");
-                        return false;
-                    }
-                };
                 let every = (lease / 3).max(Duration::from_millis(1));
                 loop {
                     match stopped.recv_timeout(every) {
@@ -264,12 +372,15 @@ impl Sandboxed {
                     }
                     match handle.refresh() {
                         Ok(()) => {}
-                        Err(e @ Error::Lock(LockError::Lost { .. })) => {
-                            eprintln!("lockfile: {e}; COMMAND runs on without it");
+                        Err(e @ Failure::Lost(_)) => {
+                            eprintln!("lockfile: {}; COMMAND runs on without it", e.message());
                             return true;
                         }
                         // A passing failure (an NFS hiccup): try again next time.
-                        Err(e) => eprintln!("lockfile: cannot renew the lease (will retry): {e}"),
+                        Err(e) => eprintln!(
+                            "lockfile: cannot renew the lease (will retry): {}",
+                            e.message()
+                        ),
                     }
                 }
             });

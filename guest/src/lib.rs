@@ -4,7 +4,9 @@
 //! bindings (`bindings`), the host's `process` interface (`system.rs`) and
 //! its `files` (`host_files`); WASI directories are `lockfile_core::wasi_dir`.
 //! With the `portable` feature it is the `portable-library` world instead:
-//! no `files` import, the same operations made of WASI's own calls.
+//! no `files` import, the same operations made of WASI's own calls; with
+//! `kv`, the `coordinated-library` world: also locks kept in the host's
+//! key-value store (`kv_lock`).
 //!
 //! It exists only for `wasm32-wasip2` (lockfile-host's build script builds
 //! it); on any other target it compiles to nothing.
@@ -12,9 +14,25 @@
 
 mod bindings {
     // The library, whose whole-file calls are its host's `files`.
-    #[cfg(not(feature = "portable"))]
+    #[cfg(not(any(feature = "portable", feature = "kv")))]
     wit_bindgen::generate!({
         world: "library",
+        path: "../wit",
+        // WASI's own types, from the `wasi` crate the rest of the guest uses.
+        with: {
+            "wasi:clocks/wall-clock@0.2.4": wasi::clocks::wall_clock,
+            "wasi:filesystem/types@0.2.4": wasi::filesystem::types,
+            "wasi:io/error@0.2.4": wasi::io::error,
+            "wasi:io/poll@0.2.4": wasi::io::poll,
+            "wasi:io/streams@0.2.4": wasi::io::streams,
+        },
+    });
+
+    // The same, and locks kept in the host's key-value store: what
+    // lockfile-host embeds.
+    #[cfg(all(feature = "kv", not(feature = "portable")))]
+    wit_bindgen::generate!({
+        world: "coordinated-library",
         path: "../wit",
         // WASI's own types, from the `wasi` crate the rest of the guest uses.
         with: {
@@ -39,6 +57,8 @@ mod bindings {
     export!(Component);
 }
 mod convert;
+#[cfg(all(feature = "kv", not(feature = "portable")))]
+mod kv_lock;
 mod system;
 
 use std::cell::OnceCell;
@@ -110,6 +130,11 @@ mod host_files {
 
 /// The component.
 struct Component;
+
+#[cfg(all(feature = "kv", not(feature = "portable")))]
+impl bindings::exports::labm8::lockfile::kv_lockfile::Guest for Component {
+    type KvLock = kv_lock::KvLockHandle;
+}
 
 impl Guest for Component {
     type LockFile = LockFile;

@@ -1,12 +1,12 @@
-//! The host side of the `library` world, generated from `wit/`: what the
-//! runtime calls (the `lockfile` export) and what it provides (`process`,
-//! `files`); and of the `plugin` world, what a plugin imports (the
+//! The host side of the `coordinated-library` world, generated from `wit/`:
+//! what the runtime calls (the `lockfile` and `kv-lockfile` exports) and
+//! what it provides (`process`, `files`, `kv`); and of the `plugin` world, what a plugin imports (the
 //! `lockfile` interface, which `plugin.rs` answers). In a module of their
 //! own so that every file that needs the generated types imports them from
 //! here, not from the runtime or the plugin support.
 
 wasmtime::component::bindgen!({
-    world: "library",
+    world: "coordinated-library",
     path: "../wit",
     // WASI's own types, as wasmtime-wasi defines them: the descriptors
     // `files` takes are the ones in the store's resource table.
@@ -16,6 +16,9 @@ wasmtime::component::bindgen!({
         "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
     },
 });
+
+/// The component's world, by the name the rest of the crate uses.
+pub(crate) use self::{CoordinatedLibrary as Library, CoordinatedLibraryPre as LibraryPre};
 
 /// A plugin's `lock-file` handle, as the application's store sees it: an
 /// index into its [`crate::plugin::PluginLocks`].

@@ -35,7 +35,9 @@ mod code_memory;
 mod convert;
 mod engine_config;
 mod error;
+pub mod etcd;
 pub mod files;
+pub mod kv;
 mod lock;
 mod paths;
 pub mod plugin;
@@ -49,6 +51,7 @@ mod store;
 #[doc(hidden)]
 pub use engine_config::{Allocation, DEFAULT_POOL};
 pub use error::{Error, LockError};
+pub use kv::{KvFor, KvLockFile};
 pub use lock::{LockFile, LockGuard};
 pub use lockfile_core::protocol::{Leftover, LeftoverKind};
 #[doc(hidden)]

@@ -14,6 +14,7 @@ use crate::bindings::{Library, LibraryPre};
 use crate::code_memory::{InPlaceCode, IN_PLACE_TAKEN, PRECOMPILED};
 use crate::engine_config::Allocation;
 use crate::error::{Error, LockError};
+use crate::kv::KvCtx;
 use crate::lock::LockFile;
 use crate::paths::{locate, utf8};
 use crate::process;
@@ -79,6 +80,8 @@ impl Runtime {
             .map_err(|e| Error::runtime("cannot link the process interface", e))?;
         crate::files::add_to_linker(&mut linker)
             .map_err(|e| Error::runtime("cannot link the files interface", e))?;
+        crate::kv::add_to_linker(&mut linker)
+            .map_err(|e| Error::runtime("cannot link the kv interface", e))?;
         let pre = linker
             .instantiate_pre(component)
             .and_then(LibraryPre::new)
@@ -460,9 +463,41 @@ impl Runtime {
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
                 process,
+                kv: KvCtx::default(),
                 sleeps: false,
             },
         );
+        let lib = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::runtime("cannot instantiate the lockfile component", e))?;
+        Ok((store, lib))
+    }
+
+    /// Who created this runtime: the process locks are taken for by default.
+    pub(crate) fn runner(&self) -> Identity {
+        self.runner
+    }
+
+    /// A sandbox for a lock kept in a store: no directory, the store `kv`,
+    /// acting for `acting` (and `companion`).
+    pub(crate) fn kv_sandbox(
+        &self,
+        acting: Identity,
+        companion: Option<Identity>,
+        kv: KvCtx,
+    ) -> Result<(Store<HostState>, Library), Error> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                wasi: WasiCtxBuilder::new().build(),
+                table: ResourceTable::new(),
+                process: ProcessCtx::new(acting, self.runner, companion, self.machine.clone()),
+                kv,
+                sleeps: false,
+            },
+        );
+        let _runtime = for_call(store.data());
         let lib = self
             .pre
             .instantiate(&mut store)
@@ -507,6 +542,7 @@ impl Runtime {
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
                 process: ProcessCtx::new(acting, self.runner, companion, self.machine.clone()),
+                kv: KvCtx::default(),
                 sleeps: self.test_pauses.is_some(),
             },
         ))

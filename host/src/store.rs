@@ -4,6 +4,7 @@
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::kv::KvCtx;
 use crate::process_ctx::ProcessCtx;
 
 /// The per-store state: WASI, and what the `process` import answers.
@@ -11,6 +12,8 @@ pub(crate) struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) process: ProcessCtx,
+    /// What the `kv` import answers: a store for a lock kept in one.
+    pub(crate) kv: KvCtx,
     /// Whether the sandbox may sleep (it has test pauses): see [`for_call`].
     pub(crate) sleeps: bool,
 }

@@ -7,6 +7,7 @@ mod common;
 mod companion;
 mod consumer;
 mod embedding;
+mod etcd;
 mod hosts;
 mod identity;
 mod languages;

@@ -1,0 +1,442 @@
+//! Locks kept in a real etcd (Debian's `etcd-server`, members started here
+//! on free 127.0.0.1 ports and stopped when the rig is dropped), through
+//! the `lockfile` binary: the component runs the protocol over the host's
+//! `kv` interface. "Another host" is another UTS namespace with its own
+//! hostname (`unshare -u`, root), as in leases.rs.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A cluster of etcd members on 127.0.0.1, each in a data directory of its
+/// own; killed and removed when dropped.
+struct Etcd {
+    members: Vec<Child>,
+    endpoints: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// A port nothing listens on now (the kernel's pick; bound again at once by
+/// etcd, which is a race only with other tests picking the same port).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn etcd_binary() -> &'static str {
+    let found = Command::new("sh")
+        .args(["-c", "command -v etcd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`etcd` is missing: install Debian's etcd-server (scripts/setup does, as root)"
+    );
+    "etcd"
+}
+
+impl Etcd {
+    /// Starts `n` members as one cluster and waits until it answers.
+    fn start(n: usize) -> Etcd {
+        let bin = etcd_binary();
+        let dir = sandbox();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).expect("log");
+                Command::new(bin)
+                    .args(["--name", &format!("m{i}")])
+                    .args(["--data-dir", s(&dir.path().join(format!("m{i}")))])
+                    .args([
+                        "--listen-client-urls",
+                        &format!("http://127.0.0.1:{client}"),
+                    ])
+                    .args([
+                        "--advertise-client-urls",
+                        &format!("http://127.0.0.1:{client}"),
+                    ])
+                    .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                    .args([
+                        "--initial-advertise-peer-urls",
+                        &format!("http://127.0.0.1:{peer}"),
+                    ])
+                    .args(["--initial-cluster", &cluster])
+                    .args(["--initial-cluster-state", "new"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start etcd")
+            })
+            .collect();
+        let etcd = Etcd {
+            members,
+            endpoints: ports
+                .iter()
+                .map(|(c, _)| format!("127.0.0.1:{c}"))
+                .collect(),
+            _dir: dir,
+        };
+        etcd.wait_ready();
+        etcd
+    }
+
+    /// Waits until a lock can be looked at through the cluster.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let probe = self.address("ready-probe");
+        loop {
+            let out = lockfile(&["status", "--pid", "1", &probe]);
+            if code(&out) == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not answer within 30 s: {}",
+                stderr(&out)
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `etcd://ENDPOINTS/KEY`.
+    fn address(&self, key: &str) -> String {
+        format!("etcd://{}/{key}", self.endpoints.join(","))
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
+    }
+}
+
+/// A process that outlives the test step: an owner for `--pid`.
+fn sleeper() -> Child {
+    Command::new("sleep")
+        .arg("600")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sleep")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    expect_code(out, 0);
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Runs `script` in a shell on host `name` (its own UTS namespace), with
+/// `$L` the lockfile binary and `$A` the lock's address.
+fn on_host(name: &str, address: &str, script: &str) -> Command {
+    require_root("`unshare -u` makes another host");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-u", "sh", "-c"])
+        .arg(format!("hostname {name} && {{ {script}; }}"))
+        .env("L", lockfile_bin())
+        .env("A", address)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The cycle, the record and the refusals, as for a lock file: labm8's first
+/// line is the value's, the token is the key's create revision, and every
+/// acquisition's token is higher than the last.
+#[test]
+fn a_lock_in_etcd_is_a_lock_file_in_a_key() {
+    let etcd = Etcd::start(1);
+    let address = etcd.address("locks/cycle");
+    let mut owner = sleeper();
+    let pid = owner.id().to_string();
+    expect_code(
+        &lockfile(&["acquire", "--lease", "30", "--pid", &pid, &address]),
+        0,
+    );
+    let status = json(&lockfile(&["status", "--json", "--pid", &pid, &address]));
+    assert_eq!(status["verdict"], "owned-by-self");
+    assert_eq!(status["pid"].as_u64(), Some(u64::from(owner.id())));
+    assert_eq!(status["lease_ms"].as_u64(), Some(30_000));
+    let first = status["token"].as_u64().expect("a token");
+    // Another process is refused, and told who holds it.
+    let refused = lockfile(&["acquire", "--lease", "30", "--pid", "1", &address]);
+    expect_code(&refused, 1);
+    expect_stderr(&refused, &format!("held by pid {pid}"));
+    expect_code(&lockfile(&["release", "--pid", "1", &address]), 1);
+    // Renewed, then released by its owner.
+    expect_code(&lockfile(&["refresh", "--pid", &pid, &address]), 0);
+    expect_code(&lockfile(&["release", "--pid", &pid, &address]), 0);
+    assert_eq!(
+        json(&lockfile(&["status", "--json", "--pid", &pid, &address]))["verdict"],
+        "unlocked"
+    );
+    // A refresh of a lock that is gone says it is lost.
+    let lost = lockfile(&["refresh", "--pid", &pid, &address]);
+    expect_code(&lost, 1);
+    // `run` holds it while COMMAND runs, with a higher token in LOCKFILE_TOKEN.
+    let out = lockfile(&[
+        "run",
+        &address,
+        "--",
+        "sh",
+        "-c",
+        "echo $LOCKFILE_TOKEN; exec \"$0\" status --json --pid $PPID \"$1\"",
+        lockfile_bin(),
+        &address,
+    ]);
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    let (token, inside) = text.split_once('\n').expect("two outputs");
+    let token: u64 = token.trim().parse().expect("LOCKFILE_TOKEN");
+    assert!(token > first, "token {token} after {first}");
+    let inside: serde_json::Value = serde_json::from_str(inside).expect("json");
+    // Seen from `lockfile run` (COMMAND's parent), the lock is its own.
+    assert_eq!(inside["verdict"], "owned-by-self", "{inside}");
+    assert_eq!(inside["token"].as_u64(), Some(token));
+    assert_eq!(
+        json(&lockfile(&["status", "--json", "--pid", &pid, &address]))["verdict"],
+        "unlocked",
+        "run released it"
+    );
+    // Without --lease, `acquire` is a usage error: the key would outlive nothing.
+    let usage = lockfile(&["acquire", "--pid", &pid, &address]);
+    expect_code(&usage, 2);
+    expect_stderr(&usage, "--lease");
+    let _ = owner.kill();
+    let _ = owner.wait();
+}
+
+/// A holder that dies on this host leaves a lock that is stale at once (the
+/// pid rules hold); `acquire` takes it over without a flag, `--no-replace-stale`
+/// refuses it.
+#[test]
+fn a_dead_holder_on_this_host_is_stale_at_once() {
+    let etcd = Etcd::start(1);
+    let address = etcd.address("locks/dead");
+    let mut owner = sleeper();
+    let pid = owner.id().to_string();
+    expect_code(
+        &lockfile(&["acquire", "--lease", "60", "--pid", &pid, &address]),
+        0,
+    );
+    let _ = owner.kill();
+    let _ = owner.wait();
+    let status = json(&lockfile(&["status", "--json", "--pid", "1", &address]));
+    assert_eq!(status["verdict"], "stale", "{status}");
+    assert_eq!(status["cause"], "dead", "{status}");
+    let mut next = sleeper();
+    let next_pid = next.id().to_string();
+    expect_code(
+        &lockfile(&[
+            "acquire",
+            "--no-replace-stale",
+            "--lease",
+            "60",
+            "--pid",
+            &next_pid,
+            &address,
+        ]),
+        1,
+    );
+    expect_code(
+        &lockfile(&["acquire", "--lease", "60", "--pid", &next_pid, &address]),
+        0,
+    );
+    let status = json(&lockfile(&[
+        "status", "--json", "--pid", &next_pid, &address,
+    ]));
+    assert_eq!(status["verdict"], "owned-by-self");
+    expect_code(&lockfile(&["release", "--pid", &next_pid, &address]), 0);
+    let _ = next.kill();
+    let _ = next.wait();
+}
+
+/// Bad input and faults: an address without a key, an endpoint nothing
+/// listens on (a clear error, exit 3, well within the 5 s dial timeout
+/// plus start-up), and a key holding something that is not a lock record
+/// (refused as malformed; left as it is; only --force replaces it).
+#[test]
+fn bad_addresses_unreachable_members_and_garbage_give_clear_errors() {
+    let no_key = lockfile(&["status", "etcd://127.0.0.1:2379/"]);
+    expect_code(&no_key, 3);
+    expect_stderr(&no_key, "the key is empty");
+    let no_endpoints = lockfile_env(
+        &["status", "etcd:///locks/x"],
+        &[("LOCKFILE_ETCD_ENDPOINTS", "")],
+    );
+    assert_ne!(code(&no_endpoints), 0);
+    let bad_port = lockfile(&["status", "etcd://127.0.0.1:notaport/x"]);
+    expect_code(&bad_port, 3);
+    expect_stderr(&bad_port, "not an endpoint");
+    let started = Instant::now();
+    let unreachable = lockfile(&[
+        "acquire",
+        "--lease",
+        "5",
+        &format!("etcd://127.0.0.1:{}/x", free_port()),
+    ]);
+    expect_code(&unreachable, 3);
+    expect_stderr(&unreachable, "etcd");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "an unreachable endpoint took {:?} to report",
+        started.elapsed()
+    );
+
+    let etcd = Etcd::start(1);
+    let address = etcd.address("locks/garbage");
+    // Planted through the library's own store, as etcdctl would.
+    let store = lockfile_host::etcd::EtcdStore::connect(&etcd.endpoints, Duration::from_secs(5))
+        .expect("connect");
+    use lockfile_host::kv::Store;
+    store
+        .create("locks/garbage", b"not a lock\n", 0)
+        .expect("put")
+        .expect("created");
+    let status = json(&lockfile(&["status", "--json", "--pid", "1", &address]));
+    assert_eq!(status["verdict"], "malformed", "{status}");
+    let refused = lockfile(&["acquire", "--lease", "5", "--pid", "1", &address]);
+    expect_code(&refused, 3);
+    expect_stderr(&refused, "left as it is");
+    assert_eq!(
+        store
+            .get("locks/garbage")
+            .expect("get")
+            .expect("kept")
+            .value,
+        b"not a lock\n",
+        "the garbage was changed"
+    );
+    let mut owner = sleeper();
+    let pid = owner.id().to_string();
+    expect_code(
+        &lockfile(&[
+            "acquire", "--force", "--lease", "5", "--pid", &pid, &address,
+        ]),
+        0,
+    );
+    expect_code(&lockfile(&["release", "--pid", &pid, &address]), 0);
+    let _ = owner.kill();
+    let _ = owner.wait();
+}
+
+/// The counter: two simulated hosts, two workers each, 100 `lockfile run`
+/// each on a three-member cluster; every run succeeds and the counter is
+/// exact.
+#[test]
+#[ignore = "needs root (`unshare -u` makes other hosts): scripts/test runs it as root"]
+fn two_hosts_count_exactly_under_a_lock_in_a_three_member_cluster() {
+    require_root("`unshare -u` makes other hosts");
+    let etcd = Etcd::start(3);
+    let address = etcd.address("locks/counter");
+    let dir = sandbox();
+    let counter = dir.path().join("counter");
+    std::fs::write(&counter, "0\n").expect("counter");
+    let failures = dir.path().join("failures");
+    let workers: Vec<Child> = ["alpha", "alpha", "beta", "beta"]
+        .iter()
+        .map(|host| {
+            on_host(
+                host,
+                &address,
+                &format!(
+                    "for i in $(seq 100); do \"$L\" run -w 120 \"$A\" -- \
+                       sh -c 'read n < {c}; echo $((n+1)) > {c}' || echo $? >> {f}; done",
+                    c = s(&counter),
+                    f = s(&failures),
+                ),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a worker")
+        })
+        .collect();
+    for w in workers {
+        let out = w.wait_with_output().expect("worker");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        !failures.exists(),
+        "runs failed with codes {:?}",
+        std::fs::read_to_string(&failures).unwrap_or_default()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&counter).expect("counter").trim(),
+        "400"
+    );
+}
+
+/// A holder on another host killed (its host crashed): this host is
+/// refused while the lease runs (a foreign lock), and takes the lock once
+/// etcd has expired it, not before.
+#[test]
+#[ignore = "needs root (`unshare -u` makes another host): scripts/test runs it as root"]
+fn a_killed_holder_on_another_host_holds_until_its_lease_runs_out() {
+    require_root("`unshare -u` makes another host");
+    let etcd = Etcd::start(1);
+    let address = etcd.address("locks/crash");
+    let dir = sandbox();
+    let pid_file = dir.path().join("pid");
+    // `run --lease 2` on host elsewhere; its COMMAND says its pid and sleeps.
+    let mut holder = on_host(
+        "elsewhere",
+        &address,
+        &format!(
+            "exec \"$L\" run --lease 2 \"$A\" -- sh -c 'echo $$ > {}; exec sleep 600'",
+            s(&pid_file)
+        ),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("holder");
+    wait_for_file(&pid_file);
+    let command_pid = std::fs::read_to_string(&pid_file).expect("pid");
+    // The whole host goes: `lockfile run` and its COMMAND, with no release.
+    let _ = holder.kill();
+    let _ = Command::new("kill")
+        .args(["-9", command_pid.trim()])
+        .status();
+    let _ = holder.wait();
+    let killed = Instant::now();
+    let status = json(&lockfile(&["status", "--json", "--pid", "1", &address]));
+    assert_eq!(status["verdict"], "foreign", "{status}");
+    let mut me = sleeper();
+    let pid = me.id().to_string();
+    let refused = lockfile(&["acquire", "--lease", "5", "--pid", &pid, &address]);
+    expect_code(&refused, 1);
+    // etcd expires a 2 s lease within about 2 s (plus its own tick): then free.
+    let taken = lockfile(&[
+        "acquire", "-w", "30", "--lease", "5", "--pid", &pid, &address,
+    ]);
+    expect_code(&taken, 0);
+    assert!(
+        killed.elapsed() >= Duration::from_millis(1_500),
+        "taken {:?} after the crash, before the lease could run out",
+        killed.elapsed()
+    );
+    expect_code(&lockfile(&["release", "--pid", &pid, &address]), 0);
+    let _ = me.kill();
+    let _ = me.wait();
+}
