@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use lockfile_cli::{Backend, CoreLock, Failure, Listing};
+use lockfile_cli::{Backend, CoreLock, Failure, Listing, OnLost};
 use lockfile_core::protocol::Leftover;
 use lockfile_core::std_dir::StdDir;
 use lockfile_core::{
@@ -140,7 +140,7 @@ impl Backend for Native {
             .map_err(lockfile_cli::failure)
     }
 
-    fn run(&self, _: &Path, _: &AcquireOptions, _: &[String]) -> Result<u8, Failure> {
+    fn run(&self, _: &Path, _: &AcquireOptions, _: OnLost, _: &[String]) -> Result<u8, Failure> {
         Err(Failure::Usage("this benchmark limit has no `run`".into()))
     }
 }

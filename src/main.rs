@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use lockfile_cli::{Backend, Failure, Listing, Lock, Wait, OTHER};
+use lockfile_cli::{Backend, Failure, Listing, Lock, OnLost, Wait, LOST, OTHER};
 use lockfile_host::kv::{KvAddress, SharedStore, DEFAULT_KV_LEASE, ENDPOINTS_VAR};
 use lockfile_host::{
     AcquireOptions, Error, KvFor, KvLockFile, Leftover, LockFile, Runtime, Status, Timestamp,
@@ -257,6 +257,7 @@ impl Backend for Sandboxed {
         &self,
         path: &Path,
         options: &AcquireOptions,
+        on_lost: OnLost,
         command: &[String],
     ) -> Result<u8, Failure> {
         #[cfg(not(unix))]
@@ -264,7 +265,7 @@ impl Backend for Sandboxed {
             "`run` needs Unix (pipes, exec and signals)".into(),
         ));
         #[cfg(unix)]
-        self.run_gated(path, options, command)
+        self.run_gated(path, options, on_lost, command)
     }
 }
 
@@ -274,6 +275,7 @@ impl Sandboxed {
         &self,
         path: &Path,
         options: &AcquireOptions,
+        on_lost: OnLost,
         command: &[String],
     ) -> Result<u8, Failure> {
         let other = |e: anyhow::Error| Failure::Other(format!("{e:#}"));
@@ -314,7 +316,10 @@ impl Sandboxed {
         let (result, lost) = match options.lease {
             None => (gated.open_and_wait(token), false),
             Some(lease) => {
-                self.with_refresher(path, gated.pid(), lease, || gated.open_and_wait(token))
+                let stop = (on_lost == OnLost::Term).then_some(gated.pid());
+                self.with_refresher(path, gated.pid(), lease, stop, || {
+                    gated.open_and_wait(token)
+                })
             }
         };
         let released = lock.release(false);
@@ -329,6 +334,9 @@ impl Sandboxed {
                 Err(e) => return Err(other(e)),
             },
         };
+        if lost && on_lost == OnLost::Term {
+            return Ok(LOST);
+        }
         if let Err(e) = released {
             // A lock lost (its lease ran out) was said to be lost already.
             if !lost {
@@ -344,14 +352,16 @@ impl Sandboxed {
     /// Runs `wait` while a thread renews the lease every third of it, from a
     /// handle of its own (the same owner: this process and `companion`).
     /// Returns what `wait` returned, and whether the lock was lost: then
-    /// the refreshing stops, and `lockfile` says so on stderr (COMMAND runs
-    /// on; tokens, not this process, can stop what it does downstream).
+    /// the refreshing stops, `lockfile` says so on stderr, and `stop`, if
+    /// given (COMMAND's pid), is sent SIGTERM; otherwise COMMAND runs on,
+    /// and tokens, not this process, stop what it does downstream.
     #[cfg(unix)]
     fn with_refresher<T: Send>(
         &self,
         path: &Path,
         companion: u32,
         lease: Duration,
+        stop_command: Option<u32>,
         wait: impl FnOnce() -> T + Send,
     ) -> (T, bool) {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -373,7 +383,19 @@ impl Sandboxed {
                     match handle.refresh() {
                         Ok(()) => {}
                         Err(e @ Failure::Lost(_)) => {
-                            eprintln!("lockfile: {}; COMMAND runs on without it", e.message());
+                            match stop_command {
+                                Some(pid) => {
+                                    eprintln!(
+                                        "lockfile: {}; COMMAND (pid {pid}) is sent SIGTERM",
+                                        e.message()
+                                    );
+                                    terminate(pid);
+                                }
+                                None => eprintln!(
+                                    "lockfile: {}; COMMAND runs on without it",
+                                    e.message()
+                                ),
+                            }
                             return true;
                         }
                         // A passing failure (an NFS hiccup): try again next time.
@@ -389,6 +411,17 @@ impl Sandboxed {
             let lost = refresher.join().unwrap_or(false);
             (result, lost)
         })
+    }
+}
+
+/// Sends `pid` SIGTERM (best effort: it may have ended).
+#[cfg(unix)]
+fn terminate(pid: u32) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
 }
 

@@ -17,6 +17,8 @@ Exit status:
      or it changed hands too often while we looked; `run --conflict-exit-code N`: N
   2  usage error
   3  any other error (malformed lock file, unreachable path, I/O error)
+  4  `run`: the lock was lost while COMMAND ran (its lease could not be renewed)
+     and COMMAND was sent SIGTERM (--on-lost term, the default)
   `run` exits with COMMAND's status (128+N if a signal N killed it), 127 if
   COMMAND was not found, 126 if it could not be executed.
 
@@ -200,6 +202,12 @@ pub enum Cmd {
             allow_negative_numbers = true
         )]
         conflict_exit_code: u8,
+        /// What to do when the lock is lost while COMMAND runs (its lease
+        /// could not be renewed in time: a pause, a partition): `term` sends
+        /// COMMAND SIGTERM and exits 4; `ignore` lets it run on (its fencing
+        /// token still stops its late writes where storage checks them).
+        #[arg(long, value_name = "WHAT", value_enum, default_value_t = OnLost::Term)]
+        on_lost: OnLost,
         /// Run STRING with `sh -c` instead of COMMAND (flock's -c).
         #[arg(
             short = 'c',
@@ -222,6 +230,15 @@ pub enum Cmd {
         )]
         command: Vec<String>,
     },
+}
+
+/// What `run` does when the lock is lost while COMMAND runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnLost {
+    /// Send COMMAND SIGTERM, and exit 4.
+    Term,
+    /// Let COMMAND run on, and exit with its status.
+    Ignore,
 }
 
 /// `--no-replace-stale` (and the old `--replace-stale`, now the default).

@@ -6,7 +6,7 @@ use std::path::Path;
 use lockfile_core::protocol::Leftover;
 use lockfile_core::{AcquireOptions, Status, Timestamp};
 
-use crate::{Failure, Listing};
+use crate::{Failure, Listing, OnLost};
 
 /// One open lock.
 pub trait Lock {
@@ -85,12 +85,18 @@ pub trait Backend {
     /// # Errors
     /// A [`Failure`] saying why.
     fn write(&self, path: &Path, pid: u32, timestamp: Timestamp) -> Result<(), Failure>;
-    /// Runs a command under the lock and returns its exit code.
+    /// Runs a command under the lock and returns its exit code; what
+    /// happens to the command when a leased lock is lost, `on_lost` says.
     ///
     /// # Errors
     /// A [`Failure`] saying why.
-    fn run(&self, path: &Path, options: &AcquireOptions, command: &[String])
-        -> Result<u8, Failure>;
+    fn run(
+        &self,
+        path: &Path,
+        options: &AcquireOptions,
+        on_lost: OnLost,
+        command: &[String],
+    ) -> Result<u8, Failure>;
 }
 
 /// A lock run by `lockfile-core`'s protocol in this process, with no

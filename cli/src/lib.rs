@@ -18,7 +18,7 @@ mod manual;
 mod output;
 mod survey;
 
-pub use args::{Cli, Cmd, LeaseArg, PidArg, StaleArg, WaitArg};
+pub use args::{Cli, Cmd, LeaseArg, OnLost, PidArg, StaleArg, WaitArg};
 pub use backend::{Backend, CoreLock, Lock};
 pub use failure::{failure, Failure, Refused};
 pub use lockfile_core::Wait;
@@ -32,6 +32,9 @@ pub const HELD: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Exit code: any other error.
 pub const OTHER: u8 = 3;
+/// Exit code of `run`: the lock was lost while COMMAND ran (its lease could
+/// not be renewed), and COMMAND was sent SIGTERM (`--on-lost term`).
+pub const LOST: u8 = 4;
 
 /// Whether `-v` was given: the wait loop says who it waits for. A flag of
 /// the process, set once from the command line, like a log level.
@@ -154,6 +157,7 @@ fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Fai
             lease,
             token,
             conflict_exit_code,
+            on_lost,
             shell,
             path,
             command,
@@ -168,7 +172,7 @@ fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Fai
                 Some(string) => vec!["sh".to_owned(), "-c".to_owned(), string],
                 None => command,
             };
-            return match backend.run(&path, &options, &command) {
+            return match backend.run(&path, &options, on_lost, &command) {
                 Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => {
                     if !quiet {
                         eprintln!("lockfile: {}", f.message());

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use lockfile_cli::{Backend, CoreLock, Failure, Listing};
+use lockfile_cli::{Backend, CoreLock, Failure, Listing, OnLost};
 use lockfile_core::protocol::{self, Leftover, Lock};
 use lockfile_core::wasi_dir::{resolve, resolve_dir_with, Plain, WasiDir};
 use lockfile_core::{AcquireOptions, Timestamp, Verdict};
@@ -156,7 +156,7 @@ impl Backend for Wasi {
             .map_err(failure)
     }
 
-    fn run(&self, _: &Path, _: &AcquireOptions, _: &[String]) -> Result<u8, Failure> {
+    fn run(&self, _: &Path, _: &AcquireOptions, _: OnLost, _: &[String]) -> Result<u8, Failure> {
         Err(Failure::Usage(
             "`run` needs to start COMMAND, which WASI cannot do; use the native `lockfile` binary"
                 .into(),

@@ -440,3 +440,87 @@ fn a_killed_holder_on_another_host_holds_until_its_lease_runs_out() {
     let _ = me.kill();
     let _ = me.wait();
 }
+
+/// A holder paused past its lease (SIGSTOP): etcd expires the lease, another
+/// acquirer takes the lock with a higher token; the paused `run`, resumed,
+/// learns at its next renewal that the lock is lost, sends COMMAND SIGTERM
+/// and exits 4, and leaves the new holder's lock alone. With `--on-lost
+/// ignore` COMMAND runs on to its end.
+#[test]
+fn a_paused_holder_loses_to_a_higher_token_and_run_ends_its_command() {
+    let etcd = Etcd::start(1);
+    for on_lost in ["term", "ignore"] {
+        let address = etcd.address(&format!("locks/paused-{on_lost}"));
+        let dir = sandbox();
+        let first = dir.path().join("first");
+        let done = dir.path().join("done");
+        let holder = Command::new(lockfile_bin())
+            .args(["run", "--lease", "1", "--on-lost", on_lost, &address, "--"])
+            .args([
+                "sh",
+                "-c",
+                &format!(
+                    "echo $LOCKFILE_TOKEN > {f}; sleep 6; echo finished > {d}",
+                    f = s(&first),
+                    d = s(&done)
+                ),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        wait_for_file(&first);
+        sleep(Duration::from_millis(100));
+        let first_token: u64 = std::fs::read_to_string(&first)
+            .expect("token")
+            .trim()
+            .parse()
+            .expect("a token");
+        let pid = holder.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill")
+            .success());
+        // The lease (1 s) runs out in etcd; this host waits for it.
+        let mut next = sleeper();
+        let next_pid = next.id().to_string();
+        let taken = lockfile(&[
+            "acquire", "-w", "30", "--lease", "30", "--pid", &next_pid, &address,
+        ]);
+        expect_code(&taken, 0);
+        let status = json(&lockfile(&[
+            "status", "--json", "--pid", &next_pid, &address,
+        ]));
+        let second_token = status["token"].as_u64().expect("token");
+        assert!(
+            second_token > first_token,
+            "{second_token} after {first_token}"
+        );
+        assert!(Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .expect("kill")
+            .success());
+        let out = holder.wait_with_output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("lost"), "{on_lost}: {err}");
+        match on_lost {
+            "term" => {
+                assert_eq!(out.status.code(), Some(4), "{err}");
+                assert!(!done.exists(), "COMMAND ran on after the lock was lost");
+            }
+            _ => assert!(done.exists(), "COMMAND did not run to its end: {err}"),
+        }
+        // The new holder's lock is untouched.
+        let status = json(&lockfile(&[
+            "status", "--json", "--pid", &next_pid, &address,
+        ]));
+        assert_eq!(status["verdict"], "owned-by-self", "{status}");
+        assert_eq!(status["token"].as_u64(), Some(second_token));
+        expect_code(&lockfile(&["release", "--pid", &next_pid, &address]), 0);
+        let _ = next.kill();
+        let _ = next.wait();
+    }
+}

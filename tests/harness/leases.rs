@@ -169,15 +169,26 @@ fn a_paused_holder_loses_its_lease_and_is_told_so() {
     assert_eq!(st["verdict"], "stale", "{st}");
     expect_code(&takeover_elsewhere(&lock), 0);
     signal(run.id(), "-CONT");
-    // Its next renewal finds the lock gone to the other host.
-    sleep(Duration::from_millis(1_500));
-    match command {
-        Some(pid) => signal(u32::try_from(pid).expect("pid"), "-TERM"),
-        None => signal(run.id(), "-TERM"),
-    }
+    // Its next renewal finds the lock gone to the other host: `run` sends
+    // COMMAND (`sleep 60`) SIGTERM and exits 4 (`--on-lost term`, the
+    // default), long before COMMAND would have ended.
+    let resumed = Instant::now();
     let out = run.wait_with_output_checked();
     let err = stderr(&out);
     assert!(err.contains("lost the lock"), "{err}");
+    assert!(err.contains("SIGTERM"), "{err}");
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        resumed.elapsed() < Duration::from_secs(30),
+        "COMMAND ran on for {:?}",
+        resumed.elapsed()
+    );
+    if let Some(pid) = command {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists() || fs_state(pid).is_some_and(|s| s == 'Z'),
+            "COMMAND {pid} still runs"
+        );
+    }
     // The other host's lock is left alone.
     assert_eq!(status_json(&lock, &["--pid", "1"])["hostname"], "elsewhere");
 }
@@ -218,6 +229,12 @@ impl WaitChecked for Child {
         }
         self.wait_with_output().expect("output")
     }
+}
+
+/// The state letter of process `pid` (`Z` for a zombie), if it exists.
+fn fs_state(pid: u64) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
 }
 
 fn token(out: &Output) -> u64 {
