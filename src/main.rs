@@ -199,6 +199,13 @@ impl Lock for SandboxedLock {
         }
         .map_err(failure)
     }
+
+    fn wait_for_change(&mut self, limit: Duration) -> Option<Result<(), Failure>> {
+        match self {
+            SandboxedLock::File(_) => None,
+            SandboxedLock::Kv(l) => Some(l.wait_for_change(limit).map(|_| ()).map_err(failure)),
+        }
+    }
 }
 
 impl Backend for Sandboxed {

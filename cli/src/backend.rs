@@ -36,6 +36,12 @@ pub trait Lock {
     /// # Errors
     /// A [`Failure`] saying why.
     fn status(&mut self) -> Result<Status, Failure>;
+    /// Waits up to `limit` for the lock to change, where it can be watched
+    /// (a lock in etcd): `None` where it cannot (the caller pauses on its
+    /// schedule instead).
+    fn wait_for_change(&mut self, _limit: std::time::Duration) -> Option<Result<(), Failure>> {
+        None
+    }
 }
 
 /// Where the lock logic runs.

@@ -213,16 +213,35 @@ pub fn now() -> Timestamp {
 /// The last refusal when the wait is over, or any other failure at once.
 pub fn acquire<L: Lock>(lock: &mut L, options: &AcquireOptions) -> Result<(), Failure> {
     let mut told = false;
-    options.wait.retry(
-        || lock.acquire(options),
-        |f| matches!(f, Failure::Refused(_) | Failure::Busy(_)),
-        |refusal| {
-            if !told && VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
-                let message = refusal.message();
-                let rest = message.strip_prefix("cannot acquire ").unwrap_or(&message);
-                eprintln!("lockfile: waiting for {rest}");
-                told = true;
-            }
-        },
-    )
+    let start = std::time::Instant::now();
+    let mut backoff = lockfile_core::Backoff::default();
+    loop {
+        let refusal = match lock.acquire(options) {
+            Err(f @ (Failure::Refused(_) | Failure::Busy(_))) => f,
+            done => return done,
+        };
+        let Some(pause) = options.wait.pause(start.elapsed(), &mut backoff) else {
+            return Err(refusal);
+        };
+        if !told && VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+            let message = refusal.message();
+            let rest = message.strip_prefix("cannot acquire ").unwrap_or(&message);
+            eprintln!("lockfile: waiting for {rest}");
+            told = true;
+        }
+        // A lock that can be watched wakes us when it changes; looked at
+        // again at least every second all the same (a holder on this host
+        // that dies changes nothing in the store).
+        let left = match options.wait {
+            Wait::For(limit) => limit.saturating_sub(start.elapsed()),
+            _ => WATCH_AT_MOST,
+        };
+        match lock.wait_for_change(left.min(WATCH_AT_MOST)) {
+            Some(watched) => watched?,
+            None => std::thread::sleep(pause),
+        }
+    }
 }
+
+/// The longest a watch of the lock lasts before it is looked at again.
+const WATCH_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);

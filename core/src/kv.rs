@@ -54,6 +54,17 @@ pub trait Store {
     fn keep_alive(&self, lease: i64) -> Result<bool, String>;
     /// Ends `lease` (its keys go with it).
     fn revoke(&self, lease: i64) -> Result<(), String>;
+    /// Blocks until `key` is written or deleted after `revision`, or
+    /// `limit` passes: whether it changed. `None` where the store cannot
+    /// watch (the caller pauses and looks again).
+    fn wait_change(
+        &self,
+        _key: &str,
+        _revision: i64,
+        _limit: Duration,
+    ) -> Option<Result<bool, String>> {
+        None
+    }
 }
 
 /// A key's entry and its value parsed as a record.
@@ -182,6 +193,12 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
                     return Err(self.io("create the lock", e));
                 }
             };
+            // Under our own lease: our create landed and its answer was lost
+            // to a client that sent it again. The key is ours; revoking
+            // "the unused lease" would delete it.
+            if existing.lease == lease {
+                return Ok(());
+            }
             // Not ours to create: this lease goes unused.
             let _ = self.store.revoke(lease);
             let record = match format::parse(&existing.value) {

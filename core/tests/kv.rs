@@ -25,6 +25,10 @@ struct Mem {
     /// Written (unconditionally, as another client) just before the next
     /// conditional delete is evaluated: a racer that got there first.
     before_delete: RefCell<Option<Vec<u8>>>,
+    /// When set, a create is applied and then sent again (a client that
+    /// retries a request whose answer it lost): the caller sees the second
+    /// answer, the key it created itself.
+    retries_creates: Cell<bool>,
 }
 
 impl Mem {
@@ -86,6 +90,10 @@ impl Store for Mem {
 
     fn create(&self, key: &str, value: &[u8], lease: i64) -> Result<Result<i64, Entry>, String> {
         self.call()?;
+        if self.retries_creates.get() && !self.keys.borrow().contains_key(key) {
+            self.retries_creates.set(false);
+            let _lost_answer = self.create(key, value, lease)?;
+        }
         if let Some(e) = self.keys.borrow().get(key) {
             return Ok(Err(e.clone()));
         }
@@ -407,4 +415,23 @@ fn a_takeover_never_removes_a_racers_fresh_lock() {
         other => panic!("expected the racer's lock to stand, got {other:?}"),
     }
     assert_eq!(store.keys.borrow()[KEY].value, racer.as_bytes());
+}
+
+/// A create that landed but whose answer was lost, sent again by a client
+/// that retries: the second answer shows the key, under our own lease. That
+/// is our acquisition: it must stand (revoking "the unused lease" would
+/// delete the key we hold and still report success).
+#[test]
+fn a_create_retried_after_its_answer_was_lost_is_ours_and_stays() {
+    let store = Mem::default();
+    let host = Host::new("a", 100);
+    store.retries_creates.set(true);
+    lock(&store, &host).acquire(Mode::Free).expect("acquired");
+    assert!(
+        store.keys.borrow().contains_key(KEY),
+        "acquire succeeded but the key is gone"
+    );
+    let status = lock(&store, &host).status().expect("status");
+    assert_eq!(status.verdict, Verdict::OwnedBySelf);
+    lock(&store, &host).refresh().expect("its lease lives");
 }

@@ -4,8 +4,16 @@
 //! etcd's client is asynchronous (tonic); the store is called from
 //! synchronous code that may itself run inside a tokio runtime (the one the
 //! library enters around every call into the sandbox), where blocking on
-//! another runtime panics. So the client lives on a thread of its own with
-//! its own runtime, and each call is a job sent to it and waited for.
+//! another runtime panics. So the clients live on a thread of their own
+//! with its own runtime, and each call is a job sent to it and waited for.
+//!
+//! One client per member, not etcd-client's balanced channel over all of
+//! them: that one keeps sending requests to a member that is down (each
+//! fails with "connection refused"), so one member of three stopped would
+//! fail every lock. A request that could not reach its member (it was never
+//! sent) goes to the next; the member that answered serves the next calls.
+//! A request that was sent and got no answer is not retried: its error is
+//! reported, and the lock protocol allows for a write that may have landed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,10 +23,14 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
 use lockfile_core::kv::{Entry, Store};
 
-type Job = Box<dyn FnOnce(Client) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+/// A call run on the clients' thread: given the clients and the one to try
+/// first, it answers and returns the one that served it.
+type Job =
+    Box<dyn FnOnce(Vec<Client>, usize) -> Pin<Box<dyn Future<Output = usize> + Send>> + Send>;
 
 /// A connection to an etcd cluster, as a [`Store`].
 #[derive(Debug)]
@@ -27,12 +39,21 @@ pub struct EtcdStore {
     timeout: Duration,
 }
 
+/// Whether `e` says the request never reached its member (nothing was
+/// written): then another member may be asked.
+fn unreached(e: &etcd_client::Error) -> bool {
+    let text = e.to_string();
+    text.contains("connect error") || text.contains("Connection refused")
+}
+
 impl EtcdStore {
-    /// Connects to the cluster at `endpoints` (`host:port`), giving up
-    /// after `timeout` (which also bounds every later request).
+    /// Opens clients for the members at `endpoints` (`host:port`); every
+    /// request is bounded by `timeout`. Nothing is sent yet: an unreachable
+    /// cluster is reported by the first request.
     ///
     /// # Errors
-    /// In words, when no endpoint answers within `timeout`.
+    /// In words, when an endpoint is not an address or the client's thread
+    /// cannot start.
     pub fn connect(endpoints: &[String], timeout: Duration) -> Result<Self, String> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, connected) = mpsc::channel::<Result<(), String>>();
@@ -53,29 +74,27 @@ impl EtcdStore {
                 let options = ConnectOptions::new()
                     .with_connect_timeout(timeout)
                     .with_timeout(timeout);
-                let client = runtime.block_on(async {
-                    tokio::time::timeout(timeout, Client::connect(&endpoints, Some(options))).await
-                });
-                let client = match client {
-                    Ok(Ok(client)) => client,
-                    Ok(Err(e)) => {
-                        let _ = ready.send(Err(format!(
-                            "cannot connect to etcd at {}: {e}",
-                            endpoints.join(",")
-                        )));
-                        return;
+                let clients: Result<Vec<Client>, String> = runtime.block_on(async {
+                    let mut clients = Vec::new();
+                    for endpoint in &endpoints {
+                        let client = Client::connect([endpoint], Some(options.clone()))
+                            .await
+                            .map_err(|e| format!("cannot connect to etcd at {endpoint}: {e}"))?;
+                        clients.push(client);
                     }
-                    Err(_) => {
-                        let _ = ready.send(Err(format!(
-                            "no etcd endpoint answered within {timeout:?}: {}",
-                            endpoints.join(",")
-                        )));
+                    Ok(clients)
+                });
+                let clients = match clients {
+                    Ok(clients) => clients,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
                         return;
                     }
                 };
                 let _ = ready.send(Ok(()));
+                let mut first = 0;
                 for job in queue {
-                    runtime.block_on(job(client.clone()));
+                    first = runtime.block_on(job(clients.clone(), first));
                 }
             })
             .map_err(|e| format!("cannot start the etcd client's thread: {e}"))?;
@@ -88,21 +107,49 @@ impl EtcdStore {
         })
     }
 
-    /// Runs `request` on the client's thread, within the timeout.
-    fn call<T, F>(&self, request: impl FnOnce(Client) -> F + Send + 'static) -> Result<T, String>
+    /// Runs `request` on the clients' thread, within the timeout.
+    fn call<T, F>(&self, request: impl Fn(Client) -> F + Send + 'static) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        self.call_within(self.timeout, request)
+    }
+
+    /// Runs `request` within `timeout` on the member that served the last
+    /// call, or on the next while it cannot be reached.
+    fn call_within<T, F>(
+        &self,
+        timeout: Duration,
+        request: impl Fn(Client) -> F + Send + 'static,
+    ) -> Result<T, String>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
         let (reply, answer) = mpsc::channel();
-        let timeout = self.timeout;
-        let job: Job = Box::new(move |client| {
+        let job: Job = Box::new(move |clients, first| {
             Box::pin(async move {
-                let answered = match tokio::time::timeout(timeout, request(client)).await {
-                    Ok(done) => done.map_err(|e| format!("etcd: {e}")),
-                    Err(_) => Err(format!("etcd did not answer within {timeout:?}")),
-                };
-                let _ = reply.send(answered);
+                let n = clients.len().max(1);
+                let mut last = Err("no etcd endpoint was given".to_owned());
+                for i in 0..n {
+                    let at = (first + i) % n;
+                    let Some(client) = clients.get(at) else { break };
+                    match tokio::time::timeout(timeout, request(client.clone())).await {
+                        Ok(Err(e)) if unreached(&e) => last = Err(format!("etcd: {e}")),
+                        Ok(done) => {
+                            let _ = reply.send(done.map_err(|e| format!("etcd: {e}")));
+                            return at;
+                        }
+                        Err(_) => {
+                            let _ =
+                                reply.send(Err(format!("etcd did not answer within {timeout:?}")));
+                            return at;
+                        }
+                    }
+                }
+                let _ = reply.send(last);
+                first
             })
         });
         self.jobs
@@ -128,24 +175,27 @@ fn entry(kv: &KeyValue) -> Entry {
 impl Store for EtcdStore {
     fn get(&self, key: &str) -> Result<Option<Entry>, String> {
         let key = key.to_owned();
-        self.call(move |mut c| async move {
-            let found = c.get(key, None).await?;
-            Ok(found.kvs().first().map(entry))
+        self.call(move |mut c| {
+            let key = key.clone();
+            async move {
+                let found = c.get(key, None).await?;
+                Ok(found.kvs().first().map(entry))
+            }
         })
     }
 
     fn create(&self, key: &str, value: &[u8], lease: i64) -> Result<Result<i64, Entry>, String> {
         let (key, value) = (key.to_owned(), value.to_vec());
-        let done = self.call(move |mut c| async move {
+        let done = self.call(move |mut c| {
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(
                     key.clone(),
-                    value,
+                    value.clone(),
                     Some(PutOptions::new().with_lease(lease)),
                 )])
-                .or_else([TxnOp::get(key, None)]);
-            c.txn(txn).await
+                .or_else([TxnOp::get(key.clone(), None)]);
+            async move { c.txn(txn).await }
         })?;
         if done.succeeded() {
             let revision = done.header().map_or(0, |h| h.revision());
@@ -164,15 +214,15 @@ impl Store for EtcdStore {
 
     fn delete_if(&self, key: &str, mod_revision: i64) -> Result<bool, String> {
         let key = key.to_owned();
-        let done = self.call(move |mut c| async move {
+        let done = self.call(move |mut c| {
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     key.clone(),
                     CompareOp::Equal,
                     mod_revision,
                 )])
-                .and_then([TxnOp::delete(key, None)]);
-            c.txn(txn).await
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            async move { c.txn(txn).await }
         })?;
         Ok(done.succeeded())
     }
@@ -191,6 +241,39 @@ impl Store for EtcdStore {
             keeper.keep_alive().await?;
             Ok(answers.message().await?.is_some_and(|a| a.ttl() > 0))
         })
+    }
+
+    /// A watch from `revision + 1`: the first event on the key ends it.
+    /// A revision compacted away means the key changed since.
+    fn wait_change(
+        &self,
+        key: &str,
+        revision: i64,
+        limit: Duration,
+    ) -> Option<Result<bool, String>> {
+        let key = key.to_owned();
+        Some(self.call_within(limit + self.timeout, move |mut c| {
+            let key = key.clone();
+            async move {
+                let watching = async move {
+                    let options = WatchOptions::new().with_start_revision(revision + 1);
+                    let mut stream = c.watch(key, Some(options)).await?;
+                    while let Some(answer) = stream.message().await? {
+                        if answer.compact_revision() > 0 || !answer.events().is_empty() {
+                            return Ok(true);
+                        }
+                        if answer.canceled() {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(true)
+                };
+                match tokio::time::timeout(limit, watching).await {
+                    Ok(changed) => changed,
+                    Err(_) => Ok(false),
+                }
+            }
+        }))
     }
 
     fn revoke(&self, lease: i64) -> Result<(), String> {

@@ -27,7 +27,7 @@ pub type SharedStore = Arc<dyn KvStore + Send + Sync>;
 /// What a sandbox's `kv` calls go to: none for a lock file's sandbox.
 #[derive(Clone, Default)]
 pub(crate) struct KvCtx {
-    store: Option<SharedStore>,
+    pub(crate) store: Option<SharedStore>,
 }
 
 impl KvCtx {
@@ -167,6 +167,7 @@ pub struct KvLockFile {
     pub(crate) lib: Library,
     pub(crate) resource: ResourceAny,
     pub(crate) name: String,
+    pub(crate) key: String,
 }
 
 impl std::fmt::Debug for KvLockFile {
@@ -261,6 +262,31 @@ impl KvLockFile {
         .map(Status::from)
     }
 
+    /// Waits up to `limit` for the key to change (released, expired,
+    /// taken over), on a watch where the store has one: whether it changed
+    /// (or is free now). Where the store cannot watch, pauses a quarter
+    /// second and says `false`. Not lock logic: the next `acquire` judges.
+    ///
+    /// # Errors
+    /// [`LockError::Io`] when the store fails.
+    pub fn wait_for_change(&mut self, limit: Duration) -> Result<bool, Error> {
+        let Some(store) = self.store.data().kv.store.clone() else {
+            return Err(unusable(&self.name, "no key-value store was opened"));
+        };
+        let io = |e: String| unusable(&self.name, format!("cannot watch the lock: {e}"));
+        let revision = match store.get(&self.key).map_err(io)? {
+            Some(entry) => entry.mod_revision,
+            None => return Ok(true),
+        };
+        match store.wait_change(&self.key, revision, limit) {
+            Some(changed) => changed.map_err(io),
+            None => {
+                std::thread::sleep(limit.min(Duration::from_millis(250)));
+                Ok(false)
+            }
+        }
+    }
+
     /// The fencing token of our acquisition: the key's create revision,
     /// which grows with every write to the cluster. `None` when the lock
     /// is not ours.
@@ -348,6 +374,7 @@ impl Runtime {
             lib,
             resource,
             name: name.to_owned(),
+            key: key.to_owned(),
         })
     }
 }

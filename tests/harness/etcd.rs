@@ -524,3 +524,192 @@ fn a_paused_holder_loses_to_a_higher_token_and_run_ends_its_command() {
         let _ = next.wait();
     }
 }
+
+/// The sum of etcd's `grpc_server_started_total` for `method` (its own
+/// metrics, on the client port).
+fn started(endpoint: &str, method: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(endpoint).expect("metrics");
+    write!(
+        conn,
+        "GET /metrics HTTP/1.0\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).expect("metrics");
+    let needle = format!("grpc_method=\"{method}\"");
+    text.lines()
+        .filter(|l| l.starts_with("grpc_server_started_total") && l.contains(&needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// `--wait` on a lock in etcd waits on a watch of the key: woken by the
+/// release, with a handful of attempts where polling on the backoff
+/// schedule (5 ms growing to 250 ms) would make some twenty in 3 s.
+#[test]
+fn a_wait_watches_the_key_instead_of_polling() {
+    let etcd = Etcd::start(1);
+    let address = etcd.address("locks/watched");
+    let endpoint = etcd.endpoints[0].clone();
+    let mut holder = sleeper();
+    let holder_pid = holder.id().to_string();
+    expect_code(
+        &lockfile(&["acquire", "--lease", "30", "--pid", &holder_pid, &address]),
+        0,
+    );
+    let mut next = sleeper();
+    let next_pid = next.id().to_string();
+    let (watches, txns) = (started(&endpoint, "Watch"), started(&endpoint, "Txn"));
+    let waiter = Command::new(lockfile_bin())
+        .args([
+            "acquire", "-w", "30", "--lease", "30", "--pid", &next_pid, &address,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("waiter");
+    sleep(Duration::from_secs(3));
+    expect_code(&lockfile(&["release", "--pid", &holder_pid, &address]), 0);
+    let out = waiter.wait_with_output().expect("waiter");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = json(&lockfile(&[
+        "status", "--json", "--pid", &next_pid, &address,
+    ]));
+    assert_eq!(status["verdict"], "owned-by-self", "{status}");
+    let (watched, attempts) = (
+        started(&endpoint, "Watch") - watches,
+        started(&endpoint, "Txn") - txns,
+    );
+    assert!(watched >= 1, "no watch was opened");
+    // One attempt (a transaction) per wake-up: at least one per second of
+    // the wait, plus the release's; polling would make about twenty.
+    assert!(attempts <= 10, "{attempts} transactions during a 3 s wait");
+    expect_code(&lockfile(&["release", "--pid", &next_pid, &address]), 0);
+    for p in [&mut holder, &mut next] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}
+
+/// Whether the member at `endpoint` is the leader (its own metric).
+fn is_leader(endpoint: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(endpoint) else {
+        return false;
+    };
+    let _ = write!(
+        conn,
+        "GET /metrics HTTP/1.0\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = conn.read_to_string(&mut text);
+    text.lines().any(|l| l.trim() == "etcd_server_is_leader 1")
+}
+
+/// The leader killed while four workers contend on a three-member cluster:
+/// the two members left elect another and the work goes on. Never two
+/// holders at once: each COMMAND makes a directory only one can make while
+/// it runs, and the counter equals the number of COMMANDs that ran. A run
+/// whose request died with the leader may fail (exit 3); runs succeed
+/// after the election, and with one member of three down (a minority)
+/// nothing blocks.
+#[test]
+fn the_leader_killed_while_workers_contend_never_makes_two_holders() {
+    let mut etcd = Etcd::start(3);
+    let address = etcd.address("locks/election");
+    let dir = sandbox();
+    let counter = dir.path().join("counter");
+    std::fs::write(&counter, "0\n").expect("counter");
+    let (log, ran, overlap, inside) = (
+        dir.path().join("log"),
+        dir.path().join("ran"),
+        dir.path().join("overlap"),
+        dir.path().join("inside"),
+    );
+    let command = format!(
+        "mkdir {i} 2>/dev/null || echo overlap >> {o}; read n < {c}; echo $((n+1)) > {c}; \
+         echo x >> {r}; rmdir {i}",
+        i = s(&inside),
+        o = s(&overlap),
+        c = s(&counter),
+        r = s(&ran),
+    );
+    let workers: Vec<Child> = (0..4)
+        .map(|_| {
+            Command::new("sh")
+                .args([
+                    "-c",
+                    &format!(
+                        "for i in $(seq 40); do \"$0\" run -w 120 \"$1\" -- sh -c \"$2\"; \
+                           echo \"$? $(date +%s%N)\" >> {l}; done",
+                        l = s(&log),
+                    ),
+                    lockfile_bin(),
+                    &address,
+                    &command,
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("worker")
+        })
+        .collect();
+    sleep(Duration::from_secs(2));
+    let leader = (0..3)
+        .find(|&i| is_leader(&etcd.endpoints[i]))
+        .expect("a leader");
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_nanos();
+    let _ = etcd.members[leader].kill();
+    let _ = etcd.members[leader].wait();
+    for mut w in workers {
+        let _ = w.wait();
+    }
+    assert!(!overlap.exists(), "two COMMANDs ran at once under the lock");
+    let results: Vec<(i32, u128)> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .filter_map(|l| {
+            let (code, at) = l.split_once(' ')?;
+            Some((code.parse().ok()?, at.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(results.len(), 160, "every run reported");
+    let commands = std::fs::read_to_string(&ran)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(
+        std::fs::read_to_string(&counter).expect("counter").trim(),
+        commands.to_string(),
+        "an update was lost"
+    );
+    let failed: Vec<i32> = results
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| *c != 0)
+        .collect();
+    assert!(
+        failed.iter().all(|c| *c == 3),
+        "runs failed otherwise than by the store: {failed:?}"
+    );
+    let after = results
+        .iter()
+        .filter(|(c, at)| *c == 0 && *at > killed_at + 1_000_000_000)
+        .count();
+    assert!(after > 0, "no run succeeded after the election");
+    assert!(
+        failed.len() <= 8,
+        "{} of 160 runs failed: a member down must not fail the lock",
+        failed.len()
+    );
+}
