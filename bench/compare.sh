@@ -87,3 +87,8 @@ if [ -n "$(peer labm8_lockfile_cycle)" ]; then
   [ -z "$(peer labm8_process)" ] ||
     ratio labm8_lockfile_vs_labm8_process "$(peer labm8_lockfile_process)" "$(peer labm8_process)"
 fi
+# Locks in etcd: `lockfile run` against `etcdctl lock`, and the library's
+# cycle against etcd-client's lock and unlock, on 1- and 3-member clusters
+# bench/etcd.py starts.
+cool
+python3 bench/etcd.py "$bin" "${ETCD_ROUNDS:-100}" target/release/examples/etcd_cycle

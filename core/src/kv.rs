@@ -67,6 +67,17 @@ pub trait Store {
     }
 }
 
+/// What an acquisition created: the key's revision and the lease it is
+/// attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The store's revision of the create: the key's mod revision while
+    /// nobody writes it.
+    pub revision: i64,
+    /// The lease the key was created under.
+    pub lease: i64,
+}
+
 /// A key's entry and its value parsed as a record.
 type Loaded = (Entry, Result<Record, format::FormatError>);
 
@@ -179,6 +190,16 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
     /// `Contended` when the key changed hands too often while we looked;
     /// `Io` when the store fails.
     pub fn acquire(&self, mode: Mode) -> Result<(), Error> {
+        self.acquire_held(mode).map(|_| ())
+    }
+
+    /// As [`KvLock::acquire`], and what this acquisition created: the key's
+    /// revision and our lease, for [`KvLock::release_held`]. `None` when
+    /// the lock was ours already.
+    ///
+    /// # Errors
+    /// As [`KvLock::acquire`].
+    pub fn acquire_held(&self, mode: Mode) -> Result<Option<Held>, Error> {
         for _ in 0..ATTEMPTS {
             let lease = self
                 .store
@@ -186,7 +207,7 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
                 .map_err(|e| self.io("start a lease", e))?;
             let value = format::serialize(&self.my_record());
             let existing = match self.store.create(self.key, value.as_bytes(), lease) {
-                Ok(Ok(_)) => return Ok(()),
+                Ok(Ok(revision)) => return Ok(Some(Held { revision, lease })),
                 Ok(Err(entry)) => entry,
                 Err(e) => {
                     let _ = self.store.revoke(lease);
@@ -197,7 +218,10 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
             // to a client that sent it again. The key is ours; revoking
             // "the unused lease" would delete it.
             if existing.lease == lease {
-                return Ok(());
+                return Ok(Some(Held {
+                    revision: existing.mod_revision,
+                    lease,
+                }));
             }
             // Not ours to create: this lease goes unused.
             let _ = self.store.revoke(lease);
@@ -211,7 +235,7 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
             };
             let judged = self.judge(&record);
             let replace = match (judged.verdict, mode) {
-                (Verdict::OwnedBySelf, _) => return Ok(()),
+                (Verdict::OwnedBySelf, _) => return Ok(None),
                 (_, Mode::Force) | (Verdict::Stale, Mode::ReplaceStale) => true,
                 _ => false,
             };
@@ -272,6 +296,26 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
             }
         }
         Err(self.contended())
+    }
+
+    /// Releases what [`KvLock::acquire_held`] created: the key is deleted
+    /// only if it is still at that revision (then it is the record we
+    /// wrote, untouched), and its lease revoked; two requests where
+    /// [`KvLock::release`] makes three. Anything else (the key changed,
+    /// taken over or forced) goes through `release`, which judges it.
+    ///
+    /// # Errors
+    /// As [`KvLock::release`].
+    pub fn release_held(&self, held: Held, force: bool) -> Result<(), Error> {
+        if self
+            .store
+            .delete_if(self.key, held.revision)
+            .map_err(|e| self.io("remove the lock", e))?
+        {
+            let _ = self.store.revoke(held.lease);
+            return Ok(());
+        }
+        self.release(force)
     }
 
     /// Renews our lease: the lock is still ours for another `ttl`.

@@ -435,3 +435,42 @@ fn a_create_retried_after_its_answer_was_lost_is_ours_and_stays() {
     assert_eq!(status.verdict, Verdict::OwnedBySelf);
     lock(&store, &host).refresh().expect("its lease lives");
 }
+
+/// A release of what this handle created deletes exactly that revision and
+/// revokes its lease; once another owner forced the lock away, it deletes
+/// nothing and says who holds it.
+#[test]
+fn releasing_what_we_created_removes_only_that_revision() {
+    let store = Mem::default();
+    let host = Host::new("a", 100);
+    let held = lock(&store, &host)
+        .acquire_held(Mode::Free)
+        .expect("acquired")
+        .expect("created");
+    let lease = store.lease_of(KEY);
+    let before = store.requests.get();
+    lock(&store, &host)
+        .release_held(held, false)
+        .expect("released");
+    assert!(store.keys.borrow().is_empty());
+    assert!(
+        !store.leases.borrow().contains(&lease),
+        "the lease was revoked"
+    );
+    assert_eq!(store.requests.get() - before, 2, "a delete and a revoke");
+    // Taken again, then forced away by another host.
+    let held = lock(&store, &host)
+        .acquire_held(Mode::Free)
+        .expect("acquired")
+        .expect("created");
+    let other = Host::new("b", 200);
+    lock(&store, &other).acquire(Mode::Force).expect("forced");
+    match lock(&store, &host).release_held(held, false) {
+        Err(Error::UnableToRelease(r)) => assert_eq!(r.owner.pid, 200),
+        other => panic!("expected a refusal naming 200, got {other:?}"),
+    }
+    assert!(
+        store.keys.borrow().contains_key(KEY),
+        "the forcer's lock stays"
+    );
+}

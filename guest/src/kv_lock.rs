@@ -1,9 +1,10 @@
 //! `kv-lockfile`: the lock at a key of the store the host provides (`kv`),
 //! run by `lockfile_core::kv`. This module only adapts types.
 
+use std::cell::Cell;
 use std::time::Duration;
 
-use lockfile_core::kv::{Entry, KvLock, Store};
+use lockfile_core::kv::{Entry, Held, KvLock, Store};
 use lockfile_core::Mode;
 
 use crate::bindings::exports::labm8::lockfile::kv_lockfile::{self as wit, GuestKvLock};
@@ -53,6 +54,9 @@ pub(crate) struct KvLockHandle {
     key: String,
     name: String,
     sys: HostSystem,
+    /// What this handle's last acquisition created, until released: the
+    /// release then deletes exactly that revision (one request fewer).
+    held: Cell<Option<Held>>,
 }
 
 impl KvLockHandle {
@@ -68,6 +72,7 @@ impl GuestKvLock for KvLockHandle {
             key,
             name,
             sys: HostSystem::default(),
+            held: Cell::new(None),
         }
     }
 
@@ -77,9 +82,14 @@ impl GuestKvLock for KvLockHandle {
             wit::Mode::ReplaceStale => Mode::ReplaceStale,
             wit::Mode::Force => Mode::Force,
         };
-        self.lock(Duration::from_millis(ttl_ms))
-            .acquire(mode)
-            .map_err(wit::Error::from)
+        let created = self
+            .lock(Duration::from_millis(ttl_ms))
+            .acquire_held(mode)
+            .map_err(wit::Error::from)?;
+        if created.is_some() {
+            self.held.set(created);
+        }
+        Ok(())
     }
 
     fn release(&self, force: bool) -> Result<(), wit::Error> {
