@@ -82,14 +82,16 @@ impl Sandboxed {
             .map_err(failure)
     }
 
-    /// A connection to the cluster at `endpoints`, made once per process.
-    fn kv_store(&self, endpoints: &[String], name: &str) -> Result<SharedStore, Failure> {
+    /// A connection to the cluster at `address`, made once per process.
+    fn kv_store(&self, address: &KvAddress, name: &str) -> Result<SharedStore, Failure> {
+        let endpoints = &address.endpoints;
         if let Some((_, store)) = self.stores.borrow().iter().find(|(e, _)| e == endpoints) {
             return Ok(store.clone());
         }
+        let unusable = |e: String| failure(lockfile_host::kv::unusable(name, e));
+        let options = etcd_options(address.tls).map_err(unusable)?;
         let store: SharedStore = std::sync::Arc::new(
-            lockfile_host::etcd::EtcdStore::connect(endpoints, ETCD_TIMEOUT)
-                .map_err(|e| failure(lockfile_host::kv::unusable(name, e)))?,
+            lockfile_host::etcd::EtcdStore::connect_with(endpoints, &options).map_err(unusable)?,
         );
         self.stores
             .borrow_mut()
@@ -101,7 +103,7 @@ impl Sandboxed {
     fn open_for(&self, path: &Path, whom: Whom) -> Result<SandboxedLock, Failure> {
         if let Some(address) = Self::kv_address(path)? {
             let name = path.to_string_lossy();
-            let store = self.kv_store(&address.endpoints, &name)?;
+            let store = self.kv_store(&address, &name)?;
             let whom = match whom {
                 Whom::Pid(pid) => KvFor::Pid(pid),
                 Whom::Inspect(pid) => KvFor::Inspect(pid),
@@ -129,6 +131,57 @@ impl Sandboxed {
 enum SandboxedLock {
     File(ManuallyDrop<LockFile>),
     Kv(ManuallyDrop<KvLockFile>),
+}
+
+/// TLS and credentials for etcd, from the environment: `LOCKFILE_ETCD_CA`,
+/// `LOCKFILE_ETCD_CERT` and `LOCKFILE_ETCD_KEY` (PEM files; `etcds://`),
+/// `LOCKFILE_ETCD_USER` and `LOCKFILE_ETCD_PASSWORD`.
+fn etcd_options(tls: bool) -> Result<lockfile_host::etcd::EtcdOptions, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
+        var(name)
+            .map(|path| {
+                std::fs::read(&path).map_err(|e| {
+                    format!(
+                        "cannot read {name}={path}: {}",
+                        lockfile_host::kv::words(&e)
+                    )
+                })
+            })
+            .transpose()
+    };
+    let mut options = lockfile_host::etcd::EtcdOptions::plain(ETCD_TIMEOUT);
+    let ca = read("LOCKFILE_ETCD_CA")?;
+    let identity = match (read("LOCKFILE_ETCD_CERT")?, read("LOCKFILE_ETCD_KEY")?) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err("give both LOCKFILE_ETCD_CERT and LOCKFILE_ETCD_KEY, or neither".into()),
+    };
+    match (tls, ca) {
+        (true, Some(ca_pem)) => {
+            options.tls = Some(lockfile_host::etcd::EtcdTls { ca_pem, identity })
+        }
+        (true, None) => {
+            return Err(
+                "etcds:// needs the CA that signed the members' certificates: set LOCKFILE_ETCD_CA"
+                    .into(),
+            )
+        }
+        (false, _) if identity.is_some() => {
+            return Err("a client certificate is for TLS: use etcds://".into())
+        }
+        (false, _) => {}
+    }
+    options.user = match (var("LOCKFILE_ETCD_USER"), var("LOCKFILE_ETCD_PASSWORD")) {
+        (Some(user), Some(password)) => Some((user, password)),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "give both LOCKFILE_ETCD_USER and LOCKFILE_ETCD_PASSWORD, or neither".into(),
+            )
+        }
+    };
+    Ok(options)
 }
 
 /// Where a lock in etcd cannot go.

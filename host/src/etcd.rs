@@ -22,8 +22,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, KeyValue, PutOptions,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use lockfile_core::kv::{Entry, Store};
 
@@ -31,6 +31,46 @@ use lockfile_core::kv::{Entry, Store};
 /// first, it answers and returns the one that served it.
 type Job =
     Box<dyn FnOnce(Vec<Client>, usize) -> Pin<Box<dyn Future<Output = usize> + Send>> + Send>;
+
+/// How to reach a cluster: the bound on each request, TLS, credentials.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    /// How long connecting, and each request, may take.
+    pub timeout: Duration,
+    /// TLS (the members' URLs are then `https`); none: plain TCP.
+    pub tls: Option<EtcdTls>,
+    /// User name and password, for a cluster with authentication on.
+    pub user: Option<(String, String)>,
+}
+
+impl EtcdOptions {
+    /// Plain TCP, no credentials, `timeout` per request.
+    pub fn plain(timeout: Duration) -> Self {
+        EtcdOptions {
+            timeout,
+            tls: None,
+            user: None,
+        }
+    }
+}
+
+/// TLS to the members: the CA that signed their certificates, and our
+/// certificate and key where they check clients (`--client-cert-auth`).
+#[derive(Clone)]
+pub struct EtcdTls {
+    /// The CA certificate(s), PEM.
+    pub ca_pem: Vec<u8>,
+    /// Our certificate chain and private key, PEM.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// A connection to an etcd cluster, as a [`Store`].
 #[derive(Debug)]
@@ -55,9 +95,22 @@ impl EtcdStore {
     /// In words, when an endpoint is not an address or the client's thread
     /// cannot start.
     pub fn connect(endpoints: &[String], timeout: Duration) -> Result<Self, String> {
+        Self::connect_with(endpoints, &EtcdOptions::plain(timeout))
+    }
+
+    /// As [`EtcdStore::connect`], with TLS and credentials as `options`
+    /// say. With credentials, each member is asked for a token now: the
+    /// members that answer serve the calls, and a wrong password, or a
+    /// certificate the members refuse, fails here.
+    ///
+    /// # Errors
+    /// In words, when no member can be reached or it refuses us.
+    pub fn connect_with(endpoints: &[String], options: &EtcdOptions) -> Result<Self, String> {
+        let timeout = options.timeout;
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, connected) = mpsc::channel::<Result<(), String>>();
         let endpoints = endpoints.to_vec();
+        let given = options.clone();
         std::thread::Builder::new()
             .name("lockfile-etcd".into())
             .spawn(move || {
@@ -71,18 +124,45 @@ impl EtcdStore {
                         return;
                     }
                 };
-                let options = ConnectOptions::new()
+                let mut connect = ConnectOptions::new()
                     .with_connect_timeout(timeout)
                     .with_timeout(timeout);
+                if let Some(tls) = &given.tls {
+                    let mut config =
+                        TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+                    if let Some((cert, key)) = &tls.identity {
+                        config = config.identity(Identity::from_pem(cert, key));
+                    }
+                    connect = connect.with_tls(config);
+                }
+                if let Some((user, password)) = &given.user {
+                    connect = connect.with_user(user.clone(), password.clone());
+                }
                 let clients: Result<Vec<Client>, String> = runtime.block_on(async {
                     let mut clients = Vec::new();
+                    let mut refused = None;
                     for endpoint in &endpoints {
-                        let client = Client::connect([endpoint], Some(options.clone()))
-                            .await
-                            .map_err(|e| format!("cannot connect to etcd at {endpoint}: {e}"))?;
-                        clients.push(client);
+                        let attempt = tokio::time::timeout(
+                            timeout,
+                            Client::connect([endpoint], Some(connect.clone())),
+                        )
+                        .await;
+                        match attempt {
+                            Ok(Ok(client)) => clients.push(client),
+                            Ok(Err(e)) => {
+                                refused = Some(format!("cannot connect to etcd at {endpoint}: {e}"))
+                            }
+                            Err(_) => {
+                                refused = Some(format!(
+                                    "etcd at {endpoint} did not answer within {timeout:?}"
+                                ))
+                            }
+                        }
                     }
-                    Ok(clients)
+                    match (clients.is_empty(), refused) {
+                        (true, Some(why)) => Err(why),
+                        _ => Ok(clients),
+                    }
                 });
                 let clients = match clients {
                     Ok(clients) => clients,

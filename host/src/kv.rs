@@ -93,17 +93,23 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 }
 
 /// Where a lock in etcd is: `etcd://HOST:PORT[,HOST:PORT...]/KEY`, or
-/// `etcd:///KEY` with the endpoints of `LOCKFILE_ETCD_ENDPOINTS`.
+/// `etcd:///KEY` with the endpoints of `LOCKFILE_ETCD_ENDPOINTS`;
+/// `etcds://` for TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvAddress {
     /// `HOST:PORT` of each member to try.
     pub endpoints: Vec<String>,
     /// The key (the address's path without its first `/`).
     pub key: String,
+    /// Whether the members speak TLS (`etcds://`).
+    pub tls: bool,
 }
 
 /// The scheme of a lock kept in etcd.
 pub const ETCD_SCHEME: &str = "etcd://";
+
+/// The scheme of a lock kept in etcd over TLS.
+pub const ETCDS_SCHEME: &str = "etcds://";
 
 /// The variable naming the default endpoints, for `etcd:///KEY`.
 pub const ENDPOINTS_VAR: &str = "LOCKFILE_ETCD_ENDPOINTS";
@@ -115,7 +121,10 @@ impl KvAddress {
     /// # Errors
     /// [`LockError::Unreachable`] when it names no key or no endpoint.
     pub fn parse(address: &str, default_endpoints: Option<&str>) -> Option<Result<Self, Error>> {
-        let rest = address.strip_prefix(ETCD_SCHEME)?;
+        let (rest, tls) = match address.strip_prefix(ETCD_SCHEME) {
+            Some(rest) => (rest, false),
+            None => (address.strip_prefix(ETCDS_SCHEME)?, true),
+        };
         let bad = |why: &str| Some(Err(Error::unreachable(Path::new(address), why)));
         let Some((authority, key)) = rest.split_once('/') else {
             return bad("give etcd://HOST:PORT/KEY (no key after the endpoints)");
@@ -142,13 +151,12 @@ impl KvAddress {
             return bad("no endpoint (give HOST:PORT)");
         }
         if let Some(bad_one) = endpoints.iter().find(|e| !valid_endpoint(e)) {
-            return bad(&format!(
-                "`{bad_one}` is not an endpoint: give HOST:PORT (TLS is not supported yet)"
-            ));
+            return bad(&format!("`{bad_one}` is not an endpoint: give HOST:PORT"));
         }
         Some(Ok(KvAddress {
             endpoints,
             key: key.to_owned(),
+            tls,
         }))
     }
 }
@@ -377,6 +385,11 @@ impl Runtime {
             key: key.to_owned(),
         })
     }
+}
+
+/// An I/O error in plain words, with its errno.
+pub fn words(e: &std::io::Error) -> String {
+    lockfile_core::plain::words(e)
 }
 
 /// A lock error for an address that cannot be used (the store cannot be

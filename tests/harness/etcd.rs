@@ -713,3 +713,182 @@ fn the_leader_killed_while_workers_contend_never_makes_two_holders() {
         failed.len()
     );
 }
+
+/// TLS with client certificates, and a wrong CA; authentication, and a
+/// wrong password: each refusal a clear error (exit 3) that writes nothing.
+#[test]
+fn tls_members_and_credentials_are_checked() {
+    let dir = sandbox();
+    let d = dir.path();
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(d)
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{script}: {}", stderr(&out));
+    };
+    // Two CAs; the members' and our certificates signed by the first.
+    sh("for ca in ca other; do openssl req -x509 -newkey rsa:2048 -nodes -days 1 \
+          -keyout $ca.key -out $ca.pem -subj /CN=$ca 2>/dev/null; done
+        for who in server client; do
+          openssl req -newkey rsa:2048 -nodes -keyout $who.key -out $who.csr -subj /CN=$who 2>/dev/null
+          printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > $who.ext
+          openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+            -extfile $who.ext -out $who.pem 2>/dev/null
+        done");
+    let (client, peer) = (free_port(), free_port());
+    let url = |p: u16, s: &str| format!("{s}://127.0.0.1:{p}");
+    let mut member = Command::new(etcd_binary())
+        .args(["--name", "tls", "--data-dir", s(&d.join("data"))])
+        .args(["--listen-client-urls", &url(client, "https")])
+        .args(["--advertise-client-urls", &url(client, "https")])
+        .args(["--listen-peer-urls", &url(peer, "http")])
+        .args(["--initial-advertise-peer-urls", &url(peer, "http")])
+        .args(["--initial-cluster", &format!("tls={}", url(peer, "http"))])
+        .args(["--cert-file", s(&d.join("server.pem"))])
+        .args(["--key-file", s(&d.join("server.key"))])
+        .args(["--trusted-ca-file", s(&d.join("ca.pem"))])
+        .arg("--client-cert-auth")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd");
+    let address = format!("etcds://127.0.0.1:{client}/locks/tls");
+    let ca = d.join("ca.pem");
+    let other = d.join("other.pem");
+    let (cert, key) = (d.join("client.pem"), d.join("client.key"));
+    let with = |env: &[(&str, &std::path::Path)], args: &[&str]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, s(v))).collect();
+        lockfile_env(args, &env)
+    };
+    let good = [
+        ("LOCKFILE_ETCD_CA", ca.as_path()),
+        ("LOCKFILE_ETCD_CERT", cert.as_path()),
+        ("LOCKFILE_ETCD_KEY", key.as_path()),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while code(&with(&good, &["status", "--pid", "1", &address])) != 0 {
+        assert!(Instant::now() < deadline, "the TLS member did not answer");
+        sleep(Duration::from_millis(200));
+    }
+    let mut owner = sleeper();
+    let pid = owner.id().to_string();
+    expect_code(
+        &with(
+            &good,
+            &["acquire", "--lease", "10", "--pid", &pid, &address],
+        ),
+        0,
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&with(&good, &["status", "--json", "--pid", &pid, &address]).stdout)
+            .expect("json");
+    assert_eq!(status["verdict"], "owned-by-self", "{status}");
+    // Refused: a CA that did not sign the member's certificate, no client
+    // certificate, no CA at all, plain TCP to a TLS member.
+    let wrong_ca = [
+        ("LOCKFILE_ETCD_CA", other.as_path()),
+        ("LOCKFILE_ETCD_CERT", cert.as_path()),
+        ("LOCKFILE_ETCD_KEY", key.as_path()),
+    ];
+    let started = Instant::now();
+    let out = with(&wrong_ca, &["release", "--force", &address]);
+    expect_code(&out, 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = stderr(&out).to_lowercase();
+    assert!(
+        err.contains("certificate") || err.contains("tls") || err.contains("transport"),
+        "{err}"
+    );
+    let out = with(
+        &[("LOCKFILE_ETCD_CA", ca.as_path())],
+        &["release", "--force", &address],
+    );
+    expect_code(&out, 3);
+    let out = with(&[], &["release", "--force", &address]);
+    expect_code(&out, 3);
+    expect_stderr(&out, "LOCKFILE_ETCD_CA");
+    let plain = address.replacen("etcds://", "etcd://", 1);
+    expect_code(&lockfile(&["release", "--force", &plain]), 3);
+    // None of them removed the lock.
+    let status: serde_json::Value =
+        serde_json::from_slice(&with(&good, &["status", "--json", "--pid", &pid, &address]).stdout)
+            .expect("json");
+    assert_eq!(status["verdict"], "owned-by-self", "{status}");
+    expect_code(&with(&good, &["release", "--pid", &pid, &address]), 0);
+    let _ = member.kill();
+    let _ = member.wait();
+
+    // Authentication on a plain member: root with a password.
+    let etcd = Etcd::start(1);
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    tokio.block_on(async {
+        let mut c = etcd_client::Client::connect(&etcd.endpoints, None)
+            .await
+            .expect("connect");
+        c.user_add("root", "secret", None).await.expect("user");
+        let _ = c.role_add("root").await;
+        let _ = c.user_grant_role("root", "root").await;
+        c.auth_enable().await.expect("auth on");
+    });
+    let address = etcd.address("locks/auth");
+    let creds = |password: &str| {
+        vec![
+            ("LOCKFILE_ETCD_USER", "root".to_owned()),
+            ("LOCKFILE_ETCD_PASSWORD", password.to_owned()),
+        ]
+    };
+    let run_as = |env: Vec<(&str, String)>, args: &[&str]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        lockfile_env(args, &env)
+    };
+    let out = run_as(
+        creds("wrong"),
+        &["acquire", "--lease", "10", "--pid", &pid, &address],
+    );
+    expect_code(&out, 3);
+    assert!(
+        stderr(&out).contains("authentication failed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_as(
+        Vec::new(),
+        &["acquire", "--lease", "10", "--pid", &pid, &address],
+    );
+    expect_code(&out, 3);
+    let status: serde_json::Value = serde_json::from_slice(
+        &run_as(
+            creds("secret"),
+            &["status", "--json", "--pid", &pid, &address],
+        )
+        .stdout,
+    )
+    .expect("json");
+    assert_eq!(
+        status["verdict"], "unlocked",
+        "a refused acquisition wrote: {status}"
+    );
+    expect_code(
+        &run_as(
+            creds("secret"),
+            &["acquire", "--lease", "10", "--pid", &pid, &address],
+        ),
+        0,
+    );
+    expect_code(
+        &run_as(creds("secret"), &["release", "--pid", &pid, &address]),
+        0,
+    );
+    let _ = owner.kill();
+    let _ = owner.wait();
+}
