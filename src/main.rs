@@ -283,8 +283,23 @@ impl Backend for Sandboxed {
     }
 
     fn list(&self, dir: &Path, pid: Option<u32>) -> Result<Listing, Failure> {
-        if Self::kv_address(dir)?.is_some() {
-            return Err(not_in_etcd("`list`"));
+        if let Some(address) = Self::kv_address(dir)? {
+            // Everything up to the key, so that each lock is named by its
+            // address: etcd://HOST:PORT/ and its key.
+            let text = dir.to_string_lossy();
+            let name_prefix = &text[..text.len() - address.key.len()];
+            let store = self.kv_store(&address, &text)?;
+            let pid = pid.or_else(lockfile_host::process::parent_pid);
+            let locks = self
+                .runtime()?
+                .list_kv(store, name_prefix, &address.key, pid)
+                .map_err(failure)?;
+            return Ok(Listing {
+                dir: text.into_owned(),
+                locks,
+                unreadable: Vec::new(),
+                leftovers: Vec::new(),
+            });
         }
         let pid = pid.or_else(lockfile_host::process::parent_pid);
         let found = self.runtime()?.list_locks(dir, pid).map_err(failure)?;

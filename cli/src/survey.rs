@@ -87,9 +87,13 @@ fn survey<B: Backend>(backend: &B, paths: &[PathBuf], pid: Option<u32>) -> Found
         paths
     };
     for path in paths {
-        // A directory is surveyed whole; anything else is one lock, shown
-        // with the private files its directory holds for it.
-        let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+        // A directory is surveyed whole, and so is a prefix of keys in a
+        // store (`etcd://HOST:PORT/PREFIX`); anything else is one lock,
+        // shown with the private files its directory holds for it.
+        let in_store = path
+            .to_str()
+            .is_some_and(|p| p.starts_with("etcd://") || p.starts_with("etcds://"));
+        let is_dir = in_store || std::fs::metadata(path).is_ok_and(|m| m.is_dir());
         let result = if is_dir {
             backend
                 .list(path, pid)

@@ -54,6 +54,8 @@ pub trait Store {
     fn keep_alive(&self, lease: i64) -> Result<bool, String>;
     /// Ends `lease` (its keys go with it).
     fn revoke(&self, lease: i64) -> Result<(), String>;
+    /// Every key starting with `prefix`, with its entry, in key order.
+    fn list(&self, prefix: &str) -> Result<Vec<(String, Entry)>, String>;
     /// Blocks until `key` is written or deleted after `revision`, or
     /// `limit` passes: whether it changed. `None` where the store cannot
     /// watch (the caller pauses and looks again).
@@ -353,8 +355,12 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
     /// # Errors
     /// `Io` when the store fails.
     pub fn status(&self) -> Result<Status, Error> {
+        Ok(self.status_of(self.load()?))
+    }
+
+    fn status_of(&self, loaded: Option<Loaded>) -> Status {
         let path = self.path.to_owned();
-        Ok(match self.load()? {
+        match loaded {
             None => Status {
                 path,
                 owner: None,
@@ -379,6 +385,31 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
                     reason: judged.reason,
                 }
             }
-        })
+        }
     }
+}
+
+/// Every lock under the keys of `store` starting with `prefix`, as `sys`
+/// sees them, each named `name_prefix` followed by its key.
+///
+/// # Errors
+/// `Io` (naming `name_prefix` and the prefix) when the store fails.
+pub fn survey<S: Store, Y: System>(
+    store: &S,
+    prefix: &str,
+    name_prefix: &str,
+    sys: &Y,
+) -> Result<Vec<Status>, Error> {
+    let entries = store.list(prefix).map_err(|e| Error::Io {
+        path: format!("{name_prefix}{prefix}"),
+        message: format!("cannot list the locks: {e}"),
+    })?;
+    Ok(entries
+        .into_iter()
+        .map(|(key, entry)| {
+            let name = format!("{name_prefix}{key}");
+            let record = format::parse(&entry.value);
+            KvLock::new(store, &key, &name, sys, Duration::ZERO).status_of(Some((entry, record)))
+        })
+        .collect())
 }

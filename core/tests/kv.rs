@@ -139,6 +139,17 @@ impl Store for Mem {
         self.expire(lease);
         Ok(())
     }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, Entry)>, String> {
+        self.call()?;
+        Ok(self
+            .keys
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect())
+    }
 }
 
 /// A host: its processes, name and boot.

@@ -47,6 +47,17 @@ impl Store for HostStore {
     fn revoke(&self, lease: i64) -> Result<(), String> {
         host::revoke(lease)
     }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, Entry)>, String> {
+        host::list(prefix).map(|found| found.into_iter().map(|(k, e)| (k, entry(e))).collect())
+    }
+}
+
+/// `list-locks`: every lock under a prefix, judged here.
+pub(crate) fn list_locks(prefix: &str, name_prefix: &str) -> Result<Vec<wit::Status>, wit::Error> {
+    lockfile_core::kv::survey(&HostStore, prefix, name_prefix, &HostSystem::default())
+        .map(|found| found.into_iter().map(wit::Status::from).collect())
+        .map_err(wit::Error::from)
 }
 
 /// A lock at a key; who we are is asked of the host once per handle.

@@ -134,6 +134,10 @@ struct Component;
 #[cfg(all(feature = "kv", not(feature = "portable")))]
 impl bindings::exports::labm8::lockfile::kv_lockfile::Guest for Component {
     type KvLock = kv_lock::KvLockHandle;
+
+    fn list_locks(prefix: String, name_prefix: String) -> Result<Vec<Status>, wit::Error> {
+        kv_lock::list_locks(&prefix, &name_prefix)
+    }
 }
 
 impl Guest for Component {

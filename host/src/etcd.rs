@@ -22,8 +22,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, KeyValue, PutOptions,
-    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
+    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use lockfile_core::kv::{Entry, Store};
 
@@ -354,6 +354,21 @@ impl Store for EtcdStore {
                 }
             }
         }))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, Entry)>, String> {
+        let prefix = prefix.to_owned();
+        self.call(move |mut c| {
+            let prefix = prefix.clone();
+            async move {
+                let found = c.get(prefix, Some(GetOptions::new().with_prefix())).await?;
+                Ok(found
+                    .kvs()
+                    .iter()
+                    .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), entry(kv)))
+                    .collect())
+            }
+        })
     }
 
     fn revoke(&self, lease: i64) -> Result<(), String> {

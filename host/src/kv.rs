@@ -80,6 +80,15 @@ impl wit::Host for KvCtx {
     fn revoke(&mut self, lease: i64) -> Result<(), String> {
         self.store()?.revoke(lease)
     }
+
+    fn list(&mut self, prefix: String) -> Result<Vec<(String, wit::Entry)>, String> {
+        Ok(self
+            .store()?
+            .list(&prefix)?
+            .into_iter()
+            .map(|(k, e)| (k, to_wit(e)))
+            .collect())
+    }
 }
 
 struct HasKv;
@@ -390,6 +399,37 @@ impl Runtime {
 /// An I/O error in plain words, with its errno.
 pub fn words(e: &std::io::Error) -> String {
     lockfile_core::plain::words(e)
+}
+
+impl Runtime {
+    /// Every lock in `store` under the keys starting with `prefix`, as
+    /// `pid` (default: this process) sees it; each named `name_prefix`
+    /// followed by its key (`etcd://HOST:PORT/` and the key, say).
+    ///
+    /// # Errors
+    /// [`LockError::Io`] when the store fails.
+    pub fn list_kv(
+        &self,
+        store: SharedStore,
+        name_prefix: &str,
+        prefix: &str,
+        pid: Option<u32>,
+    ) -> Result<Vec<Status>, Error> {
+        let acting = match pid {
+            Some(pid) => Identity {
+                pid,
+                start_ticks: process::query(pid).start_ticks,
+            },
+            None => self.runner(),
+        };
+        let (mut sandbox, lib) = self.kv_sandbox(acting, None, KvCtx::new(store))?;
+        let _runtime = for_call(sandbox.data());
+        lib.labm8_lockfile_kv_lockfile()
+            .call_list_locks(&mut sandbox, prefix, name_prefix)
+            .map_err(|e| Error::runtime("the component trapped", e))?
+            .map(|found| found.into_iter().map(Status::from).collect())
+            .map_err(Error::from)
+    }
 }
 
 /// A lock error for an address that cannot be used (the store cannot be

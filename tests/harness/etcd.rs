@@ -892,3 +892,65 @@ fn tls_members_and_credentials_are_checked() {
     let _ = owner.kill();
     let _ = owner.wait();
 }
+
+/// `list etcd://.../PREFIX`: every lock under the prefix, judged as
+/// `status` judges it, garbage included (malformed), named by address.
+#[test]
+fn list_shows_every_lock_under_a_prefix() {
+    let etcd = Etcd::start(1);
+    let mut owner = sleeper();
+    let pid = owner.id().to_string();
+    for key in ["jobs/a", "jobs/b", "other/c"] {
+        expect_code(
+            &lockfile(&[
+                "acquire",
+                "--lease",
+                "30",
+                "--pid",
+                &pid,
+                &etcd.address(key),
+            ]),
+            0,
+        );
+    }
+    let store = lockfile_host::etcd::EtcdStore::connect(&etcd.endpoints, Duration::from_secs(5))
+        .expect("connect");
+    use lockfile_host::kv::Store;
+    store
+        .create("jobs/garbage", b"not a lock\n", 0)
+        .expect("put")
+        .expect("created");
+    let out = lockfile(&["list", "--json", "--pid", &pid, &etcd.address("jobs/")]);
+    expect_code(&out, 0);
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let seen: Vec<(String, String)> = lines
+        .iter()
+        .map(|v| {
+            (
+                v["path"].as_str().unwrap_or_default().to_owned(),
+                v["verdict"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (etcd.address("jobs/a"), "owned-by-self".to_owned()),
+            (etcd.address("jobs/b"), "owned-by-self".to_owned()),
+            (etcd.address("jobs/garbage"), "malformed".to_owned()),
+        ]
+    );
+    // The table form names them too.
+    let table = lockfile(&["list", "--pid", &pid, &etcd.address("jobs/")]);
+    expect_code(&table, 0);
+    assert!(
+        stdout(&table).contains(&etcd.address("jobs/b")),
+        "{}",
+        stdout(&table)
+    );
+    let _ = owner.kill();
+    let _ = owner.wait();
+}
