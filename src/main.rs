@@ -89,7 +89,8 @@ impl Sandboxed {
             return Ok(store.clone());
         }
         let unusable = |e: String| failure(lockfile_host::kv::unusable(name, e));
-        let options = etcd_options(address.tls).map_err(unusable)?;
+        let options = lockfile_host::etcd::EtcdOptions::from_env(address.tls, ETCD_TIMEOUT)
+            .map_err(unusable)?;
         let store: SharedStore = std::sync::Arc::new(
             lockfile_host::etcd::EtcdStore::connect_with(endpoints, &options).map_err(unusable)?,
         );
@@ -131,57 +132,6 @@ impl Sandboxed {
 enum SandboxedLock {
     File(ManuallyDrop<LockFile>),
     Kv(ManuallyDrop<KvLockFile>),
-}
-
-/// TLS and credentials for etcd, from the environment: `LOCKFILE_ETCD_CA`,
-/// `LOCKFILE_ETCD_CERT` and `LOCKFILE_ETCD_KEY` (PEM files; `etcds://`),
-/// `LOCKFILE_ETCD_USER` and `LOCKFILE_ETCD_PASSWORD`.
-fn etcd_options(tls: bool) -> Result<lockfile_host::etcd::EtcdOptions, String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
-        var(name)
-            .map(|path| {
-                std::fs::read(&path).map_err(|e| {
-                    format!(
-                        "cannot read {name}={path}: {}",
-                        lockfile_host::kv::words(&e)
-                    )
-                })
-            })
-            .transpose()
-    };
-    let mut options = lockfile_host::etcd::EtcdOptions::plain(ETCD_TIMEOUT);
-    let ca = read("LOCKFILE_ETCD_CA")?;
-    let identity = match (read("LOCKFILE_ETCD_CERT")?, read("LOCKFILE_ETCD_KEY")?) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        _ => return Err("give both LOCKFILE_ETCD_CERT and LOCKFILE_ETCD_KEY, or neither".into()),
-    };
-    match (tls, ca) {
-        (true, Some(ca_pem)) => {
-            options.tls = Some(lockfile_host::etcd::EtcdTls { ca_pem, identity })
-        }
-        (true, None) => {
-            return Err(
-                "etcds:// needs the CA that signed the members' certificates: set LOCKFILE_ETCD_CA"
-                    .into(),
-            )
-        }
-        (false, _) if identity.is_some() => {
-            return Err("a client certificate is for TLS: use etcds://".into())
-        }
-        (false, _) => {}
-    }
-    options.user = match (var("LOCKFILE_ETCD_USER"), var("LOCKFILE_ETCD_PASSWORD")) {
-        (Some(user), Some(password)) => Some((user, password)),
-        (None, None) => None,
-        _ => {
-            return Err(
-                "give both LOCKFILE_ETCD_USER and LOCKFILE_ETCD_PASSWORD, or neither".into(),
-            )
-        }
-    };
-    Ok(options)
 }
 
 /// Where a lock in etcd cannot go.

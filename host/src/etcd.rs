@@ -52,6 +52,62 @@ impl EtcdOptions {
             user: None,
         }
     }
+
+    /// TLS (for `etcds://`, `tls`) and credentials from the environment:
+    /// `LOCKFILE_ETCD_CA`, `LOCKFILE_ETCD_CERT` and `LOCKFILE_ETCD_KEY`
+    /// (PEM files), `LOCKFILE_ETCD_USER` and `LOCKFILE_ETCD_PASSWORD`.
+    ///
+    /// # Errors
+    /// In words: a file that cannot be read, half a pair given, TLS without
+    /// a CA, a client certificate without TLS.
+    pub fn from_env(tls: bool, timeout: Duration) -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
+            var(name)
+                .map(|path| {
+                    std::fs::read(&path).map_err(|e| {
+                        format!(
+                            "cannot read {name}={path}: {}",
+                            lockfile_core::plain::words(&e)
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let mut options = EtcdOptions::plain(timeout);
+        let ca = read("LOCKFILE_ETCD_CA")?;
+        let identity = match (read("LOCKFILE_ETCD_CERT")?, read("LOCKFILE_ETCD_KEY")?) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err("give both LOCKFILE_ETCD_CERT and LOCKFILE_ETCD_KEY, or neither".into())
+            }
+        };
+        match (tls, ca) {
+            (true, Some(ca_pem)) => options.tls = Some(EtcdTls { ca_pem, identity }),
+            (true, None) => {
+                return Err(
+                    "etcds:// needs the CA that signed the members' certificates: \
+                            set LOCKFILE_ETCD_CA"
+                        .into(),
+                )
+            }
+            (false, _) if identity.is_some() => {
+                return Err("a client certificate is for TLS: use etcds://".into())
+            }
+            (false, _) => {}
+        }
+        options.user = match (var("LOCKFILE_ETCD_USER"), var("LOCKFILE_ETCD_PASSWORD")) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "give both LOCKFILE_ETCD_USER and LOCKFILE_ETCD_PASSWORD, or neither".into(),
+                )
+            }
+        };
+        Ok(options)
+    }
 }
 
 /// TLS to the members: the CA that signed their certificates, and our

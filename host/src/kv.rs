@@ -396,11 +396,6 @@ impl Runtime {
     }
 }
 
-/// An I/O error in plain words, with its errno.
-pub fn words(e: &std::io::Error) -> String {
-    lockfile_core::plain::words(e)
-}
-
 impl Runtime {
     /// Every lock in `store` under the keys starting with `prefix`, as
     /// `pid` (default: this process) sees it; each named `name_prefix`

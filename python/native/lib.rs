@@ -6,6 +6,7 @@
 
 mod errors;
 mod fork;
+mod kv;
 mod lock;
 mod runtime;
 mod wait;

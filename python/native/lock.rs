@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use lockfile_host::{AcquireOptions, Error, LockFile, Mode, Status};
+use lockfile_host::{
+    AcquireOptions, Error, KvFor, KvLockFile, LockFile, Mode, Status, Timestamp, Verdict,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -24,11 +26,110 @@ type StatusTuple = (
     String,
 );
 
+/// A lock file's handle, or a lock's in etcd.
+#[derive(Debug)]
+enum Handle {
+    File(LockFile),
+    Kv(KvLockFile),
+}
+
+impl Handle {
+    fn abandon(self) {
+        match self {
+            Handle::File(h) => h.abandon(),
+            // Its store's thread was the parent's: nothing to clean up.
+            Handle::Kv(h) => std::mem::forget(h),
+        }
+    }
+
+    fn acquire_with(&mut self, options: AcquireOptions) -> Result<(), Error> {
+        match self {
+            Handle::File(h) => h.acquire_with(options),
+            Handle::Kv(h) => h.acquire_with(options),
+        }
+    }
+
+    fn release(&mut self, force: bool) -> Result<(), Error> {
+        match self {
+            Handle::File(h) => h.release(force),
+            Handle::Kv(h) => h.release(force),
+        }
+    }
+
+    fn refresh(&mut self) -> Result<(), Error> {
+        match self {
+            Handle::File(h) => h.refresh(),
+            Handle::Kv(h) => h.refresh(),
+        }
+    }
+
+    fn status(&mut self) -> Result<Status, Error> {
+        match self {
+            Handle::File(h) => h.status(),
+            Handle::Kv(h) => h.status(),
+        }
+    }
+
+    fn token(&mut self) -> Result<Option<u64>, Error> {
+        match self {
+            Handle::File(h) => h.token(),
+            Handle::Kv(h) => Ok(h.status()?.owner.and_then(|o| o.token)),
+        }
+    }
+
+    fn pid(&mut self) -> Result<Option<u32>, Error> {
+        match self {
+            Handle::File(h) => h.pid(),
+            Handle::Kv(h) => Ok(h.status()?.owner.map(|o| o.pid)),
+        }
+    }
+
+    fn date(&mut self) -> Result<Option<Timestamp>, Error> {
+        match self {
+            Handle::File(h) => h.date(),
+            Handle::Kv(h) => Ok(h.status()?.owner.map(|o| o.date)),
+        }
+    }
+
+    fn is_locked(&mut self) -> Result<bool, Error> {
+        match self {
+            Handle::File(h) => h.is_locked(),
+            Handle::Kv(h) => Ok(h.status()?.verdict != Verdict::Unlocked),
+        }
+    }
+
+    fn owned_by_self(&mut self) -> Result<bool, Error> {
+        match self {
+            Handle::File(h) => h.owned_by_self(),
+            Handle::Kv(h) => Ok(h.status()?.verdict == Verdict::OwnedBySelf),
+        }
+    }
+}
+
+/// Opens the lock at `path`: a lock file, or a key in etcd.
+fn open(path: &std::path::Path) -> Result<Handle, Error> {
+    let runtime = runtime::current()?;
+    let text = path.to_string_lossy();
+    match crate::kv::address(&text) {
+        None => Ok(Handle::File(runtime.open(path)?)),
+        Some(address) => {
+            let address = address?;
+            let store = crate::kv::store(&address, &text)?;
+            Ok(Handle::Kv(runtime.open_kv(
+                store,
+                &text,
+                &address.key,
+                KvFor::This,
+            )?))
+        }
+    }
+}
+
 /// The handle, opened on first use, and the generation that opened it.
 #[derive(Debug, Default)]
 struct Slot {
     generation: u64,
-    handle: Option<LockFile>,
+    handle: Option<Handle>,
 }
 
 impl Slot {
@@ -66,7 +167,7 @@ impl Lock {
     fn call<T: Send>(
         &self,
         py: Python<'_>,
-        op: impl FnOnce(&mut LockFile) -> Result<T, Error> + Send,
+        op: impl FnOnce(&mut Handle) -> Result<T, Error> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
             let _inside = fork::enter();
@@ -78,7 +179,7 @@ impl Lock {
             }
             let handle = match &mut slot.handle {
                 Some(handle) => handle,
-                empty => empty.insert(runtime::current()?.open(&self.path)?),
+                empty => empty.insert(open(&self.path)?),
             };
             op(handle)
         })
@@ -125,6 +226,16 @@ impl Lock {
         lease_seconds: Option<f64>,
         token: bool,
     ) -> PyResult<()> {
+        let in_store = self
+            .path
+            .to_str()
+            .is_some_and(|p| crate::kv::address(p).is_some());
+        if in_store && lease_seconds.is_none() {
+            return Err(PyValueError::new_err(
+                "a lock in etcd lives as long as its lease: give lease=SECONDS and call \
+                 refresh() well within it",
+            ));
+        }
         let options = AcquireOptions {
             mode: match (force, replace_stale) {
                 (true, _) => Mode::Force,
@@ -143,11 +254,11 @@ impl Lock {
     }
 
     fn refresh(&self, py: Python<'_>) -> PyResult<()> {
-        self.call(py, LockFile::refresh)
+        self.call(py, Handle::refresh)
     }
 
     fn pid(&self, py: Python<'_>) -> PyResult<Option<u32>> {
-        self.call(py, LockFile::pid)
+        self.call(py, Handle::pid)
     }
 
     /// `(seconds, nanoseconds)` of the acquisition; `None` when unlocked.
@@ -156,15 +267,15 @@ impl Lock {
     }
 
     fn is_locked(&self, py: Python<'_>) -> PyResult<bool> {
-        self.call(py, LockFile::is_locked)
+        self.call(py, Handle::is_locked)
     }
 
     fn owned_by_self(&self, py: Python<'_>) -> PyResult<bool> {
-        self.call(py, LockFile::owned_by_self)
+        self.call(py, Handle::owned_by_self)
     }
 
     fn token(&self, py: Python<'_>) -> PyResult<Option<u64>> {
-        self.call(py, LockFile::token)
+        self.call(py, Handle::token)
     }
 
     fn status(&self, py: Python<'_>) -> PyResult<StatusTuple> {

@@ -81,8 +81,10 @@ class LockFile:
             old.close()
         # Opens nothing yet: labm8 touches nothing until the lock is used.
         # A relative path is resolved now, not when first used, so that a
-        # later chdir (or a fork child's) cannot move the lock.
-        self._native = _native.Lock(os.path.abspath(self._path))
+        # later chdir (or a fork child's) cannot move the lock. An address
+        # in etcd (etcd://HOST:PORT/KEY) is taken as it is.
+        where = self._path if _in_store(self._path) else os.path.abspath(self._path)
+        self._native = _native.Lock(where)
 
     def __reduce__(self) -> Tuple[type, Tuple[str]]:
         # As labm8's pickles: the path only (a handle is per process).
@@ -190,6 +192,8 @@ class LockFile:
         """labm8's ``LockFile.read``: ``(pid, date)`` of the owner at
         ``path``, or ``(None, None)`` when unlocked."""
         path = _path(path)
+        if _in_store(path):
+            raise ValueError("read takes a lock file; for a lock in etcd use LockFile(address).status()")
         try:
             owner = to_owner(_native.read(path))
         except _Failure as failure:
@@ -207,6 +211,8 @@ class LockFile:
         seconds (``time.time()``) or a ``datetime``. Any pid from 0 up, as
         labm8 allows: a lock naming pid 0 is held by an owner whose liveness
         cannot be told, never stale, taken only by force."""
+        if _in_store(_path(path)):
+            raise ValueError("write plants a lock file; it does not write to etcd")
         if isinstance(timestamp, datetime.datetime):
             timestamp = timestamp.timestamp()
         seconds = float(timestamp)
@@ -351,6 +357,11 @@ class LockFile:
 _MAX_PID = 2**31 - 1
 #: 10000-01-01T00:00:00Z: the file format's timestamps end before it.
 _END_OF_9999 = 253402300800
+
+
+def _in_store(path: str) -> bool:
+    """Whether ``path`` is the address of a lock in etcd."""
+    return path.startswith(("etcd://", "etcds://"))
 
 
 def _path(path: PathLike) -> str:
