@@ -1,15 +1,20 @@
 //! The precompiled component in the binary, and running its code where it
 //! lies (no copy at start-up).
 
-/// The component (the `coordinated-library` world) precompiled by
-/// `build.rs` for this host and engine config.
+/// The component (the `library` world) precompiled by `build.rs` for this
+/// host and engine config.
 /// The host links no compiler: this is the only form it can load. Aligned
 /// to a page, so that [`Runtime::for_command`] can run its code where it
 /// lies in the binary (wasmtime's text section is page-aligned within it).
-pub(crate) static PRECOMPILED: &PageAligned<[u8]> = &PageAligned(*include_bytes!(concat!(
-    env!("OUT_DIR"),
-    "/lockfile-coordinated.cwasm"
-)));
+pub(crate) static PRECOMPILED: &PageAligned<[u8]> =
+    &PageAligned(*include_bytes!(concat!(env!("OUT_DIR"), "/lockfile.cwasm")));
+
+/// The `coordinated-library` component (the library and locks kept in a
+/// key-value store), precompiled likewise: loaded (as a copy) only when a
+/// lock in a store is first opened, so that a process that locks files
+/// pays nothing for it.
+pub(crate) static PRECOMPILED_COORDINATED: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/lockfile-coordinated.cwasm"));
 
 /// The largest page size of the target: 4 KiB on x86-64, up to 64 KiB on
 /// other 64-bit Linux targets.

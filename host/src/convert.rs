@@ -9,57 +9,137 @@ use crate::bindings::exports::labm8::lockfile::lockfile as wit;
 use crate::error::{Error, LockError};
 use crate::process::diagnose::{read_only_mount, sticky_owner};
 
-impl From<wit::Verdict> for Verdict {
-    fn from(v: wit::Verdict) -> Self {
-        match v {
-            wit::Verdict::Unlocked => Verdict::Unlocked,
-            wit::Verdict::OwnedBySelf => Verdict::OwnedBySelf,
-            wit::Verdict::Held => Verdict::Held,
-            wit::Verdict::Stale => Verdict::Stale,
-            wit::Verdict::Foreign => Verdict::Foreign,
-            wit::Verdict::Malformed => Verdict::Malformed,
-        }
-    }
+/// The conversions from a world's `lockfile` types to the core's: for the
+/// library world and the coordinated one, whose bindings generate the same
+/// WIT types twice.
+macro_rules! from_wit {
+    ($($segment:ident)::+) => {
+        const _: () = {
+            use $($segment)::+ as wit;
+
+            impl From<wit::Verdict> for Verdict {
+                fn from(v: wit::Verdict) -> Self {
+                    match v {
+                        wit::Verdict::Unlocked => Verdict::Unlocked,
+                        wit::Verdict::OwnedBySelf => Verdict::OwnedBySelf,
+                        wit::Verdict::Held => Verdict::Held,
+                        wit::Verdict::Stale => Verdict::Stale,
+                        wit::Verdict::Foreign => Verdict::Foreign,
+                        wit::Verdict::Malformed => Verdict::Malformed,
+                    }
+                }
+            }
+
+            impl From<wit::Cause> for Cause {
+                fn from(c: wit::Cause) -> Self {
+                    match c {
+                        wit::Cause::NoLockFile => Cause::NoLockFile,
+                        wit::Cause::Unparsable => Cause::Unparsable,
+                        wit::Cause::Ours => Cause::Ours,
+                        wit::Cause::Running => Cause::Running,
+                        wit::Cause::RunningUnverified => Cause::RunningUnverified,
+                        wit::Cause::UnknownLiveness => Cause::UnknownLiveness,
+                        wit::Cause::CompanionRunning => Cause::CompanionRunning,
+                        wit::Cause::CompanionUnknown => Cause::CompanionUnknown,
+                        wit::Cause::BeingReplaced => Cause::BeingReplaced,
+                        wit::Cause::Dead => Cause::Dead,
+                        wit::Cause::Recycled => Cause::Recycled,
+                        wit::Cause::StartedAfter => Cause::StartedAfter,
+                        wit::Cause::LeaseExpired => Cause::LeaseExpired,
+                        wit::Cause::OtherHolder => Cause::OtherHolder,
+                        wit::Cause::OurPidReused => Cause::OurPidReused,
+                        wit::Cause::PreviousBoot => Cause::PreviousBoot,
+                        wit::Cause::NamespaceEnded => Cause::NamespaceEnded,
+                        wit::Cause::OtherHost => Cause::OtherHost,
+                        wit::Cause::OtherNamespace => Cause::OtherNamespace,
+                    }
+                }
+            }
+
+            impl From<wit::Owner> for Owner {
+                fn from(o: wit::Owner) -> Self {
+                    Owner {
+                        pid: o.pid,
+                        date: Timestamp::new(o.date.seconds, o.date.nanoseconds),
+                        hostname: o.hostname,
+                        token: o.token,
+                        lease_ms: o.lease_ms,
+                        expires: o.expires.map(|t| Timestamp::new(t.seconds, t.nanoseconds)),
+                    }
+                }
+            }
+
+            impl From<wit::Status> for Status {
+                fn from(s: wit::Status) -> Self {
+                    Status {
+                        path: s.path,
+                        owner: s.owner.map(Owner::from),
+                        verdict: s.verdict.into(),
+                        cause: s.cause.into(),
+                        reason: s.reason,
+                    }
+                }
+            }
+
+            impl From<wit::Refusal> for Refusal {
+                fn from(r: wit::Refusal) -> Self {
+                    Refusal {
+                        path: r.path,
+                        owner: r.owner.into(),
+                        verdict: r.verdict.into(),
+                        cause: r.cause.into(),
+                        reason: r.reason,
+                    }
+                }
+            }
+
+            impl From<wit::Error> for LockError {
+                fn from(e: wit::Error) -> Self {
+                    let refusal = |r: wit::Refusal| Box::new(Refusal::from(r));
+                    match e {
+                        wit::Error::UnableToAcquire(r) => LockError::UnableToAcquire(refusal(r)),
+                        wit::Error::UnableToRelease(r) => LockError::UnableToRelease(refusal(r)),
+                        wit::Error::Malformed(f) => LockError::Malformed {
+                            path: f.path,
+                            message: f.message,
+                        },
+                        wit::Error::NotAFile(f) => LockError::NotAFile {
+                            path: f.path,
+                            message: f.message,
+                        },
+                        wit::Error::Unreachable(f) => LockError::Unreachable {
+                            path: f.path,
+                            message: f.message,
+                        },
+                        wit::Error::Denied(f) => LockError::Denied {
+                            path: f.path,
+                            message: f.message,
+                        },
+                        wit::Error::InvalidIdentity(f) => LockError::InvalidIdentity {
+                            path: f.path,
+                            message: f.message,
+                        },
+                        wit::Error::Contended(f) => LockError::Contended {
+                            path: f.path,
+                            message: f.message,
+                        },
+                        wit::Error::Lost(f) => LockError::Lost {
+                            path: f.path,
+                            message: f.message,
+                        },
+                        wit::Error::Io(f) => LockError::Io {
+                            path: f.path,
+                            message: f.message,
+                        },
+                    }
+                }
+            }
+        };
+    };
 }
 
-impl From<wit::Cause> for Cause {
-    fn from(c: wit::Cause) -> Self {
-        match c {
-            wit::Cause::NoLockFile => Cause::NoLockFile,
-            wit::Cause::Unparsable => Cause::Unparsable,
-            wit::Cause::Ours => Cause::Ours,
-            wit::Cause::Running => Cause::Running,
-            wit::Cause::RunningUnverified => Cause::RunningUnverified,
-            wit::Cause::UnknownLiveness => Cause::UnknownLiveness,
-            wit::Cause::CompanionRunning => Cause::CompanionRunning,
-            wit::Cause::CompanionUnknown => Cause::CompanionUnknown,
-            wit::Cause::BeingReplaced => Cause::BeingReplaced,
-            wit::Cause::Dead => Cause::Dead,
-            wit::Cause::Recycled => Cause::Recycled,
-            wit::Cause::StartedAfter => Cause::StartedAfter,
-            wit::Cause::LeaseExpired => Cause::LeaseExpired,
-            wit::Cause::OtherHolder => Cause::OtherHolder,
-            wit::Cause::OurPidReused => Cause::OurPidReused,
-            wit::Cause::PreviousBoot => Cause::PreviousBoot,
-            wit::Cause::NamespaceEnded => Cause::NamespaceEnded,
-            wit::Cause::OtherHost => Cause::OtherHost,
-            wit::Cause::OtherNamespace => Cause::OtherNamespace,
-        }
-    }
-}
-
-impl From<wit::Owner> for Owner {
-    fn from(o: wit::Owner) -> Self {
-        Owner {
-            pid: o.pid,
-            date: Timestamp::new(o.date.seconds, o.date.nanoseconds),
-            hostname: o.hostname,
-            token: o.token,
-            lease_ms: o.lease_ms,
-            expires: o.expires.map(|t| Timestamp::new(t.seconds, t.nanoseconds)),
-        }
-    }
-}
+from_wit!(crate::bindings::exports::labm8::lockfile::lockfile);
+from_wit!(crate::bindings::coordinated::exports::labm8::lockfile::lockfile);
 
 impl From<wit::Leftover> for crate::Leftover {
     fn from(l: wit::Leftover) -> Self {
@@ -73,72 +153,6 @@ impl From<wit::Leftover> for crate::Leftover {
             },
             pid: l.pid,
             gone: l.gone,
-        }
-    }
-}
-
-impl From<wit::Status> for Status {
-    fn from(s: wit::Status) -> Self {
-        Status {
-            path: s.path,
-            owner: s.owner.map(Owner::from),
-            verdict: s.verdict.into(),
-            cause: s.cause.into(),
-            reason: s.reason,
-        }
-    }
-}
-
-impl From<wit::Refusal> for Refusal {
-    fn from(r: wit::Refusal) -> Self {
-        Refusal {
-            path: r.path,
-            owner: r.owner.into(),
-            verdict: r.verdict.into(),
-            cause: r.cause.into(),
-            reason: r.reason,
-        }
-    }
-}
-
-impl From<wit::Error> for LockError {
-    fn from(e: wit::Error) -> Self {
-        let refusal = |r: wit::Refusal| Box::new(Refusal::from(r));
-        match e {
-            wit::Error::UnableToAcquire(r) => LockError::UnableToAcquire(refusal(r)),
-            wit::Error::UnableToRelease(r) => LockError::UnableToRelease(refusal(r)),
-            wit::Error::Malformed(f) => LockError::Malformed {
-                path: f.path,
-                message: f.message,
-            },
-            wit::Error::NotAFile(f) => LockError::NotAFile {
-                path: f.path,
-                message: f.message,
-            },
-            wit::Error::Unreachable(f) => LockError::Unreachable {
-                path: f.path,
-                message: f.message,
-            },
-            wit::Error::Denied(f) => LockError::Denied {
-                path: f.path,
-                message: f.message,
-            },
-            wit::Error::InvalidIdentity(f) => LockError::InvalidIdentity {
-                path: f.path,
-                message: f.message,
-            },
-            wit::Error::Contended(f) => LockError::Contended {
-                path: f.path,
-                message: f.message,
-            },
-            wit::Error::Lost(f) => LockError::Lost {
-                path: f.path,
-                message: f.message,
-            },
-            wit::Error::Io(f) => LockError::Io {
-                path: f.path,
-                message: f.message,
-            },
         }
     }
 }

@@ -12,9 +12,9 @@ use lockfile_core::{AcquireOptions, Identity, Mode, Status, Verdict};
 use wasmtime::component::{HasData, Linker, ResourceAny};
 use wasmtime::Store as Sandbox;
 
-use crate::bindings::exports::labm8::lockfile::lockfile as lib;
-use crate::bindings::labm8::lockfile::kv as wit;
-use crate::bindings::Library;
+use crate::bindings::coordinated::exports::labm8::lockfile::lockfile as lib;
+use crate::bindings::coordinated::labm8::lockfile::kv as wit;
+use crate::bindings::coordinated::CoordinatedLibrary as Library;
 use crate::error::{Error, LockError};
 use crate::process;
 use crate::runtime::Runtime;
@@ -217,7 +217,7 @@ impl KvLockFile {
         let _runtime = for_call(self.store.data());
         f(&self.lib, &mut self.store, self.resource)
             .map_err(|e| Error::runtime("the component trapped", e))?
-            .map_err(Error::from)
+            .map_err(|e| Error::Lock(LockError::from(e)))
     }
 
     /// Takes the lock as `options` say, under a lease of `options.lease`
@@ -423,7 +423,7 @@ impl Runtime {
             .call_list_locks(&mut sandbox, prefix, name_prefix)
             .map_err(|e| Error::runtime("the component trapped", e))?
             .map(|found| found.into_iter().map(Status::from).collect())
-            .map_err(Error::from)
+            .map_err(|e| Error::Lock(LockError::from(e)))
     }
 }
 

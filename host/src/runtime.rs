@@ -9,9 +9,10 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use crate::bindings::coordinated::{CoordinatedLibrary, CoordinatedLibraryPre};
 use crate::bindings::exports::labm8::lockfile::lockfile as wit;
 use crate::bindings::{Library, LibraryPre};
-use crate::code_memory::{InPlaceCode, IN_PLACE_TAKEN, PRECOMPILED};
+use crate::code_memory::{InPlaceCode, IN_PLACE_TAKEN, PRECOMPILED, PRECOMPILED_COORDINATED};
 use crate::engine_config::Allocation;
 use crate::error::{Error, LockError};
 use crate::kv::KvCtx;
@@ -26,6 +27,11 @@ use crate::store::{for_call, link_wasi, HostState};
 pub struct Runtime {
     engine: Engine,
     pre: LibraryPre<HostState>,
+    /// Links the coordinated component when a lock in a store is first
+    /// opened.
+    linker: Linker<HostState>,
+    /// The coordinated component, loaded then.
+    kv_pre: std::sync::OnceLock<CoordinatedLibraryPre<HostState>>,
     machine: Machine,
     runner: Identity,
     /// The test pause hook's value, passed to each sandbox (see
@@ -89,6 +95,8 @@ impl Runtime {
         Ok(Self {
             engine,
             pre,
+            linker,
+            kv_pre: std::sync::OnceLock::new(),
             machine: process::machine(),
             runner: process_ctx::this_process(),
             test_pauses: None,
@@ -153,6 +161,8 @@ impl Runtime {
         Self {
             engine: self.engine.clone(),
             pre: self.pre.clone(),
+            linker: self.linker.clone(),
+            kv_pre: self.kv_pre.clone(),
             machine: self.machine.clone(),
             runner: process_ctx::this_process(),
             test_pauses: self.test_pauses.clone(),
@@ -486,7 +496,24 @@ impl Runtime {
         acting: Identity,
         companion: Option<Identity>,
         kv: KvCtx,
-    ) -> Result<(Store<HostState>, Library), Error> {
+    ) -> Result<(Store<HostState>, CoordinatedLibrary), Error> {
+        let pre = match self.kv_pre.get() {
+            Some(pre) => pre,
+            None => {
+                // SAFETY: as in `with_allocation`: `PRECOMPILED_COORDINATED`
+                // was made by build.rs with this wasmtime and these settings,
+                // and wasmtime refuses a mismatch.
+                let component =
+                    unsafe { Component::deserialize(&self.engine, PRECOMPILED_COORDINATED) }
+                        .map_err(|e| Error::runtime("cannot load the coordinated component", e))?;
+                let pre = self
+                    .linker
+                    .instantiate_pre(&component)
+                    .and_then(CoordinatedLibraryPre::new)
+                    .map_err(|e| Error::runtime("cannot prepare the coordinated component", e))?;
+                self.kv_pre.get_or_init(|| pre)
+            }
+        };
         let mut store = Store::new(
             &self.engine,
             HostState {
@@ -498,8 +525,7 @@ impl Runtime {
             },
         );
         let _runtime = for_call(store.data());
-        let lib = self
-            .pre
+        let lib = pre
             .instantiate(&mut store)
             .map_err(|e| Error::runtime("cannot instantiate the lockfile component", e))?;
         Ok((store, lib))
