@@ -347,6 +347,16 @@ impl Sandboxed {
                 })
             }
         };
+        // COMMAND may have ended while this process was paused past its
+        // lease, before the refresher could look: a last look says whether
+        // the lock was still ours when COMMAND ended.
+        let mut lost = lost;
+        if options.lease.is_some() && !lost {
+            if let Err(e @ Failure::Lost(_)) = lock.refresh() {
+                eprintln!("lockfile: {}; it was lost while COMMAND ran", e.message());
+                lost = true;
+            }
+        }
         let released = lock.release(false);
         let code = match result {
             Ok(code) => code,
@@ -400,27 +410,36 @@ impl Sandboxed {
         std::thread::scope(|scope| {
             let refresher = scope.spawn(move || {
                 let every = (lease / 3).max(Duration::from_millis(1));
+                let lose = |why: String| match stop_command {
+                    Some(pid) => {
+                        eprintln!("lockfile: {why}; COMMAND (pid {pid}) is sent SIGTERM");
+                        terminate(pid);
+                    }
+                    None => eprintln!("lockfile: {why}; COMMAND runs on without it"),
+                };
+                // The lease was (re)started when the lock was taken, just
+                // before COMMAND was let through.
+                let mut renewed = std::time::Instant::now();
                 loop {
                     match stopped.recv_timeout(every) {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         _ => return false,
                     }
                     match handle.refresh() {
-                        Ok(()) => {}
+                        Ok(()) => renewed = std::time::Instant::now(),
                         Err(e @ Failure::Lost(_)) => {
-                            match stop_command {
-                                Some(pid) => {
-                                    eprintln!(
-                                        "lockfile: {}; COMMAND (pid {pid}) is sent SIGTERM",
-                                        e.message()
-                                    );
-                                    terminate(pid);
-                                }
-                                None => eprintln!(
-                                    "lockfile: {}; COMMAND runs on without it",
-                                    e.message()
-                                ),
-                            }
+                            lose(e.message());
+                            return true;
+                        }
+                        // Not renewed for a whole lease (the file server or
+                        // every etcd member unreachable): another host may
+                        // take the lock now, so it counts as lost.
+                        Err(e) if renewed.elapsed() >= lease => {
+                            lose(format!(
+                                "the lease could not be renewed for {lease:?} ({}): \
+                                 another host may hold the lock now",
+                                e.message()
+                            ));
                             return true;
                         }
                         // A passing failure (an NFS hiccup): try again next time.

@@ -290,10 +290,11 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
                 }
                 _ => {}
             }
+            // The lease is left to run out: whoever granted it may have
+            // attached other keys to it (an application's session), which
+            // a revoke would delete. `release_held` revokes the lease its
+            // own acquisition granted.
             if self.remove_if(&entry)? {
-                if entry.lease != 0 {
-                    let _ = self.store.revoke(entry.lease);
-                }
                 return Ok(());
             }
         }
@@ -337,6 +338,11 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
         };
         if self.judge(&record).verdict != Verdict::OwnedBySelf {
             return Err(lost("the lock is another owner's now"));
+        }
+        if entry.lease == 0 {
+            return Err(lost(
+                "the key was rewritten without a lease: nothing ends it, and it is not ours to renew",
+            ));
         }
         let alive = self
             .store

@@ -339,11 +339,14 @@ fn a_release_removes_only_the_record_it_judged() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(store.keys.borrow().contains_key(KEY));
-    // A release revokes the holder's lease with the key.
+    // A release deletes the key and leaves its lease to run out: it may
+    // carry other keys (see a_release_never_revokes_a_lease_it_did_not_grant;
+    // a handle's own acquisition is released with its lease, by
+    // release_held).
     let lease = store.lease_of(KEY);
     l.release(false).expect("release");
     assert!(!store.keys.borrow().contains_key(KEY));
-    assert!(!store.leases.borrow().contains(&lease));
+    assert!(store.leases.borrow().contains(&lease));
     l.release(false)
         .expect("releasing an unheld lock is a no-op");
     // A conditional delete never removes a successor's record: the holder
@@ -484,4 +487,38 @@ fn releasing_what_we_created_removes_only_that_revision() {
         store.keys.borrow().contains_key(KEY),
         "the forcer's lock stays"
     );
+}
+
+/// A forced release deletes the lock key only: the lease it is attached to
+/// may carry other keys of whoever granted it (an application's session),
+/// and revoking it would delete them too.
+#[test]
+fn a_release_never_revokes_a_lease_it_did_not_grant() {
+    let store = Mem::default();
+    let lease = store.grant(TTL).expect("lease");
+    store.put("app/session", b"important", lease);
+    store.put(KEY, b"12345 1800000000.0\nhost=elsewhere\n", lease);
+    let host = Host::new("a", 100);
+    lock(&store, &host).release(true).expect("forced");
+    assert!(!store.keys.borrow().contains_key(KEY));
+    assert!(
+        store.keys.borrow().contains_key("app/session"),
+        "another key of that lease was deleted"
+    );
+}
+
+/// Our record at the key, but without a lease (rewritten by someone):
+/// `refresh` says the lock is lost, not an I/O error a refresher would
+/// retry for ever.
+#[test]
+fn refresh_of_our_record_without_a_lease_says_lost() {
+    let store = Mem::default();
+    let host = Host::new("a", 100);
+    lock(&store, &host).acquire(Mode::Free).expect("acquired");
+    let value = store.keys.borrow()[KEY].value.clone();
+    store.put(KEY, &value, 0);
+    match lock(&store, &host).refresh() {
+        Err(Error::Lost { .. }) => {}
+        other => panic!("expected Lost, got {other:?}"),
+    }
 }

@@ -142,6 +142,30 @@ fn unreached(e: &etcd_client::Error) -> bool {
     text.contains("connect error") || text.contains("Connection refused")
 }
 
+/// Whether `e` is the transport's or the cluster's passing trouble (a
+/// broken connection, a leader election, no answer) rather than an answer:
+/// a request that may be repeated goes to the next member then.
+fn transient(e: &etcd_client::Error) -> bool {
+    // gRPC's codes: CANCELLED 1, UNKNOWN 2, DEADLINE_EXCEEDED 4, ABORTED 10,
+    // UNAVAILABLE 14.
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            matches!(status.code() as i32, 1 | 2 | 4 | 10 | 14)
+        }
+        _ => unreached(e),
+    }
+}
+
+/// Whether a request may be sent to another member after one that may
+/// have reached its member: reads, lease grants (an extra lease runs out
+/// unused), renewals and revocations. Conditional writes may not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeatable {
+    Yes,
+    No,
+}
+
 impl EtcdStore {
     /// Opens clients for the members at `endpoints` (`host:port`); every
     /// request is bounded by `timeout`. Nothing is sent yet: an unreachable
@@ -244,19 +268,26 @@ impl EtcdStore {
     }
 
     /// Runs `request` on the clients' thread, within the timeout.
-    fn call<T, F>(&self, request: impl Fn(Client) -> F + Send + 'static) -> Result<T, String>
+    fn call<T, F>(
+        &self,
+        repeatable: Repeatable,
+        request: impl Fn(Client) -> F + Send + 'static,
+    ) -> Result<T, String>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
-        self.call_within(self.timeout, request)
+        self.call_within(self.timeout, repeatable, request)
     }
 
     /// Runs `request` within `timeout` on the member that served the last
-    /// call, or on the next while it cannot be reached.
+    /// call, or on the next while it cannot be reached; a `repeatable` one
+    /// also while a member does not answer or is in passing trouble. A
+    /// member that did not answer in time is asked last next time.
     fn call_within<T, F>(
         &self,
         timeout: Duration,
+        repeatable: Repeatable,
         request: impl Fn(Client) -> F + Send + 'static,
     ) -> Result<T, String>
     where
@@ -268,24 +299,30 @@ impl EtcdStore {
             Box::pin(async move {
                 let n = clients.len().max(1);
                 let mut last = Err("no etcd endpoint was given".to_owned());
+                let again = repeatable == Repeatable::Yes;
                 for i in 0..n {
                     let at = (first + i) % n;
                     let Some(client) = clients.get(at) else { break };
                     match tokio::time::timeout(timeout, request(client.clone())).await {
-                        Ok(Err(e)) if unreached(&e) => last = Err(format!("etcd: {e}")),
+                        Ok(Err(e)) if unreached(&e) || (again && transient(&e)) => {
+                            last = Err(format!("etcd: {e}"));
+                        }
                         Ok(done) => {
                             let _ = reply.send(done.map_err(|e| format!("etcd: {e}")));
                             return at;
                         }
+                        Err(_) if again => {
+                            last = Err(format!("etcd did not answer within {timeout:?}"));
+                        }
                         Err(_) => {
                             let _ =
                                 reply.send(Err(format!("etcd did not answer within {timeout:?}")));
-                            return at;
+                            return (at + 1) % n;
                         }
                     }
                 }
                 let _ = reply.send(last);
-                first
+                (first + 1) % n
             })
         });
         self.jobs
@@ -311,7 +348,7 @@ fn entry(kv: &KeyValue) -> Entry {
 impl Store for EtcdStore {
     fn get(&self, key: &str) -> Result<Option<Entry>, String> {
         let key = key.to_owned();
-        self.call(move |mut c| {
+        self.call(Repeatable::Yes, move |mut c| {
             let key = key.clone();
             async move {
                 let found = c.get(key, None).await?;
@@ -322,7 +359,7 @@ impl Store for EtcdStore {
 
     fn create(&self, key: &str, value: &[u8], lease: i64) -> Result<Result<i64, Entry>, String> {
         let (key, value) = (key.to_owned(), value.to_vec());
-        let done = self.call(move |mut c| {
+        let done = self.call(Repeatable::No, move |mut c| {
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(
@@ -350,7 +387,7 @@ impl Store for EtcdStore {
 
     fn delete_if(&self, key: &str, mod_revision: i64) -> Result<bool, String> {
         let key = key.to_owned();
-        let done = self.call(move |mut c| {
+        let done = self.call(Repeatable::No, move |mut c| {
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     key.clone(),
@@ -368,14 +405,21 @@ impl Store for EtcdStore {
         let seconds = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
             .unwrap_or(i64::MAX)
             .max(1);
-        self.call(move |mut c| async move { Ok(c.lease_grant(seconds, None).await?.id()) })
+        self.call(Repeatable::Yes, move |mut c| async move {
+            Ok(c.lease_grant(seconds, None).await?.id())
+        })
     }
 
     fn keep_alive(&self, lease: i64) -> Result<bool, String> {
-        self.call(move |mut c| async move {
+        self.call(Repeatable::Yes, move |mut c| async move {
             let (mut keeper, mut answers) = c.lease_keep_alive(lease).await?;
             keeper.keep_alive().await?;
-            Ok(answers.message().await?.is_some_and(|a| a.ttl() > 0))
+            match answers.message().await {
+                Ok(answer) => Ok(answer.is_some_and(|a| a.ttl() > 0)),
+                // Gone (it ran out, or was revoked): not renewed.
+                Err(e) if e.to_string().contains("lease not found") => Ok(false),
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -388,33 +432,35 @@ impl Store for EtcdStore {
         limit: Duration,
     ) -> Option<Result<bool, String>> {
         let key = key.to_owned();
-        Some(self.call_within(limit + self.timeout, move |mut c| {
-            let key = key.clone();
-            async move {
-                let watching = async move {
-                    let options = WatchOptions::new().with_start_revision(revision + 1);
-                    let mut stream = c.watch(key, Some(options)).await?;
-                    while let Some(answer) = stream.message().await? {
-                        if answer.compact_revision() > 0 || !answer.events().is_empty() {
-                            return Ok(true);
+        Some(
+            self.call_within(limit + self.timeout, Repeatable::Yes, move |mut c| {
+                let key = key.clone();
+                async move {
+                    let watching = async move {
+                        let options = WatchOptions::new().with_start_revision(revision + 1);
+                        let mut stream = c.watch(key, Some(options)).await?;
+                        while let Some(answer) = stream.message().await? {
+                            if answer.compact_revision() > 0 || !answer.events().is_empty() {
+                                return Ok(true);
+                            }
+                            if answer.canceled() {
+                                return Ok(true);
+                            }
                         }
-                        if answer.canceled() {
-                            return Ok(true);
-                        }
+                        Ok(true)
+                    };
+                    match tokio::time::timeout(limit, watching).await {
+                        Ok(changed) => changed,
+                        Err(_) => Ok(false),
                     }
-                    Ok(true)
-                };
-                match tokio::time::timeout(limit, watching).await {
-                    Ok(changed) => changed,
-                    Err(_) => Ok(false),
                 }
-            }
-        }))
+            }),
+        )
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, Entry)>, String> {
         let prefix = prefix.to_owned();
-        self.call(move |mut c| {
+        self.call(Repeatable::Yes, move |mut c| {
             let prefix = prefix.clone();
             async move {
                 let found = c.get(prefix, Some(GetOptions::new().with_prefix())).await?;
@@ -428,7 +474,9 @@ impl Store for EtcdStore {
     }
 
     fn revoke(&self, lease: i64) -> Result<(), String> {
-        match self.call(move |mut c| async move { c.lease_revoke(lease).await }) {
+        match self.call(Repeatable::Yes, move |mut c| async move {
+            c.lease_revoke(lease).await
+        }) {
             Ok(_) => Ok(()),
             // Already gone (it ran out): what revoking it wanted.
             Err(e) if e.contains("lease not found") => Ok(()),

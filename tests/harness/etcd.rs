@@ -954,3 +954,125 @@ fn list_shows_every_lock_under_a_prefix() {
     let _ = owner.kill();
     let _ = owner.wait();
 }
+
+/// A `run` paused past its lease while its COMMAND runs to its end: the
+/// refresher never got to look, but `run` looks once more before it
+/// releases, and says the lock was lost (exit 4), not success.
+#[test]
+fn a_run_whose_command_ended_while_it_was_paused_past_its_lease_says_lost() {
+    let etcd = Etcd::start(1);
+    let address = etcd.address("locks/ended-while-paused");
+    let dir = sandbox();
+    let started = dir.path().join("started");
+    let holder = Command::new(lockfile_bin())
+        .args(["run", "--lease", "1", &address, "--", "sh", "-c"])
+        .arg(format!("touch {}; sleep 2", s(&started)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    wait_for_file(&started);
+    let pid = holder.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    // Another process takes it once etcd has expired the lease.
+    let mut next = sleeper();
+    let next_pid = next.id().to_string();
+    expect_code(
+        &lockfile(&[
+            "acquire", "-w", "30", "--lease", "30", "--pid", &next_pid, &address,
+        ]),
+        0,
+    );
+    sleep(Duration::from_secs(3)); // COMMAND has ended meanwhile
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let out = holder.wait_with_output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("lost while COMMAND ran"), "{err}");
+    let status = json(&lockfile(&[
+        "status", "--json", "--pid", &next_pid, &address,
+    ]));
+    assert_eq!(status["verdict"], "owned-by-self", "{status}");
+    let _ = next.kill();
+    let _ = next.wait();
+}
+
+/// No member answers (the only one is stopped): `run` cannot renew its
+/// lease, and once a whole lease has passed without a renewal it counts
+/// the lock as lost, sends COMMAND SIGTERM and exits 4, rather than let
+/// COMMAND run on while another host may take the lock.
+#[test]
+fn a_run_that_cannot_renew_for_a_whole_lease_ends_its_command() {
+    let mut etcd = Etcd::start(1);
+    let address = etcd.address("locks/unrenewable");
+    let dir = sandbox();
+    let started = dir.path().join("started");
+    let done = dir.path().join("done");
+    let holder = Command::new(lockfile_bin())
+        .args(["run", "--lease", "2", &address, "--", "sh", "-c"])
+        .arg(format!(
+            "touch {}; sleep 30 >/dev/null 2>&1; touch {}",
+            s(&started),
+            s(&done)
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    wait_for_file(&started);
+    let member = etcd.members[0].id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &member])
+        .status()
+        .expect("kill")
+        .success());
+    let stopped = Instant::now();
+    let out = holder.wait_with_output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let _ = Command::new("kill").args(["-CONT", &member]).status();
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("could not be renewed"), "{err}");
+    assert!(!done.exists(), "COMMAND ran to its end");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(25),
+        "COMMAND ran on for {:?}",
+        stopped.elapsed()
+    );
+    let _ = &mut etcd;
+}
+
+/// The first member given does not answer (stopped, not gone): requests
+/// that may be repeated go to the next, and the lock is taken and released
+/// with two of three members up.
+#[test]
+fn a_member_that_does_not_answer_is_passed_over() {
+    let etcd = Etcd::start(3);
+    let address = etcd.address("locks/passed-over");
+    let first = etcd.members[0].id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &first])
+        .status()
+        .expect("kill")
+        .success());
+    let mut owner = sleeper();
+    let pid = owner.id().to_string();
+    let taken = lockfile(&[
+        "acquire", "-w", "30", "--lease", "10", "--pid", &pid, &address,
+    ]);
+    let released = lockfile(&["release", "--pid", &pid, &address]);
+    let _ = Command::new("kill").args(["-CONT", &first]).status();
+    expect_code(&taken, 0);
+    expect_code(&released, 0);
+    let _ = owner.kill();
+    let _ = owner.wait();
+}
