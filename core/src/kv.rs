@@ -127,21 +127,10 @@ impl<'a, S: Store, Y: System> KvLock<'a, S, Y> {
         }
     }
 
+    /// What we write: a lock file's record (the command `run` started
+    /// included), with our lease; the token is the key's revision.
     fn my_record(&self) -> Record {
-        let me = self.sys.current();
-        let machine = self.sys.machine();
-        Record {
-            pid: me.pid,
-            timestamp: self.sys.now().to_micros(),
-            hostname: machine.hostname,
-            boot_id: machine.boot_id,
-            start_ticks: me.start_ticks,
-            pid_namespace: machine.pid_namespace,
-            nonce: Some(format::hex16(self.sys.random())),
-            holder: self.sys.holder(),
-            lease_ms: Some(lease_millis(self.ttl)),
-            ..Record::default()
-        }
+        crate::protocol::own_record(self.sys, Some(lease_millis(self.ttl)), None)
     }
 
     /// The verdict on `record` for us: the file protocol's, without its

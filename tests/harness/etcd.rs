@@ -127,17 +127,6 @@ impl Drop for Etcd {
     }
 }
 
-/// A process that outlives the test step: an owner for `--pid`.
-fn sleeper() -> Child {
-    Command::new("sleep")
-        .arg("600")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sleep")
-}
-
 fn json(out: &Output) -> serde_json::Value {
     expect_code(out, 0);
     serde_json::from_slice(&out.stdout).expect("json")
@@ -163,15 +152,15 @@ fn on_host(name: &str, address: &str, script: &str) -> Command {
 fn a_lock_in_etcd_is_a_lock_file_in_a_key() {
     let etcd = Etcd::start(1);
     let address = etcd.address("locks/cycle");
-    let mut owner = sleeper();
-    let pid = owner.id().to_string();
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
     expect_code(
         &lockfile(&["acquire", "--lease", "30", "--pid", &pid, &address]),
         0,
     );
     let status = json(&lockfile(&["status", "--json", "--pid", &pid, &address]));
     assert_eq!(status["verdict"], "owned-by-self");
-    assert_eq!(status["pid"].as_u64(), Some(u64::from(owner.id())));
+    assert_eq!(status["pid"].as_u64(), Some(u64::from(owner.pid())));
     assert_eq!(status["lease_ms"].as_u64(), Some(30_000));
     let first = status["token"].as_u64().expect("a token");
     // Another process is refused, and told who holds it.
@@ -218,8 +207,6 @@ fn a_lock_in_etcd_is_a_lock_file_in_a_key() {
     let usage = lockfile(&["acquire", "--pid", &pid, &address]);
     expect_code(&usage, 2);
     expect_stderr(&usage, "--lease");
-    let _ = owner.kill();
-    let _ = owner.wait();
 }
 
 /// A holder that dies on this host leaves a lock that is stale at once (the
@@ -229,19 +216,18 @@ fn a_lock_in_etcd_is_a_lock_file_in_a_key() {
 fn a_dead_holder_on_this_host_is_stale_at_once() {
     let etcd = Etcd::start(1);
     let address = etcd.address("locks/dead");
-    let mut owner = sleeper();
-    let pid = owner.id().to_string();
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
     expect_code(
         &lockfile(&["acquire", "--lease", "60", "--pid", &pid, &address]),
         0,
     );
-    let _ = owner.kill();
-    let _ = owner.wait();
+    drop(owner); // killed and reaped: the holder is dead
     let status = json(&lockfile(&["status", "--json", "--pid", "1", &address]));
     assert_eq!(status["verdict"], "stale", "{status}");
     assert_eq!(status["cause"], "dead", "{status}");
-    let mut next = sleeper();
-    let next_pid = next.id().to_string();
+    let next = Sleeper::new();
+    let next_pid = next.pid_str();
     expect_code(
         &lockfile(&[
             "acquire",
@@ -263,8 +249,6 @@ fn a_dead_holder_on_this_host_is_stale_at_once() {
     ]));
     assert_eq!(status["verdict"], "owned-by-self");
     expect_code(&lockfile(&["release", "--pid", &next_pid, &address]), 0);
-    let _ = next.kill();
-    let _ = next.wait();
 }
 
 /// Bad input and faults: an address without a key, an endpoint nothing
@@ -323,8 +307,8 @@ fn bad_addresses_unreachable_members_and_garbage_give_clear_errors() {
         b"not a lock\n",
         "the garbage was changed"
     );
-    let mut owner = sleeper();
-    let pid = owner.id().to_string();
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
     expect_code(
         &lockfile(&[
             "acquire", "--force", "--lease", "5", "--pid", &pid, &address,
@@ -332,8 +316,6 @@ fn bad_addresses_unreachable_members_and_garbage_give_clear_errors() {
         0,
     );
     expect_code(&lockfile(&["release", "--pid", &pid, &address]), 0);
-    let _ = owner.kill();
-    let _ = owner.wait();
 }
 
 /// The counter: two simulated hosts, two workers each, 100 `lockfile run`
@@ -422,8 +404,8 @@ fn a_killed_holder_on_another_host_holds_until_its_lease_runs_out() {
     let killed = Instant::now();
     let status = json(&lockfile(&["status", "--json", "--pid", "1", &address]));
     assert_eq!(status["verdict"], "foreign", "{status}");
-    let mut me = sleeper();
-    let pid = me.id().to_string();
+    let me = Sleeper::new();
+    let pid = me.pid_str();
     let refused = lockfile(&["acquire", "--lease", "5", "--pid", &pid, &address]);
     expect_code(&refused, 1);
     // etcd expires a 2 s lease within about 2 s (plus its own tick): then free.
@@ -437,8 +419,6 @@ fn a_killed_holder_on_another_host_holds_until_its_lease_runs_out() {
         killed.elapsed()
     );
     expect_code(&lockfile(&["release", "--pid", &pid, &address]), 0);
-    let _ = me.kill();
-    let _ = me.wait();
 }
 
 /// A holder paused past its lease (SIGSTOP): etcd expires the lease, another
@@ -484,8 +464,8 @@ fn a_paused_holder_loses_to_a_higher_token_and_run_ends_its_command() {
             .expect("kill")
             .success());
         // The lease (1 s) runs out in etcd; this host waits for it.
-        let mut next = sleeper();
-        let next_pid = next.id().to_string();
+        let next = Sleeper::new();
+        let next_pid = next.pid_str();
         let taken = lockfile(&[
             "acquire", "-w", "30", "--lease", "30", "--pid", &next_pid, &address,
         ]);
@@ -520,25 +500,29 @@ fn a_paused_holder_loses_to_a_higher_token_and_run_ends_its_command() {
         assert_eq!(status["verdict"], "owned-by-self", "{status}");
         assert_eq!(status["token"].as_u64(), Some(second_token));
         expect_code(&lockfile(&["release", "--pid", &next_pid, &address]), 0);
-        let _ = next.kill();
-        let _ = next.wait();
     }
 }
 
-/// The sum of etcd's `grpc_server_started_total` for `method` (its own
-/// metrics, on the client port).
-fn started(endpoint: &str, method: &str) -> u64 {
+/// A member's own metrics (Prometheus text, on its client port); empty
+/// when it does not answer.
+fn metrics(endpoint: &str) -> String {
     use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(endpoint).expect("metrics");
-    write!(
-        conn,
-        "GET /metrics HTTP/1.0\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
     let mut text = String::new();
-    conn.read_to_string(&mut text).expect("metrics");
+    if let Ok(mut conn) = std::net::TcpStream::connect(endpoint) {
+        let _ = write!(
+            conn,
+            "GET /metrics HTTP/1.0\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
+        );
+        let _ = conn.read_to_string(&mut text);
+    }
+    text
+}
+
+/// The sum of etcd's `grpc_server_started_total` for `method`.
+fn started(endpoint: &str, method: &str) -> u64 {
     let needle = format!("grpc_method=\"{method}\"");
-    text.lines()
+    metrics(endpoint)
+        .lines()
         .filter(|l| l.starts_with("grpc_server_started_total") && l.contains(&needle))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
@@ -552,14 +536,14 @@ fn a_wait_watches_the_key_instead_of_polling() {
     let etcd = Etcd::start(1);
     let address = etcd.address("locks/watched");
     let endpoint = etcd.endpoints[0].clone();
-    let mut holder = sleeper();
-    let holder_pid = holder.id().to_string();
+    let holder = Sleeper::new();
+    let holder_pid = holder.pid_str();
     expect_code(
         &lockfile(&["acquire", "--lease", "30", "--pid", &holder_pid, &address]),
         0,
     );
-    let mut next = sleeper();
-    let next_pid = next.id().to_string();
+    let next = Sleeper::new();
+    let next_pid = next.pid_str();
     let (watches, txns) = (started(&endpoint, "Watch"), started(&endpoint, "Txn"));
     let waiter = Command::new(lockfile_bin())
         .args([
@@ -591,25 +575,13 @@ fn a_wait_watches_the_key_instead_of_polling() {
     // the wait, plus the release's; polling would make about twenty.
     assert!(attempts <= 10, "{attempts} transactions during a 3 s wait");
     expect_code(&lockfile(&["release", "--pid", &next_pid, &address]), 0);
-    for p in [&mut holder, &mut next] {
-        let _ = p.kill();
-        let _ = p.wait();
-    }
 }
 
 /// Whether the member at `endpoint` is the leader (its own metric).
 fn is_leader(endpoint: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut conn) = std::net::TcpStream::connect(endpoint) else {
-        return false;
-    };
-    let _ = write!(
-        conn,
-        "GET /metrics HTTP/1.0\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = conn.read_to_string(&mut text);
-    text.lines().any(|l| l.trim() == "etcd_server_is_leader 1")
+    metrics(endpoint)
+        .lines()
+        .any(|l| l.trim() == "etcd_server_is_leader 1")
 }
 
 /// The leader killed while four workers contend on a three-member cluster:
@@ -773,8 +745,8 @@ fn tls_members_and_credentials_are_checked() {
         assert!(Instant::now() < deadline, "the TLS member did not answer");
         sleep(Duration::from_millis(200));
     }
-    let mut owner = sleeper();
-    let pid = owner.id().to_string();
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
     expect_code(
         &with(
             &good,
@@ -889,8 +861,6 @@ fn tls_members_and_credentials_are_checked() {
         &run_as(creds("secret"), &["release", "--pid", &pid, &address]),
         0,
     );
-    let _ = owner.kill();
-    let _ = owner.wait();
 }
 
 /// `list etcd://.../PREFIX`: every lock under the prefix, judged as
@@ -898,8 +868,8 @@ fn tls_members_and_credentials_are_checked() {
 #[test]
 fn list_shows_every_lock_under_a_prefix() {
     let etcd = Etcd::start(1);
-    let mut owner = sleeper();
-    let pid = owner.id().to_string();
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
     for key in ["jobs/a", "jobs/b", "other/c"] {
         expect_code(
             &lockfile(&[
@@ -951,8 +921,6 @@ fn list_shows_every_lock_under_a_prefix() {
         "{}",
         stdout(&table)
     );
-    let _ = owner.kill();
-    let _ = owner.wait();
 }
 
 /// A `run` paused past its lease while its COMMAND runs to its end: the
@@ -980,8 +948,8 @@ fn a_run_whose_command_ended_while_it_was_paused_past_its_lease_says_lost() {
         .expect("kill")
         .success());
     // Another process takes it once etcd has expired the lease.
-    let mut next = sleeper();
-    let next_pid = next.id().to_string();
+    let next = Sleeper::new();
+    let next_pid = next.pid_str();
     expect_code(
         &lockfile(&[
             "acquire", "-w", "30", "--lease", "30", "--pid", &next_pid, &address,
@@ -996,14 +964,13 @@ fn a_run_whose_command_ended_while_it_was_paused_past_its_lease_says_lost() {
         .success());
     let out = holder.wait_with_output().expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
+    // Said by the last look, or by the refresher if it woke first.
     assert_eq!(out.status.code(), Some(4), "{err}");
-    assert!(err.contains("lost while COMMAND ran"), "{err}");
+    assert!(err.contains("another owner's now"), "{err}");
     let status = json(&lockfile(&[
         "status", "--json", "--pid", &next_pid, &address,
     ]));
     assert_eq!(status["verdict"], "owned-by-self", "{status}");
-    let _ = next.kill();
-    let _ = next.wait();
 }
 
 /// No member answers (the only one is stopped): `run` cannot renew its
@@ -1064,8 +1031,8 @@ fn a_member_that_does_not_answer_is_passed_over() {
         .status()
         .expect("kill")
         .success());
-    let mut owner = sleeper();
-    let pid = owner.id().to_string();
+    let owner = Sleeper::new();
+    let pid = owner.pid_str();
     let taken = lockfile(&[
         "acquire", "-w", "30", "--lease", "10", "--pid", &pid, &address,
     ]);
@@ -1073,6 +1040,55 @@ fn a_member_that_does_not_answer_is_passed_over() {
     let _ = Command::new("kill").args(["-CONT", &first]).status();
     expect_code(&taken, 0);
     expect_code(&released, 0);
-    let _ = owner.kill();
-    let _ = owner.wait();
+}
+
+/// `run`'s lock names COMMAND too (the `companion`), as a lock file's does:
+/// `lockfile run` killed while COMMAND runs on leaves a lock that is held,
+/// not stale, on this host, until COMMAND ends.
+#[test]
+fn a_killed_run_whose_command_runs_on_still_holds_the_lock() {
+    let etcd = Etcd::start(1);
+    let address = etcd.address("locks/companion");
+    let dir = sandbox();
+    let pid_file = dir.path().join("command");
+    let mut run = Command::new(lockfile_bin())
+        .args(["run", "--lease", "30", &address, "--", "sh", "-c"])
+        // It outlives `lockfile run`, which has it sent SIGTERM as it dies.
+        .arg(format!(
+            "trap '' TERM; echo $$ > {}; sleep 30 >/dev/null 2>&1",
+            s(&pid_file)
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    wait_for_file(&pid_file);
+    sleep(Duration::from_millis(100));
+    let command: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let _ = run.kill();
+    let _ = run.wait();
+    let status = json(&lockfile(&["status", "--json", "--pid", "1", &address]));
+    let other = Sleeper::new();
+    let taken = lockfile(&[
+        "acquire",
+        "--lease",
+        "30",
+        "--pid",
+        &other.pid_str(),
+        &address,
+    ]);
+    // COMMAND (it ignores SIGTERM) and its sleep go now.
+    let _ = Command::new("pkill")
+        .args(["-9", "-P", &command.to_string()])
+        .status();
+    let _ = Command::new("kill")
+        .args(["-9", &command.to_string()])
+        .status();
+    assert_eq!(status["verdict"], "held", "{status}");
+    expect_code(&taken, 1);
 }

@@ -296,15 +296,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn my_record(&self) -> Record {
-        let companion = self.sys.companion();
-        Record {
-            companion: companion.map(|c| c.pid),
-            companion_start_ticks: companion.and_then(|c| c.start_ticks),
-            holder: self.sys.holder(),
-            lease_ms: self.lease_ms,
-            token: self.issued.get(),
-            ..self.record_for(self.sys.current())
-        }
+        own_record(self.sys, self.lease_ms, self.issued.get())
     }
 
     /// Refuses to act for a process that cannot exist: a lock naming pid 0
@@ -323,17 +315,7 @@ impl<'a, D: Dir, S: System> Lock<'a, D, S> {
     }
 
     fn record_for(&self, me: Identity) -> Record {
-        let machine = self.sys.machine();
-        Record {
-            pid: me.pid,
-            timestamp: self.sys.now().to_micros(),
-            hostname: machine.hostname,
-            boot_id: machine.boot_id,
-            start_ticks: me.start_ticks,
-            pid_namespace: machine.pid_namespace,
-            nonce: Some(format::hex16(self.sys.random())),
-            ..Record::default()
-        }
+        record_for(self.sys, me)
     }
 
     fn sibling(&self, name: &str) -> String {
@@ -380,4 +362,34 @@ fn not_a_file(kind: Kind) -> String {
         Kind::File(_) => "a regular file",
     };
     format!("is {what}, not a lock file; it is left as it is")
+}
+
+/// A fresh record naming `me` on this machine, now, with a new nonce.
+pub(crate) fn record_for<S: System>(sys: &S, me: Identity) -> Record {
+    let machine = sys.machine();
+    Record {
+        pid: me.pid,
+        timestamp: sys.now().to_micros(),
+        hostname: machine.hostname,
+        boot_id: machine.boot_id,
+        start_ticks: me.start_ticks,
+        pid_namespace: machine.pid_namespace,
+        nonce: Some(format::hex16(sys.random())),
+        ..Record::default()
+    }
+}
+
+/// The record of an acquisition for `sys.current()`: with the command it
+/// started (held while either runs), its holder tag, lease and token.
+/// Lock files and locks in a store write the same.
+pub(crate) fn own_record<S: System>(sys: &S, lease_ms: Option<u64>, token: Option<u64>) -> Record {
+    let companion = sys.companion();
+    Record {
+        companion: companion.map(|c| c.pid),
+        companion_start_ticks: companion.and_then(|c| c.start_ticks),
+        holder: sys.holder(),
+        lease_ms,
+        token,
+        ..record_for(sys, sys.current())
+    }
 }
