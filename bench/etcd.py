@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from processes import spawn
+
 
 def free_port():
     with socket.socket() as s:
@@ -51,20 +53,6 @@ def start(n, work):
         )
     endpoints = ",".join(f"127.0.0.1:{c}" for c, _ in ports)
     return members, endpoints
-
-
-def spawn(argv, env=None):
-    """Runs argv to completion (stdio to /dev/null); returns ns and status."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        actions = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
-        start_ns = time.perf_counter_ns()
-        pid = os.posix_spawn(argv[0], argv, env or os.environ, file_actions=actions)
-        _, status = os.waitpid(pid, 0)
-        elapsed = time.perf_counter_ns() - start_ns
-    finally:
-        os.close(devnull)
-    return elapsed, os.waitstatus_to_exitcode(status)
 
 
 def main():

@@ -26,13 +26,14 @@ import tempfile
 import time
 
 
-def spawn(argv):
-    """Runs argv to completion (stdio to /dev/null); returns ns and status."""
+def spawn(argv, env=None):
+    """Runs argv to completion (stdio to /dev/null), in ``env`` (default:
+    ours); returns ns and status."""
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
         actions = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
         start = time.perf_counter_ns()
-        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+        pid = os.posix_spawn(argv[0], argv, env or os.environ, file_actions=actions)
         _, status = os.waitpid(pid, 0)
         elapsed = time.perf_counter_ns() - start
     finally:

@@ -86,8 +86,6 @@ impl Runtime {
             .map_err(|e| Error::runtime("cannot link the process interface", e))?;
         crate::files::add_to_linker(&mut linker)
             .map_err(|e| Error::runtime("cannot link the files interface", e))?;
-        crate::kv::add_to_linker(&mut linker)
-            .map_err(|e| Error::runtime("cannot link the kv interface", e))?;
         let pre = linker
             .instantiate_pre(component)
             .and_then(LibraryPre::new)
@@ -467,16 +465,7 @@ impl Runtime {
         }
         let process = ProcessCtx::new(self.runner, self.runner, None, self.machine.clone())
             .with_holder(holder);
-        let mut store = Store::new(
-            &self.engine,
-            HostState {
-                wasi: wasi.build(),
-                table: ResourceTable::new(),
-                process,
-                kv: KvCtx::default(),
-                sleeps: false,
-            },
-        );
+        let mut store = self.sandbox_store(wasi.build(), process, KvCtx::default(), false);
         let lib = self
             .pre
             .instantiate(&mut store)
@@ -506,24 +495,20 @@ impl Runtime {
                 let component =
                     unsafe { Component::deserialize(&self.engine, PRECOMPILED_COORDINATED) }
                         .map_err(|e| Error::runtime("cannot load the coordinated component", e))?;
-                let pre = self
-                    .linker
+                // `kv` is linked here, not at start: a process that locks
+                // only files never sets it up.
+                let mut linker = self.linker.clone();
+                crate::kv::add_to_linker(&mut linker)
+                    .map_err(|e| Error::runtime("cannot link the kv interface", e))?;
+                let pre = linker
                     .instantiate_pre(&component)
                     .and_then(CoordinatedLibraryPre::new)
                     .map_err(|e| Error::runtime("cannot prepare the coordinated component", e))?;
                 self.kv_pre.get_or_init(|| pre)
             }
         };
-        let mut store = Store::new(
-            &self.engine,
-            HostState {
-                wasi: WasiCtxBuilder::new().build(),
-                table: ResourceTable::new(),
-                process: ProcessCtx::new(acting, self.runner, companion, self.machine.clone()),
-                kv,
-                sleeps: false,
-            },
-        );
+        let process = ProcessCtx::new(acting, self.runner, companion, self.machine.clone());
+        let mut store = self.sandbox_store(WasiCtxBuilder::new().build(), process, kv, false);
         let _runtime = for_call(store.data());
         let lib = pre
             .instantiate(&mut store)
@@ -562,16 +547,34 @@ impl Runtime {
                 }
             }
         }
-        Ok(Store::new(
+        let process = ProcessCtx::new(acting, self.runner, companion, self.machine.clone());
+        Ok(self.sandbox_store(
+            wasi.build(),
+            process,
+            KvCtx::default(),
+            self.test_pauses.is_some(),
+        ))
+    }
+
+    /// A store for one sandbox: its WASI, whom it acts for, its key-value
+    /// store, whether it may sleep (see `store::for_call`).
+    fn sandbox_store(
+        &self,
+        wasi: wasmtime_wasi::WasiCtx,
+        process: ProcessCtx,
+        kv: KvCtx,
+        sleeps: bool,
+    ) -> Store<HostState> {
+        Store::new(
             &self.engine,
             HostState {
-                wasi: wasi.build(),
+                wasi,
                 table: ResourceTable::new(),
-                process: ProcessCtx::new(acting, self.runner, companion, self.machine.clone()),
-                kv: KvCtx::default(),
-                sleeps: self.test_pauses.is_some(),
+                process,
+                kv,
+                sleeps,
             },
-        ))
+        )
     }
 }
 
