@@ -33,12 +33,38 @@ pub struct ProcView {
     btime: OnceLock<Option<u64>>,
 }
 
+/// A `/proc` file whole. `/proc` files report size 0, so
+/// `fs::read_to_string` asks the size (`statx`) and then reads in doubling
+/// steps from 32 bytes: eight system calls for `/proc/self/status`. One
+/// page-sized read gets any of the files read here in one, and the kernel
+/// renders such a file on its first read anyway.
+fn read_proc(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut bytes = vec![0; 4096];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Lossy: a process may name itself with any bytes (`stat`'s second
+    // field), and every field read from these files is ASCII.
+    Ok(String::from_utf8_lossy(&bytes[..len]).into_owned())
+}
+
 fn stat(pid: &str) -> Option<Stat> {
-    procfs::parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    procfs::parse_stat(&read_proc(&format!("/proc/{pid}/stat")).ok()?)
 }
 
 fn word(path: &str) -> Option<String> {
-    fs::read_to_string(path)
+    read_proc(path)
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| crate::format::valid_word(s))
@@ -48,7 +74,7 @@ impl ProcView {
     /// Looks at `/proc` once. `ticks_per_second` is the unit of start times
     /// (`sysconf(_SC_CLK_TCK)`; Linux's USER_HZ, 100, where that cannot be asked).
     pub fn new(ticks_per_second: u64) -> Self {
-        let view = match fs::read_to_string("/proc/self/status") {
+        let view = match read_proc("/proc/self/status") {
             Err(_) => View::Absent,
             // Without NSpid (kernels before 4.1) there is no telling: trust
             // it, as before namespaces existed.
@@ -134,7 +160,7 @@ impl ProcView {
         };
         let btime = *self
             .btime
-            .get_or_init(|| procfs::parse_btime(&fs::read_to_string("/proc/stat").ok()?));
+            .get_or_init(|| procfs::parse_btime(&read_proc("/proc/stat").ok()?));
         ProcessInfo {
             liveness,
             start_ticks: Some(stat.start_ticks),
@@ -152,7 +178,7 @@ impl ProcView {
                 pid: s.pid,
                 start_ticks: Some(s.start_ticks),
             }),
-            View::Ancestors => fs::read_to_string("/proc/self/status")
+            View::Ancestors => read_proc("/proc/self/status")
                 .ok()
                 .and_then(|s| procfs::parse_nspid(&s)?.last().copied())
                 .map(|pid| Identity {
@@ -173,8 +199,14 @@ impl ProcView {
     /// Host name, boot id and PID namespace. The namespace comes from the
     /// task's own link, which is ours even where `/proc` is an ancestor's.
     pub fn machine(&self) -> Machine {
+        self.machine_named(None)
+    }
+
+    /// As [`ProcView::machine`], with the host name from the caller where
+    /// it has one (`uname`: one system call where `/proc` takes four).
+    pub fn machine_named(&self, hostname: Option<String>) -> Machine {
         Machine {
-            hostname: word("/proc/sys/kernel/hostname"),
+            hostname: hostname.or_else(|| word("/proc/sys/kernel/hostname")),
             boot_id: word("/proc/sys/kernel/random/boot_id"),
             pid_namespace: fs::read_link("/proc/self/ns/pid")
                 .ok()
@@ -209,7 +241,7 @@ impl ProcView {
                 // capabilities we lack, such as init): its status still says
                 // whether it is in our namespace, which is not `inode`.
                 Err(_) => {
-                    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                    let status = read_proc(&format!("/proc/{pid}/status")).ok()?;
                     if procfs::in_proc_namespace(&status) != Some(true) {
                         return None;
                     }

@@ -44,13 +44,7 @@ pub fn pid_namespace_alive(inode: u64) -> Option<bool> {
 pub fn machine() -> Machine {
     static MACHINE: OnceLock<Machine> = OnceLock::new();
     MACHINE
-        .get_or_init(|| {
-            let mut machine = proc().machine();
-            if machine.hostname.is_none() {
-                machine.hostname = super::unix_hostname();
-            }
-            machine
-        })
+        .get_or_init(|| proc().machine_named(super::unix_hostname()))
         .clone()
 }
 
