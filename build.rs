@@ -14,7 +14,15 @@
 fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    if os == "linux" && env == "gnu" {
+    // A static build (`scripts/install`: `+crt-static` with the static
+    // relocation model) is a fixed-address executable without a loader
+    // already; `-no-pie` on a static position-independent one (`+crt-static`
+    // alone) would give a binary that crashes at start.
+    let static_crt = std::env::var("CARGO_CFG_TARGET_FEATURE")
+        .unwrap_or_default()
+        .split(',')
+        .any(|f| f == "crt-static");
+    if os == "linux" && env == "gnu" && !static_crt {
         println!("cargo:rustc-link-arg-bin=lockfile=-no-pie");
         println!("cargo:rustc-link-arg-bin=lockfile=-Wl,-z,lazy");
         // The benchmark's floor and native limit (examples/) are linked

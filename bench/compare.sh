@@ -16,6 +16,10 @@ cargo build --release --bin lockfile --examples >&2
 # ./python`: maturin, the release profile, the same target/).
 target/bench-venv/bin/pip install -q --disable-pip-version-check --force-reinstall ./python >&2
 bin=target/release/lockfile
+# The binary as `scripts/install` makes it (static on Linux with glibc), and
+# the floor and native limit linked alike.
+installed="$(scripts/install --build-only --examples)"
+installed_examples="$(dirname "$installed")/examples"
 work="$(mktemp -d)"
 sleep 3600 & holder=$!
 trap 'kill $holder 2>/dev/null; rm -rf "$work"' EXIT
@@ -29,12 +33,17 @@ trap 'kill $holder 2>/dev/null; rm -rf "$work"' EXIT
 cool() { sleep "${COOLDOWN:-40}"; }
 
 # Whole processes, interleaved round by round (bench/processes.py): flock,
-# `lockfile acquire/release/status`, the floor (load and instantiate the
+# `lockfile acquire/release/status/run`, the floor (load and instantiate the
 # component, no lock work: bench/floor.rs) and the limit (the same
 # command line over lockfile-core natively, no sandbox: bench/native.rs).
+# First as installed (the README's figures), then as `cargo build --release`
+# links it (dynamically), its names prefixed `cargo_build_`.
+cool
+python3 bench/processes.py "$installed" "$installed_examples/floor" "$installed_examples/native" \
+  "${ROUNDS:-300}" | tee "$work/processes.txt"
 cool
 python3 bench/processes.py "$bin" target/release/examples/floor target/release/examples/native \
-  "${ROUNDS:-300}" | tee "$work/processes.txt"
+  "${ROUNDS:-300}" cargo_build_ | tee -a "$work/processes.txt"
 ratio() { python3 -c "print('RATIO $1 %.2f' % ($2 / $3))"; }
 
 # In-process cycles: the component and its native baseline (criterion), the
@@ -91,4 +100,4 @@ fi
 # cycle against etcd-client's lock and unlock, on 1- and 3-member clusters
 # bench/etcd.py starts.
 cool
-python3 bench/etcd.py "$bin" "${ETCD_ROUNDS:-100}" target/release/examples/etcd_cycle
+python3 bench/etcd.py "$installed" "${ETCD_ROUNDS:-100}" "$installed_examples/etcd_cycle"

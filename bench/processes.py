@@ -2,7 +2,7 @@
 """Whole-process timings, interleaved: `lockfile acquire/release/status/run`,
 the floor and the native limit, against `flock -n F true`.
 
-Usage: processes.py LOCKFILE FLOOR NATIVE [ROUNDS]
+Usage: processes.py LOCKFILE FLOOR NATIVE [ROUNDS [PREFIX]]
 
 LOCKFILE is the `lockfile` binary; FLOOR loads and instantiates the same
 precompiled component without lock work (`bench/floor.rs`); NATIVE is the
@@ -13,7 +13,8 @@ Every round runs each case once, in a new random order, so drift on this
 machine (CPU frequency, page cache, a neighbour's load) lands on every case
 alike; hyperfine's one-case-after-another blocks drifted by up to 2x here.
 Untimed preparation (removing or taking the lock) runs right before its case.
-Prints `BENCH <case> <median> ms` and `RATIO <case>_vs_flock <value>`.
+Prints `BENCH <case> <median> ms` and `RATIO <case>_vs_flock <value>`, the
+names prefixed with PREFIX when given.
 """
 
 import os
@@ -46,6 +47,7 @@ def main():
         sys.exit(__doc__)
     lockfile, floor, native = (os.path.abspath(a) for a in sys.argv[1:4])
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 300
+    prefix = sys.argv[5] if len(sys.argv) > 5 else ""
     flock, true = shutil.which("flock"), shutil.which("true")
     if not flock or not true:
         sys.exit("needs `flock` and `true` on PATH (Debian: util-linux, coreutils)")
@@ -112,10 +114,10 @@ def main():
 
     medians = {name: statistics.median(t) / 1e6 for name, t in times.items()}
     for name, ms in medians.items():
-        print(f"BENCH {name}_process {ms:.3f} ms")
+        print(f"BENCH {prefix}{name}_process {ms:.3f} ms")
     for name, ms in medians.items():
         if name != "flock":
-            print(f"RATIO {name}_process_vs_flock {ms / medians['flock']:.2f}")
+            print(f"RATIO {prefix}{name}_process_vs_flock {ms / medians['flock']:.2f}")
 
 
 if __name__ == "__main__":

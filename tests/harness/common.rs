@@ -5,9 +5,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `lockfile` binary under test.
+/// The `lockfile` binary under test: the one `cargo test` builds, or the
+/// one `LOCKFILE_TEST_BIN` names (scripts/test runs the command-line tests
+/// again on the binary `scripts/install` makes).
 pub fn lockfile_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_lockfile")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("LOCKFILE_TEST_BIN") {
+        Ok(bin) => {
+            assert!(
+                Path::new(&bin).is_file(),
+                "LOCKFILE_TEST_BIN names `{bin}`, which is not a file"
+            );
+            bin
+        }
+        Err(_) => env!("CARGO_BIN_EXE_lockfile").to_owned(),
+    })
 }
 
 /// The `contend` example (built by `cargo test` beside the test binaries).
