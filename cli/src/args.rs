@@ -57,6 +57,11 @@ pub struct Cli {
 // `--wait` arguments document themselves in `PidArg` and `WaitArg`.
 #[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
+// Each subcommand's arguments are built only when it is the one run: clap
+// otherwise builds every subcommand's at every start (a tenth of a
+// `lockfile status` process). What inspects them all (the man page,
+// completions) builds the command first.
+#[command(defer = true)]
 pub enum Cmd {
     /// Take the lock for --pid (default: the parent of `lockfile`, the
     /// shell or script that ran it).
@@ -241,7 +246,10 @@ pub enum OnLost {
     Ignore,
 }
 
-/// `--no-replace-stale` (and the old `--replace-stale`, now the default).
+// `--no-replace-stale` (and the old `--replace-stale`, now the default).
+// (Not a doc comment: clap would take it for the subcommand's about,
+// which deferred subcommands set before their flattened arguments.)
+#[allow(missing_docs)]
 #[derive(Debug, clap::Args)]
 pub struct StaleArg {
     /// Refuse a lock whose owner is certainly gone (dead, recycled pid,
@@ -269,7 +277,8 @@ impl StaleArg {
     }
 }
 
-/// `--pid`.
+// `--pid`.
+#[allow(missing_docs)]
 #[derive(Debug, clap::Args)]
 pub struct PidArg {
     /// The process the lock is for (default: the parent of `lockfile`, the
@@ -278,7 +287,8 @@ pub struct PidArg {
     pub pid: Option<u32>,
 }
 
-/// `--wait` and `-n`.
+// `--wait` and `-n`.
+#[allow(missing_docs)]
 #[derive(Debug, clap::Args)]
 pub struct WaitArg {
     /// Retry until the lock is free, for up to SECONDS (fractions allowed, or `forever`).
@@ -306,7 +316,8 @@ impl WaitArg {
     }
 }
 
-/// `--lease`.
+// `--lease`.
+#[allow(missing_docs)]
 #[derive(Debug, clap::Args)]
 pub struct LeaseArg {
     /// Record a lease of SECONDS (fractions allowed): another host (or PID

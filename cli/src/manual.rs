@@ -22,6 +22,9 @@ pub(crate) fn print_or_fail(bytes: &[u8]) -> u8 {
 /// The man page of `command`: the command itself, then each subcommand
 /// with its synopsis, description and options, in one page (`lockfile.1`).
 pub fn man_page(command: &clap::Command) -> Vec<u8> {
+    // The subcommands' arguments are deferred (see `Cmd`): build them.
+    let mut command = command.clone();
+    command.build();
     let mut page = Vec::new();
     let man = clap_mangen::Man::new(command.clone());
     // Writing to a Vec cannot fail.
