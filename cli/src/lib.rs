@@ -51,9 +51,16 @@ pub fn main<B: Backend>(
     if let Some(about) = run_about {
         command = command.mut_subcommand("run", |c| c.about(about).long_about(about));
     }
+    // clap's command tree and matches are forgotten, not dropped: freeing
+    // them cost more than the process exit that follows one command, and
+    // their freed memory, reused after `run` forks, cost copy-on-write faults.
     let parsed = command
         .try_get_matches_from_mut(std::env::args_os())
-        .and_then(|m| Cli::from_arg_matches(&m));
+        .and_then(|m| {
+            let cli = Cli::from_arg_matches(&m);
+            std::mem::forget(m);
+            cli
+        });
     let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
@@ -71,6 +78,7 @@ pub fn main<B: Backend>(
         }
         _ => {}
     }
+    std::mem::forget(command);
     VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     let quiet = cli.quiet;
     match backend().and_then(|b| execute(&b, cli.command, quiet)) {
