@@ -30,5 +30,12 @@ fn main() {
         println!("cargo:rustc-link-arg-examples=-no-pie");
         println!("cargo:rustc-link-arg-examples=-Wl,-z,lazy");
     }
+    // `run`'s gate child shares lockfile's memory where its exec can be a
+    // raw system call (src/gate.rs); elsewhere it is a fork.
+    println!("cargo:rustc-check-cfg=cfg(shared_memory_gate)");
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if os == "linux" && matches!(arch.as_str(), "x86_64" | "aarch64") {
+        println!("cargo:rustc-cfg=shared_memory_gate");
+    }
     println!("cargo:rerun-if-changed=build.rs");
 }

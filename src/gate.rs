@@ -19,6 +19,17 @@
 //! before the fork: no allocation, no locks. Forking (rather than starting
 //! a helper binary, as an earlier design did) spares `run` a whole second
 //! process start-up: see bench/README.md.
+//!
+//! On Linux the child shares `lockfile`'s memory (`clone` with `CLONE_VM`,
+//! as posix_spawn's child does, but without suspending the parent): no page
+//! tables are copied, the parent pays no copy-on-write faults while it
+//! loads the component, and COMMAND's exec has no copy to tear down. The
+//! child then runs on a stack of its own and touches only [`ChildMemory`],
+//! which the parent keeps until the child has exec'd or been reaped, and
+//! the system calls it makes that can fail (read, write, execve) are raw
+//! ones (rustix's, and `execve` in assembly), which never write the
+//! `errno` it shares with the parent's main thread. Elsewhere (other
+//! architectures and systems) the child is a fork.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
@@ -47,9 +58,46 @@ impl std::fmt::Display for CannotRun {
 
 impl std::error::Error for CannotRun {}
 
+/// What the child reads and writes before it execs: the parent's own
+/// memory under `CLONE_VM`, so it lives as long as the child may run.
+struct ChildMemory {
+    /// Owns the strings `args` points into.
+    _prepared: Prepared,
+    _argv: Vec<*const libc::c_char>,
+    _sh_argv: Vec<*const libc::c_char>,
+    _envp: Vec<*const libc::c_char>,
+    _token: Vec<u8>,
+    /// The child's stack (Linux): allocated, never touched by the parent.
+    _stack: Vec<u8>,
+    args: ChildArgs,
+}
+
+// SAFETY: the pointers in `args` point into this same value's vectors,
+// which move with it; the parent never dereferences them.
+unsafe impl Send for ChildMemory {}
+
+/// The child's stack: `gate_child` needs well under a page.
+#[cfg(shared_memory_gate)]
+const CHILD_STACK: usize = 64 << 10;
+
+/// [`gate_child`]'s arguments, for the `clone` entry point.
+struct ChildArgs {
+    parent: libc::pid_t,
+    fds: ChildFds,
+    path: Result<*const libc::c_char, i32>,
+    argv: *const *const libc::c_char,
+    sh_argv: *const *const libc::c_char,
+    envp: *mut *const libc::c_char,
+    token_slot: usize,
+    token: *mut u8,
+}
+
 /// A started COMMAND waiting at its gate.
 pub struct Gated {
     pid: libc::pid_t,
+    /// What the child may still use: dropped only once it is reaped (see
+    /// `Drop`), leaked if it cannot be.
+    memory: Option<Box<ChildMemory>>,
     /// The gate: closing it without a byte sent keeps COMMAND from starting.
     go: Option<File>,
     status: File,
@@ -172,14 +220,12 @@ impl Gated {
     /// Starts the gate for `command`.
     pub fn spawn(command: &[String]) -> anyhow::Result<Gated> {
         let prepared = prepare(command)?;
-        let mut token = prepared.token;
         let argv = pointers(&prepared.argv, 0);
         let sh_argv = pointers(&prepared.sh_argv, 0);
         // One spare slot, before the NULL, for LOCKFILE_TOKEN.
         let mut envp = pointers(&prepared.env, 1);
         envp.push(std::ptr::null());
         let token_slot = prepared.env.len();
-        let path = prepared.path.as_ref().map(|p| p.as_ptr()).map_err(|e| *e);
         let (go_read, go_write) = std::io::pipe().context("cannot create a pipe")?;
         let (status_read, status_write) = std::io::pipe().context("cannot create a pipe")?;
         let go_write = OwnedFd::from(go_write);
@@ -192,25 +238,34 @@ impl Gated {
         };
         // SAFETY: plain system calls.
         let parent = unsafe { libc::getpid() };
-        // SAFETY: the child runs only `gate_child`, which makes
-        // async-signal-safe calls on memory prepared above and never returns.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            // SAFETY: we are the freshly forked child; the pointers point
-            // into `prepared` and the vectors above, alive in our copy.
-            unsafe {
-                gate_child(
-                    parent,
-                    fds,
-                    path,
-                    argv.as_ptr(),
-                    sh_argv.as_ptr(),
-                    envp.as_mut_ptr(),
-                    token_slot,
-                    token.as_mut_ptr(),
-                )
-            }
-        }
+        let mut token = prepared.token.clone();
+        let path = prepared.path.as_ref().map(|p| p.as_ptr()).map_err(|e| *e);
+        let args = ChildArgs {
+            parent,
+            fds,
+            path,
+            argv: argv.as_ptr(),
+            sh_argv: sh_argv.as_ptr(),
+            envp: envp.as_mut_ptr(),
+            token_slot,
+            token: token.as_mut_ptr(),
+        };
+        #[cfg(shared_memory_gate)]
+        let stack = Vec::with_capacity(CHILD_STACK);
+        #[cfg(not(shared_memory_gate))]
+        let stack = Vec::new();
+        // Moving the vectors into the box moves no heap memory: the
+        // pointers in `args` stay valid.
+        let mut memory = Box::new(ChildMemory {
+            _prepared: prepared,
+            _argv: argv,
+            _sh_argv: sh_argv,
+            _envp: envp,
+            _token: token,
+            _stack: stack,
+            args,
+        });
+        let pid = start_child(&mut memory);
         if pid < 0 {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("cannot start a process for `{}`", command[0]));
@@ -218,6 +273,7 @@ impl Gated {
         drop((go_read, status_write));
         Ok(Gated {
             pid,
+            memory: Some(memory),
             go: Some(File::from(go_write)),
             status: File::from(status_read),
             program: command[0].clone(),
@@ -310,7 +366,73 @@ impl Drop for Gated {
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
             let _ = self.wait();
         }
+        if !self.reaped {
+            // It may still run in our memory: never free what it uses.
+            std::mem::forget(self.memory.take());
+        }
     }
+}
+
+/// Starts the child on `memory`: its pid, or -1 with `errno` set.
+#[cfg(shared_memory_gate)]
+fn start_child(memory: &mut ChildMemory) -> libc::pid_t {
+    extern "C" fn entry(args: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `args` is the `ChildArgs` of a `ChildMemory` the parent
+        // keeps until this child is reaped (`Gated`), with the guarantees
+        // `gate_child` asks for.
+        unsafe {
+            let a = &*args.cast::<ChildArgs>();
+            gate_child(
+                a.parent,
+                a.fds,
+                a.path,
+                a.argv,
+                a.sh_argv,
+                a.envp,
+                a.token_slot,
+                a.token,
+            )
+        }
+    }
+    // The stack grows down from the end of the allocation (its capacity:
+    // the vector is empty).
+    let stack = memory
+        ._stack
+        .as_mut_ptr()
+        .wrapping_add(memory._stack.capacity());
+    // The ABI wants the stack 16-byte aligned.
+    let top = stack.wrapping_sub(stack as usize % 16);
+    let args = std::ptr::from_mut(&mut memory.args).cast::<libc::c_void>();
+    // SAFETY: `top` ends a writable allocation of CHILD_STACK bytes that
+    // nothing else uses; the child shares our memory (CLONE_VM) but not our
+    // file descriptors or signal handlers, and runs only `gate_child`.
+    unsafe { libc::clone(entry, top.cast(), libc::CLONE_VM | libc::SIGCHLD, args) }
+}
+
+/// Starts the child on `memory` (a copy of it, by `fork`).
+#[cfg(not(shared_memory_gate))]
+fn start_child(memory: &mut ChildMemory) -> libc::pid_t {
+    // SAFETY: the child runs only `gate_child`, which makes
+    // async-signal-safe calls on memory prepared before and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let a = &memory.args;
+        // SAFETY: we are the freshly forked child; the pointers point into
+        // `memory`, alive in our copy.
+        unsafe {
+            gate_child(
+                a.parent,
+                a.fds,
+                a.path,
+                a.argv,
+                a.sh_argv,
+                a.envp,
+                a.token_slot,
+                a.token,
+            )
+        }
+    }
+    pid
 }
 
 /// The pipes' ends, as the child sees them.
@@ -363,22 +485,14 @@ unsafe fn gate_child(
         // `g`, then the fencing token's digits if any, then the pipe closes.
         let mut message = [0u8; 1 + TOKEN_ROOM];
         let mut n = 0;
+        let go_read = std::os::fd::BorrowedFd::borrow_raw(fds.go_read);
         while n < message.len() {
-            let r = libc::read(
-                fds.go_read,
-                message.as_mut_ptr().add(n).cast(),
-                message.len() - n,
-            );
-            if r == 0 {
-                break;
+            match rustix::io::read(go_read, &mut message[n..]) {
+                Ok(0) => break,
+                Ok(r) => n += r,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => libc::_exit(i32::from(OTHER)),
             }
-            if r < 0 {
-                if *libc::__errno_location() == libc::EINTR {
-                    continue;
-                }
-                libc::_exit(i32::from(OTHER));
-            }
-            n += r.unsigned_abs();
         }
         libc::close(fds.go_read);
         if n == 0 || message[0] != b'g' {
@@ -400,10 +514,9 @@ unsafe fn gate_child(
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         let errno = match path {
             Ok(path) => {
-                libc::execve(path, argv, envp.cast_const());
-                let e = *libc::__errno_location();
+                let e = execve(path, argv, envp.cast_const());
                 if e == libc::ENOEXEC {
-                    libc::execve(c"/bin/sh".as_ptr(), sh_argv, envp.cast_const());
+                    execve(c"/bin/sh".as_ptr(), sh_argv, envp.cast_const());
                 }
                 e
             }
@@ -429,7 +542,64 @@ unsafe fn gate_child(
             report[len] = digits[d];
             len += 1;
         }
-        libc::write(fds.status_write, report.as_ptr().cast(), len);
+        let status_write = std::os::fd::BorrowedFd::borrow_raw(fds.status_write);
+        let _ = rustix::io::write(status_write, &report[..len]);
         libc::_exit(if errno == libc::ENOENT { 127 } else { 126 })
+    }
+}
+
+/// `execve`: the errno it failed with. With a shared-memory gate, a raw
+/// system call, which leaves `errno` (shared with the parent's main thread)
+/// alone.
+///
+/// # Safety
+/// As `execve(2)`: NUL-terminated strings and NULL-terminated arrays.
+unsafe fn execve(
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> i32 {
+    #[cfg(all(shared_memory_gate, target_arch = "x86_64"))]
+    {
+        let ret: isize;
+        // SAFETY: the execve system call, as the caller guarantees; it
+        // returns only on failure, with -errno.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") libc::SYS_execve as isize => ret,
+                in("rdi") path,
+                in("rsi") argv,
+                in("rdx") envp,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        i32::try_from(-ret).unwrap_or(libc::EINVAL)
+    }
+    #[cfg(all(shared_memory_gate, target_arch = "aarch64"))]
+    {
+        let ret: isize;
+        // SAFETY: as above.
+        unsafe {
+            std::arch::asm!(
+                "svc 0",
+                in("x8") libc::SYS_execve as isize,
+                inlateout("x0") path as isize => ret,
+                in("x1") argv,
+                in("x2") envp,
+                options(nostack),
+            );
+        }
+        i32::try_from(-ret).unwrap_or(libc::EINVAL)
+    }
+    #[cfg(not(shared_memory_gate))]
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        libc::execve(path, argv, envp);
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL)
     }
 }

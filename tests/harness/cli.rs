@@ -476,6 +476,29 @@ fn run_with_a_command_that_cannot_run_exits_126_or_127_and_releases() {
     assert!(!lock.exists());
 }
 
+/// A script without a `#!` line runs through /bin/sh, as execvp runs it,
+/// and gets the fencing token; the gate's exec that failed first with
+/// ENOEXEC leaves nothing behind.
+#[test]
+fn run_runs_a_script_without_an_interpreter_line_with_its_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = sandbox();
+    let lock = dir.path().join("sh.lock");
+    let script = dir.path().join("no-interpreter-line");
+    fs::write(&script, "echo \"token=$LOCKFILE_TOKEN\"\n").expect("script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    for expected in 1..=3 {
+        let out = lockfile(&["run", "--token", s(&lock), "--", s(&script)]);
+        expect_code(&out, 0);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("token={expected}"),
+            "{out:?}"
+        );
+        assert!(!lock.exists());
+    }
+}
+
 /// `--conflict-exit-code N` tells "busy" from COMMAND's own exit 1.
 #[test]
 fn run_exits_with_the_conflict_exit_code_when_the_lock_is_held() {
