@@ -31,6 +31,8 @@ pub struct ProcView {
     view: View,
     ticks_per_second: u64,
     btime: OnceLock<Option<u64>>,
+    /// Our PID namespace (its inode), read once: a process never changes it.
+    pid_namespace: Option<u64>,
 }
 
 /// A `/proc` file whole. `/proc` files report size 0, so
@@ -59,6 +61,35 @@ fn read_proc(path: &str) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes[..len]).into_owned())
 }
 
+/// Whether `/proc` is certainly ours, told cheaply: we are in the initial
+/// PID namespace (as `/proc/self/ns/pid` says, which names the task's own
+/// namespace through whichever `/proc` resolved `self`) and `/proc/self`
+/// is our pid. The initial namespace has no ancestor whose `/proc` we could
+/// be looking at, and a descendant's `/proc` has no `self` for us. Anywhere
+/// else (a container, or WASI, which has no pid of its own to compare),
+/// `false`: ask `NSpid`.
+fn initial_namespace_and_ours(pid_namespace: Option<u64>) -> bool {
+    #[cfg(target_os = "wasi")]
+    return {
+        let _ = pid_namespace;
+        false
+    };
+    #[cfg(not(target_os = "wasi"))]
+    {
+        pid_namespace == Some(procfs::INITIAL_PID_NAMESPACE)
+            && fs::read_link("/proc/self")
+                .is_ok_and(|me| me.as_os_str() == std::process::id().to_string().as_str())
+    }
+}
+
+/// Our PID namespace, from the task's own link (ours even where `/proc` is
+/// an ancestor's).
+fn own_pid_namespace() -> Option<u64> {
+    fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| procfs::parse_ns_link(&l.to_string_lossy()))
+}
+
 fn stat(pid: &str) -> Option<Stat> {
     procfs::parse_stat(&read_proc(&format!("/proc/{pid}/stat")).ok()?)
 }
@@ -74,7 +105,24 @@ impl ProcView {
     /// Looks at `/proc` once. `ticks_per_second` is the unit of start times
     /// (`sysconf(_SC_CLK_TCK)`; Linux's USER_HZ, 100, where that cannot be asked).
     pub fn new(ticks_per_second: u64) -> Self {
-        let view = match read_proc("/proc/self/status") {
+        let pid_namespace = own_pid_namespace();
+        let view = if initial_namespace_and_ours(pid_namespace) {
+            View::Ours
+        } else {
+            Self::view_from_status()
+        };
+        ProcView {
+            view,
+            ticks_per_second,
+            btime: OnceLock::new(),
+            pid_namespace,
+        }
+    }
+
+    /// Whose `/proc` it is, from `NSpid` in `/proc/self/status` (which the
+    /// kernel renders whole, every memory and signal field of it).
+    fn view_from_status() -> View {
+        match read_proc("/proc/self/status") {
             Err(_) => View::Absent,
             // Without NSpid (kernels before 4.1) there is no telling: trust
             // it, as before namespaces existed.
@@ -82,11 +130,6 @@ impl ProcView {
                 Some(false) => View::Ancestors,
                 _ => View::Ours,
             },
-        };
-        ProcView {
-            view,
-            ticks_per_second,
-            btime: OnceLock::new(),
         }
     }
 
@@ -208,9 +251,7 @@ impl ProcView {
         Machine {
             hostname: hostname.or_else(|| word("/proc/sys/kernel/hostname")),
             boot_id: word("/proc/sys/kernel/random/boot_id"),
-            pid_namespace: fs::read_link("/proc/self/ns/pid")
-                .ok()
-                .and_then(|l| procfs::parse_ns_link(&l.to_string_lossy())),
+            pid_namespace: self.pid_namespace,
         }
     }
 
