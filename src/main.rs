@@ -4,9 +4,10 @@
 //! component; this binary supplies the backend: the lock component running
 //! in wasmtime, and `run`, which needs to start processes.
 
+#![cfg_attr(all(target_os = "linux", target_env = "gnu"), no_main)]
+
 use std::mem::ManuallyDrop;
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,8 +20,53 @@ use lockfile_host::{
 #[cfg(unix)]
 mod gate;
 
-fn main() -> ExitCode {
-    let code = lockfile_cli::main(
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(lockfile())
+}
+
+/// The process's entry point, called by glibc's start-up without std's
+/// runtime start (`no_main`), which reads and parses all of
+/// `/proc/self/maps` (through `pthread_getattr_np`) to place a guard page
+/// below the main thread's stack, for the message a stack overflow would
+/// print: a twentieth of a `lockfile status` process. What else that start
+/// does and `lockfile` relies on is done here; arguments and the
+/// environment std takes from glibc itself.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: plain system calls on the standard descriptors.
+    unsafe {
+        // A closed stdin, stdout or stderr is opened on /dev/null, as std
+        // does: a lock file opened on descriptor 1 would get what is printed.
+        let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        });
+        while libc::poll(fds.as_mut_ptr(), 3, 0) == -1 {
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                libc::abort();
+            }
+        }
+        for pfd in fds {
+            if pfd.revents & libc::POLLNVAL != 0
+                && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) != pfd.fd
+            {
+                libc::abort();
+            }
+        }
+        // Writes to a closed pipe fail with EPIPE instead of killing us.
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let code = lockfile();
+    // std's runtime would flush stdout at exit.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    libc::c_int::from(code)
+}
+
+fn lockfile() -> u8 {
+    lockfile_cli::main(
         || {
             Ok(Sandboxed {
                 runtime: std::cell::OnceCell::new(),
@@ -28,8 +74,7 @@ fn main() -> ExitCode {
             })
         },
         None,
-    );
-    ExitCode::from(code)
+    )
 }
 
 /// The lock component in wasmtime, loaded on first use (`run` forks its
