@@ -111,7 +111,7 @@ const TOKEN_VAR: &[u8] = b"LOCKFILE_TOKEN=";
 /// Room for the token's digits (u64: at most 20) and a NUL.
 const TOKEN_ROOM: usize = 21;
 
-/// What the child needs, all of it made before the fork.
+/// What the child needs, all of it made before it starts.
 struct Prepared {
     /// The program's path, from a `PATH` search made here, or the errno
     /// the search ended with (ENOENT, EACCES), for the child to report.
@@ -444,10 +444,13 @@ struct ChildFds {
     status_write: libc::c_int,
 }
 
-/// The gate, in the forked child: never returns.
+/// The gate, in the child: never returns.
 ///
 /// # Safety
-/// Only in the child of `fork`, with every pointer valid and
+/// Only in the child (of `fork`, or of `clone` sharing our memory, whose
+/// `errno` is the parent's main thread's: the calls here that can fail,
+/// read, write and execve, do not go through libc, and the rest cannot
+/// fail as made), with every pointer valid and
 /// NULL-terminated as [`Gated::spawn`] prepares them; `envp` has a spare
 /// slot at `token_slot` (NULL) before its terminating NULL, and `token`
 /// holds `LOCKFILE_TOKEN=` and [`TOKEN_ROOM`] bytes.
