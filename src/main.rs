@@ -4,7 +4,7 @@
 //! component; this binary supplies the backend: the lock component running
 //! in wasmtime, and `run`, which needs to start processes.
 
-#![cfg_attr(all(target_os = "linux", target_env = "gnu"), no_main)]
+#![cfg_attr(all(target_os = "linux", target_env = "gnu", not(test)), no_main)]
 
 use std::mem::ManuallyDrop;
 use std::path::Path;
@@ -20,7 +20,7 @@ use lockfile_host::{
 #[cfg(unix)]
 mod gate;
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(not(all(target_os = "linux", target_env = "gnu", not(test))))]
 fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(lockfile())
 }
@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
 /// print: a twentieth of a `lockfile status` process. What else that start
 /// does and `lockfile` relies on is done here; arguments and the
 /// environment std takes from glibc itself.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: plain system calls on the standard descriptors.
