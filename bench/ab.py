@@ -15,14 +15,12 @@ them start slower). Prints `BINARY:case median ratio-to-flock`.
 """
 
 import os
-import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 
-from processes import spawn
+from processes import interleave, spawn
 
 
 def main():
@@ -35,31 +33,22 @@ def main():
         sys.exit("needs `flock` and `true` on PATH (Debian: util-linux, coreutils)")
     work = tempfile.mkdtemp(prefix="lockfile-ab-")
     holder = subprocess.Popen(["sleep", "3600"])
-    cases = {"flock": [flock, "-n", os.path.join(work, "f.lock"), true]}
+    cases = {"flock": (None, [flock, "-n", os.path.join(work, "f.lock"), true], 0)}
     try:
         for i, binary in enumerate(binaries):
             held = os.path.join(work, f"s{i}.lock")
             if spawn([binary, "acquire", "--pid", str(holder.pid), held])[1] != 0:
                 sys.exit(f"`{binary} acquire` failed")
-            cases[f"{i}:status"] = [binary, "status", held]
-            cases[f"{i}:run"] = [binary, "run", os.path.join(work, f"r{i}.lock"), "--", true]
-        times = {name: [] for name in cases}
-        for warm in range(20 + rounds):
-            order = list(cases)
-            random.shuffle(order)
-            for name in order:
-                ns, code = spawn(cases[name])
-                if code != 0:
-                    sys.exit(f"{name}: `{' '.join(cases[name])}` exited {code}")
-                if warm >= 20:
-                    times[name].append(ns)
+            cases[f"{i}:status"] = (None, [binary, "status", held], 0)
+            run = [binary, "run", os.path.join(work, f"r{i}.lock"), "--", true]
+            cases[f"{i}:run"] = (None, run, 0)
+        medians = interleave(cases, rounds)
     finally:
         holder.kill()
         holder.wait()
         shutil.rmtree(work, ignore_errors=True)
     for i, binary in enumerate(binaries):
         print(f"{i}: {binary}")
-    medians = {name: statistics.median(t) / 1e6 for name, t in times.items()}
     for name, ms in medians.items():
         print(f"{name:10s} {ms:.3f} ms  {ms / medians['flock']:.2f}x")
 

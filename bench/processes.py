@@ -42,6 +42,27 @@ def spawn(argv, env=None):
     return elapsed, os.waitstatus_to_exitcode(status)
 
 
+def interleave(cases, rounds, warm_up=20):
+    """Runs every case of ``cases`` (name -> (prepare or None, argv,
+    expected exit code)) once per round, in a new random order each round;
+    the first ``warm_up`` rounds are not counted. Returns each case's median
+    in milliseconds."""
+    times = {name: [] for name in cases}
+    for round_ in range(warm_up + rounds):
+        order = list(cases)
+        random.shuffle(order)
+        for name in order:
+            prep, argv, expected = cases[name]
+            if prep:
+                prep()
+            ns, code = spawn(argv)
+            if code != expected:
+                sys.exit(f"{name}: `{' '.join(argv)}` exited {code}, not {expected}")
+            if round_ >= warm_up:
+                times[name].append(ns)
+    return {name: statistics.median(t) / 1e6 for name, t in times.items()}
+
+
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
@@ -93,26 +114,13 @@ def main():
         "native_release": (take(native, "nr.lock"), [native, "release", "--pid", h, path("nr.lock")], 0),
         "native_status": (None, [native, "status", path("ns.lock")], 0),
     }
-    times = {name: [] for name in cases}
     try:
-        for warm in range(20 + rounds):
-            order = list(cases)
-            random.shuffle(order)
-            for name in order:
-                prep, argv, expected = cases[name]
-                if prep:
-                    prep()
-                ns, code = spawn(argv)
-                if code != expected:
-                    sys.exit(f"{name}: `{' '.join(argv)}` exited {code}, not {expected}")
-                if warm >= 20:
-                    times[name].append(ns)
+        medians = interleave(cases, rounds)
     finally:
         holder.kill()
         holder.wait()
         subprocess.run(["rm", "-rf", work], check=False)
 
-    medians = {name: statistics.median(t) / 1e6 for name, t in times.items()}
     for name, ms in medians.items():
         print(f"BENCH {prefix}{name}_process {ms:.3f} ms")
     for name, ms in medians.items():

@@ -80,7 +80,8 @@ unsafe impl Send for ChildMemory {}
 #[cfg(shared_memory_gate)]
 const CHILD_STACK: usize = 64 << 10;
 
-/// [`gate_child`]'s arguments, for the `clone` entry point.
+/// [`gate_child`]'s arguments.
+#[derive(Clone, Copy)]
 struct ChildArgs {
     parent: libc::pid_t,
     fds: ChildFds,
@@ -122,8 +123,6 @@ struct Prepared {
     sh_argv: Vec<CString>,
     /// The environment without LOCKFILE_TOKEN.
     env: Vec<CString>,
-    /// `LOCKFILE_TOKEN=` and room for the digits, written by the child.
-    token: Vec<u8>,
 }
 
 fn cstring(bytes: &[u8]) -> anyhow::Result<CString> {
@@ -197,14 +196,11 @@ fn prepare(command: &[String]) -> anyhow::Result<Prepared> {
             cstring(&entry)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut token = TOKEN_VAR.to_vec();
-    token.resize(TOKEN_VAR.len() + TOKEN_ROOM, 0);
     Ok(Prepared {
         path,
         argv,
         sh_argv,
         env,
-        token,
     })
 }
 
@@ -238,7 +234,9 @@ impl Gated {
         };
         // SAFETY: plain system calls.
         let parent = unsafe { libc::getpid() };
-        let mut token = prepared.token.clone();
+        // `LOCKFILE_TOKEN=` and room for the digits, written by the child.
+        let mut token = TOKEN_VAR.to_vec();
+        token.resize(TOKEN_VAR.len() + TOKEN_ROOM, 0);
         let path = prepared.path.as_ref().map(|p| p.as_ptr()).map_err(|e| *e);
         let args = ChildArgs {
             parent,
@@ -382,16 +380,7 @@ fn start_child(memory: &mut ChildMemory) -> libc::pid_t {
         // `gate_child` asks for.
         unsafe {
             let a = &*args.cast::<ChildArgs>();
-            gate_child(
-                a.parent,
-                a.fds,
-                a.path,
-                a.argv,
-                a.sh_argv,
-                a.envp,
-                a.token_slot,
-                a.token,
-            )
+            gate_child(a)
         }
     }
     // The stack grows down from the end of the allocation (its capacity:
@@ -419,18 +408,7 @@ fn start_child(memory: &mut ChildMemory) -> libc::pid_t {
         let a = &memory.args;
         // SAFETY: we are the freshly forked child; the pointers point into
         // `memory`, alive in our copy.
-        unsafe {
-            gate_child(
-                a.parent,
-                a.fds,
-                a.path,
-                a.argv,
-                a.sh_argv,
-                a.envp,
-                a.token_slot,
-                a.token,
-            )
-        }
+        unsafe { gate_child(a) }
     }
     pid
 }
@@ -454,17 +432,17 @@ struct ChildFds {
 /// NULL-terminated as [`Gated::spawn`] prepares them; `envp` has a spare
 /// slot at `token_slot` (NULL) before its terminating NULL, and `token`
 /// holds `LOCKFILE_TOKEN=` and [`TOKEN_ROOM`] bytes.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gate_child(
-    parent: libc::pid_t,
-    fds: ChildFds,
-    path: Result<*const libc::c_char, i32>,
-    argv: *const *const libc::c_char,
-    sh_argv: *const *const libc::c_char,
-    envp: *mut *const libc::c_char,
-    token_slot: usize,
-    token: *mut u8,
-) -> ! {
+unsafe fn gate_child(a: &ChildArgs) -> ! {
+    let ChildArgs {
+        parent,
+        fds,
+        path,
+        argv,
+        sh_argv,
+        envp,
+        token_slot,
+        token,
+    } = *a;
     // SAFETY (whole body): async-signal-safe calls only, on memory that
     // the caller guarantees (see above).
     unsafe {

@@ -198,6 +198,17 @@ pub fn wait_for_file(path: &Path) {
     }
 }
 
+/// The number a child writes to `path` (`echo $X > path`), once it is
+/// there: the file appears before its line is written, hence the pause.
+pub fn wait_for_number<T: std::str::FromStr>(path: &Path) -> T {
+    wait_for_file(path);
+    std::thread::sleep(Duration::from_millis(100));
+    let text = fs::read_to_string(path).expect("the number's file");
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("`{}` holds {text:?}, not a number", path.display()))
+}
+
 /// Start time (ticks since boot) of a live process, from /proc.
 pub fn start_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");

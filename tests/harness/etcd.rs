@@ -450,13 +450,7 @@ fn a_paused_holder_loses_to_a_higher_token_and_run_ends_its_command() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run");
-        wait_for_file(&first);
-        sleep(Duration::from_millis(100));
-        let first_token: u64 = std::fs::read_to_string(&first)
-            .expect("token")
-            .trim()
-            .parse()
-            .expect("a token");
+        let first_token: u64 = wait_for_number(&first);
         let pid = holder.id().to_string();
         assert!(Command::new("kill")
             .args(["-STOP", &pid])
@@ -1063,13 +1057,7 @@ fn a_killed_run_whose_command_runs_on_still_holds_the_lock() {
         .stderr(Stdio::null())
         .spawn()
         .expect("run");
-    wait_for_file(&pid_file);
-    sleep(Duration::from_millis(100));
-    let command: u32 = std::fs::read_to_string(&pid_file)
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let command: u32 = wait_for_number(&pid_file);
     let _ = run.kill();
     let _ = run.wait();
     let status = json(&lockfile(&["status", "--json", "--pid", "1", &address]));
