@@ -9,6 +9,15 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+// Linked as the `lockfile` binary is, with its allocator (src/main.rs), so
+// that the comparison measures what it claims to.
+#[allow(dead_code)]
+#[path = "../src/alloc.rs"]
+mod alloc;
+
+#[global_allocator]
+static ALLOC: alloc::Arena = alloc::Arena::new();
+
 use lockfile_cli::{Backend, CoreLock, Failure, Listing, OnLost};
 use lockfile_core::protocol::Leftover;
 use lockfile_core::std_dir::StdDir;

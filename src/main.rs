@@ -17,11 +17,16 @@ use lockfile_host::{
     AcquireOptions, Error, KvFor, KvLockFile, Leftover, LockFile, Runtime, Status, Timestamp,
 };
 
+mod alloc;
 #[cfg(unix)]
 mod gate;
 
+#[global_allocator]
+static ALLOC: alloc::Arena = alloc::Arena::new();
+
 #[cfg(not(all(target_os = "linux", target_env = "gnu", not(test))))]
 fn main() -> std::process::ExitCode {
+    ALLOC.prefault(alloc::PREFAULT);
     std::process::ExitCode::from(lockfile())
 }
 
@@ -59,6 +64,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         // Writes to a closed pipe fail with EPIPE instead of killing us.
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    ALLOC.prefault(alloc::PREFAULT);
     let code = lockfile();
     // std's runtime would flush stdout at exit.
     let _ = std::io::Write::flush(&mut std::io::stdout());
