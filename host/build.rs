@@ -88,6 +88,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     config
         .target(&target)
         .map_err(|e| format!("cannot target `{target}`: {e}"))?;
+    // As `engine_config` decides for the host it runs on, for the target.
+    config.native_unwind_info(target.contains("windows"));
     let engine =
         wasmtime::Engine::new(&config).map_err(|e| format!("cannot build the engine: {e}"))?;
     let cwasm = engine

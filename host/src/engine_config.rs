@@ -25,6 +25,12 @@ pub const DEFAULT_POOL: u32 = 1000;
 pub fn config(allocation: Allocation) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
+    // Unwind tables are for native unwinders walking through wasm frames
+    // (wasmtime's own backtraces do not use them), which nothing here does:
+    // host functions' panics are caught before they reach wasm. Registering
+    // them cost a `lockfile` process 3% of its start-up on musl, whose
+    // unwinder indexes every function at once. Windows' ABI requires them.
+    config.native_unwind_info(cfg!(windows));
     if let Allocation::Pooled(max) = allocation {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         // A component is a handful of core instances, memories and tables.
