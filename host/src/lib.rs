@@ -68,8 +68,9 @@ pub const LIBRARY_COMPONENT: &str = concat!(env!("OUT_DIR"), "/lockfile.wasm");
 
 /// The library component precompiled for this host by this crate's wasmtime
 /// (the version pinned in its `Cargo.toml`, default code-generation
-/// settings), for a Rust host with its own `Linker` and the same wasmtime:
-/// `Component::deserialize_file` loads it without compiling.
+/// settings but for native unwind tables, which it leaves out and any
+/// engine accepts), for a Rust host with its own `Linker` and the same
+/// wasmtime: `Component::deserialize_file` loads it without compiling.
 pub const PRECOMPILED_LIBRARY: &str = concat!(env!("OUT_DIR"), "/lockfile.cwasm");
 
 // Build and test plumbing (the harness, the benchmarks and the `lockfile`
