@@ -20,6 +20,8 @@ use lockfile_host::{
 mod alloc;
 #[cfg(unix)]
 mod gate;
+#[cfg(all(target_arch = "x86_64", any(test, target_env = "musl")))]
+mod memfns;
 
 #[global_allocator]
 static ALLOC: alloc::Arena = alloc::Arena::new();
