@@ -17,12 +17,15 @@
 //! static link then takes instead of musl's (anywhere else they would
 //! interpose on the C library's).
 
+// Each function has call-frame information (`.cfi_startproc`), so that
+// debuggers and profilers can unwind through it; none touches the stack.
 std::arch::global_asm!(
     ".text",
     // memcpy(d: rdi, s: rsi, n: rdx) -> d
     ".globl lockfile_memcpy",
     ".p2align 4",
     "lockfile_memcpy:",
+    ".cfi_startproc",
     "    mov rax, rdi",
     "    cmp rdx, 16",
     "    jbe 2f",
@@ -60,10 +63,12 @@ std::arch::global_asm!(
     "    mov [rdi + rdx - 1], r10b",
     "5:",
     "    ret",
+    ".cfi_endproc",
     // memmove(d: rdi, s: rsi, n: rdx) -> d
     ".globl lockfile_memmove",
     ".p2align 4",
     "lockfile_memmove:",
+    ".cfi_startproc",
     "    mov rax, rdi",
     "    cmp rdx, 16",
     "    jbe 2b",
@@ -86,21 +91,25 @@ std::arch::global_asm!(
     "    rep movsb",
     "    cld",
     "    ret",
+    ".cfi_endproc",
     // memset(d: rdi, c: esi, n: rdx) -> d
     ".globl lockfile_memset",
     ".p2align 4",
     "lockfile_memset:",
+    ".cfi_startproc",
     "    mov r9, rdi",
     "    mov eax, esi",
     "    mov rcx, rdx",
     "    rep stosb",
     "    mov rax, r9",
     "    ret",
+    ".cfi_endproc",
     // memcmp(a: rdi, b: rsi, n: rdx) -> <0, 0, >0 as the first differing
     // byte of a is below, equal to or above b's (as unsigned bytes)
     ".globl lockfile_memcmp",
     ".p2align 4",
     "lockfile_memcmp:",
+    ".cfi_startproc",
     "7:",
     "    cmp rdx, 8",
     "    jb 9f",
@@ -136,6 +145,7 @@ std::arch::global_asm!(
     "    jnz 10b",
     "11:",
     "    ret",
+    ".cfi_endproc",
 );
 
 // The C names, which a static link takes before musl's. `bcmp` is what
