@@ -16,7 +16,7 @@ cargo build --release --bin lockfile --examples >&2
 # ./python`: maturin, the release profile, the same target/).
 target/bench-venv/bin/pip install -q --disable-pip-version-check --force-reinstall ./python >&2
 bin=target/release/lockfile
-# The binary as `scripts/install` makes it (static on Linux with glibc), and
+# The binary as `scripts/install` makes it (static on Linux, musl on x86-64), and
 # the floor and native limit linked alike.
 installed="$(scripts/install --build-only --examples)"
 installed_examples="$(dirname "$installed")/examples"
