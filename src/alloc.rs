@@ -11,14 +11,16 @@
 //! ([`Arena::prefault`]) instead of a page fault per page (bench/README.md).
 //!
 //! Blocks of at most 256 bytes come in 16-byte classes, larger ones in
-//! powers of two up to [`LARGEST_CLASS`]; a freed block goes to its class's
-//! free list (or, if it is the last carved, back to the arena). Larger
-//! blocks, blocks aligned beyond 16 bytes that are not freed last, and
-//! everything once the arena is used up go to and come from the system
-//! allocator; memory never moves between the two. A process that runs for
-//! days (`run` renewing a lease) reuses its freed blocks like any allocator,
-//! and at worst holds the arena's [`ARENA_SIZE`] plus what the system
-//! allocator holds.
+//! four classes a doubling up to [`LARGEST_CLASS`]; a freed block goes to
+//! its class's free list (or, if it is the last carved, back to the arena).
+//! Blocks aligned beyond 16 bytes (up to a page) are carved at their size
+//! and go back to the arena only if freed last. Larger blocks, larger
+//! alignments, and everything once the arena is used up come from the
+//! system allocator (a block growing past the classes moves there). Free
+//! blocks are not merged, and a block shrunk in place keeps its size: a
+//! process that runs for days (`run` renewing a lease) reuses the blocks it
+//! frees, but what it wastes stays wasted, up to the arena's
+//! [`ARENA_SIZE`], beyond which the system allocator serves it.
 //!
 //! The arena is zero-initialised static memory (`.bss`): the pages the
 //! process never touches cost nothing.
@@ -60,6 +62,9 @@ fn class_of(size: usize) -> Option<(usize, usize)> {
         None
     }
 }
+
+/// The arena's alignment, and so the largest alignment it serves.
+const PAGE: usize = 4096;
 
 #[repr(C, align(4096))]
 struct Space(UnsafeCell<[u8; ARENA_SIZE]>);
@@ -170,6 +175,11 @@ impl Arena {
     /// A block for `layout`, and whether its bytes are known to be zero;
     /// `None` if the system allocator must serve it.
     fn take(&self, layout: Layout) -> Option<(*mut u8, bool)> {
+        // Offsets are aligned, not addresses: only alignments up to the
+        // arena's own hold for both.
+        if layout.align() > PAGE {
+            return None;
+        }
         let mut state = self.lock();
         let (size, align) = if layout.align() > GRAIN {
             (layout.size(), layout.align())
@@ -198,7 +208,9 @@ impl Arena {
         } else {
             match class_of(layout.size()) {
                 Some((_, block)) => block,
-                // Larger blocks are never ours; see `take`.
+                // Unreachable: a block aligned to 16 or less and past the
+                // classes is never carved (`take`) nor grown into
+                // (`realloc`).
                 None => return,
             }
         };
@@ -419,9 +431,11 @@ mod tests {
         // SAFETY (whole test): as above.
         unsafe {
             let _odd = a.alloc(layout(24, 8));
-            for align in [32, 64, 4096] {
+            for align in [32, 64, 4096, 8192, 1 << 16, 1 << 20] {
                 let p = a.alloc(layout(100, align));
-                assert!(a.owns(p));
+                // The arena itself is page-aligned: beyond that, the
+                // system's.
+                assert_eq!(a.owns(p), align <= PAGE, "align {align}");
                 assert_eq!(p as usize % align, 0, "align {align}");
                 a.dealloc(p, layout(100, align));
             }
