@@ -17,12 +17,15 @@
 //! static link then takes instead of musl's (anywhere else they would
 //! interpose on the C library's).
 
-// Each function has call-frame information (`.cfi_startproc`), so that
-// debuggers and profilers can unwind through it; none touches the stack.
+// Each function has call-frame information (`.cfi_startproc`), a type and
+// a size, so that debuggers and profilers name it and unwind through it;
+// none touches the stack. (Local labels avoid 10 and 11, which some
+// assemblers read as binary numbers.)
 std::arch::global_asm!(
     ".text",
     // memcpy(d: rdi, s: rsi, n: rdx) -> d
     ".globl lockfile_memcpy",
+    ".type lockfile_memcpy, @function",
     ".p2align 4",
     "lockfile_memcpy:",
     ".cfi_startproc",
@@ -64,8 +67,10 @@ std::arch::global_asm!(
     "5:",
     "    ret",
     ".cfi_endproc",
+    ".size lockfile_memcpy, . - lockfile_memcpy",
     // memmove(d: rdi, s: rsi, n: rdx) -> d
     ".globl lockfile_memmove",
+    ".type lockfile_memmove, @function",
     ".p2align 4",
     "lockfile_memmove:",
     ".cfi_startproc",
@@ -92,8 +97,10 @@ std::arch::global_asm!(
     "    cld",
     "    ret",
     ".cfi_endproc",
+    ".size lockfile_memmove, . - lockfile_memmove",
     // memset(d: rdi, c: esi, n: rdx) -> d
     ".globl lockfile_memset",
+    ".type lockfile_memset, @function",
     ".p2align 4",
     "lockfile_memset:",
     ".cfi_startproc",
@@ -104,9 +111,11 @@ std::arch::global_asm!(
     "    mov rax, r9",
     "    ret",
     ".cfi_endproc",
+    ".size lockfile_memset, . - lockfile_memset",
     // memcmp(a: rdi, b: rsi, n: rdx) -> <0, 0, >0 as the first differing
     // byte of a is below, equal to or above b's (as unsigned bytes)
     ".globl lockfile_memcmp",
+    ".type lockfile_memcmp, @function",
     ".p2align 4",
     "lockfile_memcmp:",
     ".cfi_startproc",
@@ -133,19 +142,20 @@ std::arch::global_asm!(
     "9:",
     "    xor eax, eax",
     "    test rdx, rdx",
-    "    jz 11f",
-    "10:",
+    "    jz 13f",
+    "12:",
     "    movzx eax, byte ptr [rdi]",
     "    movzx ecx, byte ptr [rsi]",
     "    sub eax, ecx",
-    "    jnz 11f",
+    "    jnz 13f",
     "    inc rdi",
     "    inc rsi",
     "    dec rdx",
-    "    jnz 10b",
-    "11:",
+    "    jnz 12b",
+    "13:",
     "    ret",
     ".cfi_endproc",
+    ".size lockfile_memcmp, . - lockfile_memcmp",
 );
 
 // The C names, which a static link takes before musl's. `bcmp` is what
@@ -153,14 +163,19 @@ std::arch::global_asm!(
 #[cfg(target_env = "musl")]
 std::arch::global_asm!(
     ".globl memcpy",
+    ".type memcpy, @function",
     ".set memcpy, lockfile_memcpy",
     ".globl memmove",
+    ".type memmove, @function",
     ".set memmove, lockfile_memmove",
     ".globl memset",
+    ".type memset, @function",
     ".set memset, lockfile_memset",
     ".globl memcmp",
+    ".type memcmp, @function",
     ".set memcmp, lockfile_memcmp",
     ".globl bcmp",
+    ".type bcmp, @function",
     ".set bcmp, lockfile_memcmp",
 );
 
