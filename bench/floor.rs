@@ -6,22 +6,11 @@
 
 use std::process::ExitCode;
 
-// Linked as the `lockfile` binary is: its allocator and, on musl, its
-// string functions (src/main.rs), so that the comparison measures what it
-// claims to.
-#[allow(dead_code)]
-#[path = "../src/alloc.rs"]
-mod alloc;
-#[cfg(all(target_arch = "x86_64", target_env = "musl"))]
-#[allow(dead_code)]
-#[path = "../src/memfns.rs"]
-mod memfns;
-
-#[global_allocator]
-static ALLOC: alloc::Arena = alloc::Arena::new();
+// Linked as the `lockfile` binary is.
+mod linked;
 
 fn main() -> ExitCode {
-    ALLOC.prefault(alloc::PREFAULT);
+    linked::ALLOC.prefault(linked::alloc::PREFAULT);
     let Some(path) = std::env::args_os().nth(1) else {
         eprintln!("usage: floor LOCK");
         return ExitCode::from(2);

@@ -9,20 +9,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-// Linked as the `lockfile` binary is: its allocator and, on musl, its
-// string functions (src/main.rs), so that the comparison measures what it
-// claims to.
-#[allow(dead_code)]
-#[path = "../src/alloc.rs"]
-mod alloc;
-#[cfg(all(target_arch = "x86_64", target_env = "musl"))]
-#[allow(dead_code)]
-#[path = "../src/memfns.rs"]
-mod memfns;
-
-#[global_allocator]
-static ALLOC: alloc::Arena = alloc::Arena::new();
-
 use lockfile_cli::{Backend, CoreLock, Failure, Listing, OnLost};
 use lockfile_core::protocol::Leftover;
 use lockfile_core::std_dir::StdDir;
@@ -30,6 +16,9 @@ use lockfile_core::{
     AcquireOptions, Identity, Liveness, Lock, Machine, ProcessInfo, System, Timestamp,
 };
 use lockfile_host::process;
+
+// Linked as the `lockfile` binary is.
+mod linked;
 
 fn main() -> ExitCode {
     ExitCode::from(lockfile_cli::main(|| Ok(Native), None))

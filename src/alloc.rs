@@ -203,11 +203,11 @@ impl Arena {
     fn give(&self, ptr: *mut u8, layout: Layout) {
         let start = ptr as usize - self.base();
         let mut state = self.lock();
-        let size = if layout.align() > GRAIN {
-            layout.size()
+        let (class, size) = if layout.align() > GRAIN {
+            (None, layout.size())
         } else {
             match class_of(layout.size()) {
-                Some((_, block)) => block,
+                Some((class, block)) => (Some(class), block),
                 // Unreachable: a block aligned to 16 or less and past the
                 // classes is never carved (`take`) nor grown into
                 // (`realloc`).
@@ -216,13 +216,11 @@ impl Arena {
         };
         if start + size == state.next {
             state.next = start;
-        } else if layout.align() <= GRAIN {
-            if let Some((class, _)) = class_of(layout.size()) {
-                // SAFETY: the block is ours, no longer in use, at least a
-                // word long and 16-byte aligned.
-                unsafe { (ptr as *mut usize).write(state.free[class]) };
-                state.free[class] = ptr as usize;
-            }
+        } else if let Some(class) = class {
+            // SAFETY: the block is ours, no longer in use, at least a word
+            // long and 16-byte aligned.
+            unsafe { (ptr as *mut usize).write(state.free[class]) };
+            state.free[class] = ptr as usize;
         }
         // A block aligned beyond 16 bytes and not freed last stays carved:
         // such blocks are rare (none in a `lockfile` process) and not worth
@@ -252,12 +250,6 @@ impl Arena {
     #[cfg(test)]
     fn high_water(&self) -> usize {
         self.lock().high
-    }
-}
-
-impl Default for Arena {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
