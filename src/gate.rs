@@ -8,9 +8,10 @@
 //! the lock must stay held while it runs. So the record names COMMAND too
 //! (its pid and start time), and the lock is stale only when both are gone.
 //!
-//! How: `lockfile run` forks. The child waits for a byte on a pipe, then
-//! execs COMMAND in the same process (same pid, same start time), or exits
-//! if `lockfile` gives up or dies (the pipe closes). A second pipe carries a
+//! How: `lockfile run` forks. The child waits for a line on a pipe (`g`,
+//! and the fencing token if any), then execs COMMAND in the same process
+//! (same pid, same start time), or exits if `lockfile` gives up or dies
+//! (the pipe closes first). A second pipe carries a
 //! failed exec's errno back; a successful exec closes it (close-on-exec),
 //! as std's own spawn does.
 //!
@@ -315,20 +316,25 @@ impl Gated {
     /// runs it to its end and returns its exit code (128+N for signal N).
     pub fn open_and_wait(mut self, token: Option<u64>) -> anyhow::Result<u8> {
         let forwarder = crate::forward_signals(self.pid())?;
+        // Ends with a newline, so that the child goes on as soon as it has
+        // read it, without waiting to see the pipe close.
         let go = match token {
-            Some(token) => format!("g{token}"),
-            None => "g".to_owned(),
+            Some(token) => format!("g{token}\n"),
+            None => "g\n".to_owned(),
         };
-        // The child reads until the pipe closes.
         let opened = match self.go.take() {
             Some(mut gate) => gate.write_all(go.as_bytes()),
             None => Err(std::io::ErrorKind::BrokenPipe.into()),
         };
+        // The child's end of the status pipe closes when it execs (or
+        // exits): once it is reaped, the pipe holds a failed exec's errno or
+        // nothing, and reading it does not block. Waiting first spares
+        // `lockfile` waking up in between, while COMMAND starts.
+        let status = self.wait();
         let mut failed = String::new();
         let _ = self.status.read_to_string(&mut failed);
+        forwarder.close();
         if opened.is_err() || !failed.is_empty() {
-            let _ = self.wait();
-            forwarder.close();
             // The child writes `E` and the errno of the exec that failed.
             let errno = failed.strip_prefix('E').and_then(|e| e.parse::<i32>().ok());
             let (code, why) = match errno {
@@ -345,10 +351,7 @@ impl Gated {
             }
             .into());
         }
-        let status = self
-            .wait()
-            .with_context(|| format!("cannot wait for `{}`", self.program))?;
-        forwarder.close();
+        let status = status.with_context(|| format!("cannot wait for `{}`", self.program))?;
         if libc::WIFSIGNALED(status) {
             let signal = libc::WTERMSIG(status);
             return Ok(128u8.saturating_add(u8::try_from(signal).unwrap_or(127)));
@@ -463,24 +466,35 @@ unsafe fn gate_child(a: &ChildArgs) -> ! {
         if libc::getppid() != parent {
             libc::_exit(i32::from(OTHER));
         }
-        // `g`, then the fencing token's digits if any, then the pipe closes.
+        // `g`, then the fencing token's digits if any, then a newline.
         let mut message = [0u8; 1 + TOKEN_ROOM];
         let mut n = 0;
+        let mut end = None;
         let go_read = std::os::fd::BorrowedFd::borrow_raw(fds.go_read);
-        while n < message.len() {
+        while n < message.len() && end.is_none() {
             match rustix::io::read(go_read, &mut message[n..]) {
                 Ok(0) => break,
-                Ok(r) => n += r,
+                Ok(r) => {
+                    end = message[n..n + r]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map(|i| n + i);
+                    n += r;
+                }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(_) => libc::_exit(i32::from(OTHER)),
             }
         }
         libc::close(fds.go_read);
-        if n == 0 || message[0] != b'g' {
-            // `lockfile` gave up (the lock is held elsewhere) or died.
+        let Some(end) = end else {
+            // `lockfile` gave up (the lock is held elsewhere) or died
+            // before it said all of it.
+            libc::_exit(i32::from(OTHER));
+        };
+        if message[0] != b'g' {
             libc::_exit(i32::from(OTHER));
         }
-        let digits = n - 1;
+        let digits = end - 1;
         if digits > 0 && digits < TOKEN_ROOM {
             let at = token.add(TOKEN_VAR.len());
             std::ptr::copy_nonoverlapping(message.as_ptr().add(1), at, digits);
