@@ -522,46 +522,65 @@ fn terminate(pid: u32) {
     }
 }
 
+/// Where [`forward`] sends the signals it catches: COMMAND's pid, or 0
+/// once it is gone.
+#[cfg(unix)]
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The handler of SIGINT, SIGTERM, SIGHUP and SIGQUIT while COMMAND runs:
+/// sends the signal on to it.
+#[cfg(unix)]
+extern "C" fn forward(signal: libc::c_int) {
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // `kill` is async-signal-safe; `errno`, which it may set, is the
+        // interrupted code's, so it is put back.
+        let saved = errno::errno();
+        // SAFETY: a plain system call.
+        unsafe { libc::kill(pid, signal) };
+        errno::set_errno(saved);
+    }
+}
+
 /// Forwards termination signals to the child until closed.
 ///
 /// The handlers themselves send the signal on (`kill` is
 /// async-signal-safe): no thread to start and tear down, which `run` paid
-/// for on every command.
+/// for on every command, and no registry of handlers to build (one
+/// `sigaction` a signal).
 #[cfg(unix)]
 fn forward_signals(child: u32) -> anyhow::Result<Forwarder> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     let pid = i32::try_from(child)
         .ok()
-        .and_then(rustix::process::Pid::from_raw)
+        .filter(|&p| p > 0)
         .context("the command's pid is not a pid")?;
-    let mut ids = Vec::new();
-    for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
-        let Some(sig) = rustix::process::Signal::from_named_raw(signal) else {
-            continue;
+    FORWARD_TO.store(pid, std::sync::atomic::Ordering::Relaxed);
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: a zeroed `sigaction` is a valid one (empty mask, no
+        // flags); the handler only loads an atomic and calls `kill`.
+        let installed = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(signal, &action, std::ptr::null_mut())
         };
-        // SAFETY: the action only makes the `kill` system call (through
-        // rustix, no allocation, no lock), which is async-signal-safe.
-        let id = unsafe {
-            signal_hook::low_level::register(signal, move || {
-                let _ = rustix::process::kill_process(pid, sig);
-            })
+        if installed != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot install signal handlers");
         }
-        .context("cannot install signal handlers")?;
-        ids.push(id);
     }
-    Ok(Forwarder(ids))
+    Ok(Forwarder)
 }
 
 /// The forwarding handlers, until [`Forwarder::close`].
 #[cfg(unix)]
-struct Forwarder(Vec<signal_hook::SigId>);
+struct Forwarder;
 
 #[cfg(unix)]
 impl Forwarder {
-    /// Stops forwarding (the child is gone).
+    /// Stops forwarding (the child is gone). The handlers stay, doing
+    /// nothing: `lockfile` releases the lock next, and a SIGINT then must
+    /// not end it halfway.
     fn close(self) {
-        for id in self.0 {
-            signal_hook::low_level::unregister(id);
-        }
+        FORWARD_TO.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -458,6 +458,55 @@ fn run_reports_a_signal_as_128_plus_n_and_forwards_sigterm() {
     assert!(!lock.exists(), "released after the forwarded signal");
 }
 
+/// SIGINT (a user's ^C reaches the whole foreground group, but not a
+/// `kill` aimed at `lockfile`) and SIGHUP (the terminal gone) are passed
+/// on to COMMAND as SIGTERM is, and `lockfile` exits as it did, then
+/// releases the lock.
+///
+/// `lockfile` starts with both signals at their default action: a
+/// signal ignored when `lockfile` starts (`nohup`, or a job a shell put in
+/// the background, which ignores SIGINT) stays ignored in COMMAND, as with
+/// any exec, so the test would otherwise depend on how it was started.
+#[test]
+fn run_forwards_sigint_and_sighup() {
+    use std::os::unix::process::CommandExt;
+    let dir = sandbox();
+    for (signal, number) in [
+        (rustix::process::Signal::INT, 2),
+        (rustix::process::Signal::HUP, 1),
+    ] {
+        let lock = dir.path().join(format!("sig{number}.lock"));
+        let started = dir.path().join(format!("started{number}"));
+        let script = format!("touch {}; exec sleep 30", s(&started));
+        let mut command = Command::new(lockfile_bin());
+        command.args(["run", s(&lock), "--", "sh", "-c", &script]);
+        // SAFETY: `signal` is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("spawn");
+        wait_for_file(&started);
+        assert!(lock.exists());
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("kill");
+        let t = Instant::now();
+        let status = child.wait().expect("wait");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "sleep 30 was not stopped by signal {number}"
+        );
+        assert_eq!(status.code(), Some(128 + number), "{status:?}");
+        assert!(
+            !lock.exists(),
+            "released after the forwarded signal {number}"
+        );
+    }
+}
+
 /// As the shell and flock(1): 127 for a command that is not found, 126 for
 /// one that cannot be executed; the lock is released either way.
 #[test]
