@@ -16,8 +16,9 @@ cargo build --release --bin lockfile --examples >&2
 # ./python`: maturin, the release profile, the same target/).
 target/bench-venv/bin/pip install -q --disable-pip-version-check --force-reinstall ./python >&2
 bin=target/release/lockfile
-# The binary as `scripts/install` makes it (static on Linux, musl on x86-64), and
-# the floor and native limit linked alike.
+# The binary as `scripts/install` makes it (static on Linux, musl on x86-64,
+# profile-guided), and the floor and native limit built alike (with the same
+# counts: they share the code that loads the component).
 installed="$(scripts/install --build-only --examples)"
 installed_examples="$(dirname "$installed")/examples"
 work="$(mktemp -d)"
@@ -37,12 +38,21 @@ cool() { sleep "${COOLDOWN:-40}"; }
 # component, no lock work: bench/floor.rs) and the limit (the same
 # command line over lockfile-core natively, no sandbox: bench/native.rs).
 # First as installed (the README's figures), then as `cargo build --release`
-# links it (dynamically), its names prefixed `cargo_build_`.
+# links it (dynamically), its names prefixed `cargo_build_`. Each binary is
+# measured as a copy, as `cargo install` installs it: a file as the linker
+# wrote it runs 7-14% slower here until its pages leave the page cache
+# (bench/README.md, "Start-up, fifth pass").
+copies() {
+  mkdir -p "$work/$1"
+  cp "$2" "$3" "$4" "$work/$1/"
+}
+copies installed "$installed" "$installed_examples/floor" "$installed_examples/native"
+copies built "$bin" target/release/examples/floor target/release/examples/native
 cool
-python3 bench/processes.py "$installed" "$installed_examples/floor" "$installed_examples/native" \
+python3 bench/processes.py "$work/installed/lockfile" "$work/installed/floor" "$work/installed/native" \
   "${ROUNDS:-300}" | tee "$work/processes.txt"
 cool
-python3 bench/processes.py "$bin" target/release/examples/floor target/release/examples/native \
+python3 bench/processes.py "$work/built/lockfile" "$work/built/floor" "$work/built/native" \
   "${ROUNDS:-300}" cargo_build_ | tee -a "$work/processes.txt"
 ratio() { python3 -c "print('RATIO $1 %.2f' % ($2 / $3))"; }
 
