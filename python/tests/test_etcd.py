@@ -14,10 +14,19 @@ import pytest
 from labm8_lockfile import LockFile, UnableToAcquireLockError
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n):
+    """`n` different free ports: each probe is held until all are picked,
+    so that the kernel cannot hand the same one out twice. (The harness's
+    etcd members take theirs from below the ephemeral range, so a port
+    picked here is never one of theirs.)"""
+    probes = [socket.socket() for _ in range(n)]
+    try:
+        for p in probes:
+            p.bind(("127.0.0.1", 0))
+        return [p.getsockname()[1] for p in probes]
+    finally:
+        for p in probes:
+            p.close()
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +34,9 @@ def etcd(tmp_path_factory):
     """`HOST:PORT` of a one-member cluster, stopped afterwards."""
     if shutil.which("etcd") is None:
         pytest.fail("`etcd` is missing: install Debian's etcd-server (scripts/setup does, as root)")
-    client, peer = _free_port(), _free_port()
+    client, peer = _free_ports(2)
     data = tmp_path_factory.mktemp("etcd")
+    log = open(data / "member.log", "wb")
     member = subprocess.Popen(
         [
             "etcd", "--name", "py", "--data-dir", str(data / "data"),
@@ -37,18 +47,23 @@ def etcd(tmp_path_factory):
             "--initial-cluster", "py=http://127.0.0.1:{}".format(peer),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
+    log.close()
     endpoint = "127.0.0.1:{}".format(client)
     deadline = time.time() + 30
     while True:
         try:
             LockFile("etcd://{}/probe".format(endpoint)).status()
             break
-        except Exception:
-            if time.time() > deadline:
+        except Exception as e:
+            ended = member.poll()
+            if ended is not None or time.time() > deadline:
                 member.kill()
-                pytest.fail("etcd did not answer within 30 s")
+                member.wait()
+                why = "ended ({})".format(ended) if ended is not None else "did not answer within 30 s"
+                tail = (data / "member.log").read_text(errors="replace").splitlines()[-30:]
+                pytest.fail("etcd {}: {}\nits log:\n{}".format(why, e, "\n".join(tail)))
             time.sleep(0.2)
     yield endpoint
     member.kill()
@@ -102,7 +117,7 @@ def test_a_lock_in_etcd_from_python(etcd, lockfile_bin, sleeper):
 def test_an_unreachable_member_is_a_clear_error():
     from labm8_lockfile import LockFileError
 
-    lock = LockFile("etcd://127.0.0.1:{}/py/nowhere".format(_free_port()))
+    lock = LockFile("etcd://127.0.0.1:{}/py/nowhere".format(_free_ports(1)[0]))
     with pytest.raises(LockFileError) as failed:
         lock.acquire(lease=5)
     assert "etcd" in str(failed.value)

@@ -16,16 +16,42 @@ use crate::common::*;
 struct Etcd {
     members: Vec<Child>,
     endpoints: Vec<String>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
-/// A port nothing listens on now (the kernel's pick; bound again at once by
-/// etcd, which is a race only with other tests picking the same port).
+/// A port for an etcd member: free now, and one that nothing else will be
+/// handed before etcd binds it. The kernel's pick (`bind` to port 0) is
+/// not: the port is free again once the probe closes, and another test's
+/// pick, at the same moment, may get the same one; the member that binds
+/// second then ends, and its cluster never answers. So the ports come in
+/// turn from below the kernel's ephemeral range (which neither `bind` to
+/// port 0 nor an outgoing connection draws from), each handed out once in
+/// this process, from an offset that differs between processes.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const SPAN: u32 = 8192;
+    assert!(
+        ephemeral_low >= 1024 + SPAN,
+        "the ephemeral ports start at {ephemeral_low}: no room below them for etcd's ports"
+    );
+    let start = std::process::id().wrapping_mul(2654435761) % SPAN;
+    for _ in 0..SPAN {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = ephemeral_low - SPAN + (start + i) % SPAN;
+        let port = u16::try_from(port).expect("a port");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no free port in {}..{ephemeral_low} for etcd",
+        ephemeral_low - SPAN
+    );
 }
 
 fn etcd_binary() -> &'static str {
@@ -82,34 +108,61 @@ impl Etcd {
                     .expect("start etcd")
             })
             .collect();
-        let etcd = Etcd {
+        let mut etcd = Etcd {
             members,
             endpoints: ports
                 .iter()
                 .map(|(c, _)| format!("127.0.0.1:{c}"))
                 .collect(),
-            _dir: dir,
+            dir,
         };
         etcd.wait_ready();
         etcd
     }
 
-    /// Waits until a lock can be looked at through the cluster.
-    fn wait_ready(&self) {
+    /// Waits until a lock can be looked at through every member (a quorum
+    /// alone would answer with a member dead, and a test that then kills
+    /// the leader would be left with no quorum); fails at once, with its
+    /// log, if a member has ended.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let probe = self.address("ready-probe");
+        let mut waiting: Vec<usize> = (0..self.members.len()).collect();
         loop {
-            let out = lockfile(&["status", "--pid", "1", &probe]);
-            if code(&out) == 0 {
+            let mut why = String::new();
+            waiting.retain(|&i| {
+                let probe = format!("etcd://{}/ready-probe", self.endpoints[i]);
+                let out = lockfile(&["status", "--pid", "1", &probe]);
+                why = stderr(&out);
+                code(&out) != 0
+            });
+            if waiting.is_empty() {
                 return;
+            }
+            for (i, m) in self.members.iter_mut().enumerate() {
+                if let Ok(Some(status)) = m.try_wait() {
+                    panic!(
+                        "etcd member m{i} ended ({status}) before the cluster answered; its log:\n{}",
+                        self.log(i)
+                    );
+                }
             }
             assert!(
                 Instant::now() < deadline,
-                "etcd did not answer within 30 s: {}",
-                stderr(&out)
+                "etcd members {waiting:?} did not answer within 30 s: {why}\nthe members' logs:\n{}",
+                (0..self.members.len())
+                    .map(|i| format!("--- m{i}\n{}", self.log(i)))
+                    .collect::<String>()
             );
             sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The last lines member `i` wrote.
+    fn log(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join(format!("m{i}.log")))
+            .unwrap_or_else(|e| format!("(cannot read it: {e})"));
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// `etcd://ENDPOINTS/KEY`.
