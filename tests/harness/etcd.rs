@@ -5,6 +5,7 @@
 //! hostname (`unshare -u`, root), as in leases.rs.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -631,6 +632,34 @@ fn is_leader(endpoint: &str) -> bool {
         .any(|l| l.trim() == "etcd_server_is_leader 1")
 }
 
+/// Shell loops that each run in a process group of their own; killed,
+/// group and all, when dropped, so that a test that fails while they run
+/// leaves none of them behind.
+struct Workers(Vec<Child>);
+
+impl Workers {
+    /// Waits for every loop to end by itself.
+    fn wait(mut self) {
+        for w in &mut self.0 {
+            let _ = w.wait();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in &mut self.0 {
+            if let Ok(None) = w.try_wait() {
+                if let Some(group) = rustix::process::Pid::from_raw(w.id() as i32) {
+                    let _ =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
+                let _ = w.wait();
+            }
+        }
+    }
+}
+
 /// The leader killed while four workers contend on a three-member cluster:
 /// the two members left elect another and the work goes on. Never two
 /// holders at once: each COMMAND makes a directory only one can make while
@@ -670,9 +699,11 @@ fn the_leader_killed_while_workers_contend_never_makes_two_holders() {
                 .args([
                     "-c",
                     &format!(
-                        "while [ ! -e {stop} ]; do \"$0\" run -w 120 \"$1\" -- sh -c \"$2\"; \
+                        "while [ ! -e {stop} ] && [ -d {dir} ]; do \
+                           \"$0\" run -w 120 \"$1\" -- sh -c \"$2\"; \
                            echo \"$? $(date +%s%N)\" >> {l}; done",
                         stop = s(&stop),
+                        dir = s(dir.path()),
                         l = s(&log),
                     ),
                     lockfile_bin(),
@@ -682,10 +713,12 @@ fn the_leader_killed_while_workers_contend_never_makes_two_holders() {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                .process_group(0)
                 .spawn()
                 .expect("worker")
         })
         .collect();
+    let workers = Workers(workers);
     // Each line of the log: a run's exit code and when it ended (ns).
     let results = || -> Vec<(i32, u128)> {
         std::fs::read_to_string(&log)
@@ -727,9 +760,7 @@ fn the_leader_killed_while_workers_contend_never_makes_two_holders() {
         &|| succeeded_after(killed_at + 1_000_000_000) >= 20,
     );
     std::fs::write(&stop, "").expect("stop");
-    for mut w in workers {
-        let _ = w.wait();
-    }
+    workers.wait();
     assert!(!overlap.exists(), "two COMMANDs ran at once under the lock");
     let results = results();
     let commands = std::fs::read_to_string(&ran)
