@@ -51,14 +51,24 @@ fn takeover_elsewhere(lock: &Path) -> Output {
     )
 }
 
+/// `lockfile run --lease LEASE LOCK -- sleep SECONDS`, returned once
+/// COMMAND has started: only then is the lock wholly taken. The lock file
+/// appears earlier, at publish, before its fencing token is issued, and a
+/// `run` paused there (as one test does) is refused the lock on resuming
+/// instead of losing it while COMMAND runs. COMMAND says it started and
+/// execs `sleep`, keeping the pid the lock records.
 fn run_leased(lock: &Path, seconds: &str) -> Child {
-    Command::new(lockfile_bin())
-        .args(["run", "--lease", LEASE, s(lock), "--", "sleep", seconds])
+    let started = lock.with_extension("started");
+    let child = Command::new(lockfile_bin())
+        .args(["run", "--lease", LEASE, s(lock), "--", "sh", "-c"])
+        .args([r#"touch "$0"; exec sleep "$1""#, s(&started), seconds])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn lockfile run")
+        .expect("spawn lockfile run");
+    wait_for_file(&started);
+    child
 }
 
 /// The command `lockfile run` started, as its lock records it.
