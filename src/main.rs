@@ -4,7 +4,7 @@
 //! component; this binary supplies the backend: the lock component running
 //! in wasmtime, and `run`, which needs to start processes.
 
-#![cfg_attr(all(target_os = "linux", target_env = "gnu", not(test)), no_main)]
+#![cfg_attr(all(target_os = "linux", not(test)), no_main)]
 
 use std::mem::ManuallyDrop;
 use std::path::Path;
@@ -26,22 +26,26 @@ mod memfns;
 #[global_allocator]
 static ALLOC: alloc::Arena = alloc::Arena::new();
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu", not(test))))]
+#[cfg(not(all(target_os = "linux", not(test))))]
 fn main() -> std::process::ExitCode {
     ALLOC.prefault(alloc::PREFAULT);
-    std::process::ExitCode::from(lockfile())
+    std::process::ExitCode::from(lockfile(std::env::args_os()))
 }
 
-/// The process's entry point, called by glibc's start-up without std's
-/// runtime start (`no_main`), which reads and parses all of
+/// The process's entry point, called by the C library's start-up without
+/// std's runtime start (`no_main`). That start exists for the message a
+/// stack overflow would print: on glibc it reads and parses all of
 /// `/proc/self/maps` (through `pthread_getattr_np`) to place a guard page
-/// below the main thread's stack, for the message a stack overflow would
-/// print: a twentieth of a `lockfile status` process. What else that start
-/// does and `lockfile` relies on is done here; arguments and the
-/// environment std takes from glibc itself.
-#[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
+/// below the main thread's stack, a twentieth of a `lockfile status`
+/// process; on musl it maps, guards and installs an alternate signal stack
+/// and unmaps it at exit, eleven system calls. wasmtime installs its own
+/// handlers and stack anyway. What else that start does and `lockfile`
+/// relies on is done here. The arguments are taken from `argv`: std learns
+/// them from glibc itself, but from musl only in that start. The
+/// environment std reads from the C library either way.
+#[cfg(all(target_os = "linux", not(test)))]
 #[unsafe(no_mangle)]
-extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: plain system calls on the standard descriptors.
     unsafe {
         // A closed stdin, stdout or stderr is opened on /dev/null, as std
@@ -67,14 +71,22 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     ALLOC.prefault(alloc::PREFAULT);
-    let code = lockfile();
+    let count = usize::try_from(argc).unwrap_or(0);
+    // SAFETY: the C start-up passes `argc` valid NUL-terminated strings in
+    // `argv`, which live as long as the process.
+    let args = (0..count).map(|i| unsafe {
+        let arg = std::ffi::CStr::from_ptr(*argv.add(i));
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(arg.to_bytes()).to_owned()
+    });
+    let code = lockfile(args);
     // std's runtime would flush stdout at exit.
     let _ = std::io::Write::flush(&mut std::io::stdout());
     libc::c_int::from(code)
 }
 
-fn lockfile() -> u8 {
-    lockfile_cli::main(
+fn lockfile(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    lockfile_cli::main_with_args(
+        args,
         || {
             Ok(Sandboxed {
                 runtime: std::cell::OnceCell::new(),

@@ -47,6 +47,17 @@ pub fn main<B: Backend>(
     backend: impl FnOnce() -> Result<B, Failure>,
     run_about: Option<&'static str>,
 ) -> u8 {
+    main_with_args(std::env::args_os(), backend, run_about)
+}
+
+/// As [`main`], with the arguments given (the first is the program's
+/// name): for a binary whose entry point skips std's runtime start, which
+/// is where std learns them on some C libraries (musl).
+pub fn main_with_args<B: Backend>(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    backend: impl FnOnce() -> Result<B, Failure>,
+    run_about: Option<&'static str>,
+) -> u8 {
     let mut command = Cli::command();
     if let Some(about) = run_about {
         command = command.mut_subcommand("run", |c| c.about(about).long_about(about));
@@ -54,13 +65,11 @@ pub fn main<B: Backend>(
     // clap's command tree and matches are forgotten, not dropped: freeing
     // them cost more than the process exit that follows one command, and
     // their freed memory, reused after `run` forks, cost copy-on-write faults.
-    let parsed = command
-        .try_get_matches_from_mut(std::env::args_os())
-        .and_then(|m| {
-            let cli = Cli::from_arg_matches(&m);
-            std::mem::forget(m);
-            cli
-        });
+    let parsed = command.try_get_matches_from_mut(args).and_then(|m| {
+        let cli = Cli::from_arg_matches(&m);
+        std::mem::forget(m);
+        cli
+    });
     let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
