@@ -58,6 +58,31 @@ pub fn main_with_args<B: Backend>(
     backend: impl FnOnce() -> Result<B, Failure>,
     run_about: Option<&'static str>,
 ) -> u8 {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let cli = match args::everyday(&args) {
+        Some(cli) => cli,
+        None => match parse(args, run_about) {
+            Ok(cli) => cli,
+            Err(code) => return code,
+        },
+    };
+    VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
+    let quiet = cli.quiet;
+    match backend().and_then(|b| execute(&b, cli.command, quiet)) {
+        Ok(code) => code,
+        Err(e) => {
+            if !(quiet && e.code() == HELD || matches!(e, Failure::Silent(_))) {
+                eprintln!("lockfile: {}", e.message());
+            }
+            e.code()
+        }
+    }
+}
+
+/// The command line as clap parses it. `Err` means the command is done,
+/// with that exit code: a usage error, help or the version printed, or
+/// `man` and `completions`, which need no lock, run here.
+fn parse(args: Vec<std::ffi::OsString>, run_about: Option<&'static str>) -> Result<Cli, u8> {
     let mut command = Cli::command();
     if let Some(about) = run_about {
         command = command.mut_subcommand("run", |c| c.about(about).long_about(about));
@@ -74,31 +99,20 @@ pub fn main_with_args<B: Backend>(
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { USAGE } else { 0 };
+            return Err(if e.use_stderr() { USAGE } else { 0 });
         }
     };
-    // Neither needs a lock, so neither loads the component.
     match cli.command {
-        Cmd::Man => return print_or_fail(&man_page(&command)),
+        Cmd::Man => return Err(print_or_fail(&man_page(&command))),
         Cmd::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut command, "lockfile", &mut script);
-            return print_or_fail(&script);
+            return Err(print_or_fail(&script));
         }
         _ => {}
     }
     std::mem::forget(command);
-    VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
-    let quiet = cli.quiet;
-    match backend().and_then(|b| execute(&b, cli.command, quiet)) {
-        Ok(code) => code,
-        Err(e) => {
-            if !(quiet && e.code() == HELD || matches!(e, Failure::Silent(_))) {
-                eprintln!("lockfile: {}", e.message());
-            }
-            e.code()
-        }
-    }
+    Ok(cli)
 }
 
 fn execute<B: Backend>(backend: &B, command: Cmd, quiet: bool) -> Result<u8, Failure> {
