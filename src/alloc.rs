@@ -29,12 +29,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The arena's size: sixteen times what a `lockfile run` uses.
+/// The arena's size: over twenty times what a `lockfile run` uses.
 pub const ARENA_SIZE: usize = 8 << 20;
 /// What a `lockfile` process faults in at its start ([`Arena::prefault`]):
-/// a little less than `lockfile status` and `run` carve (360 and 440 KiB),
-/// so that no page is cleared in vain.
-pub const PREFAULT: usize = 384 << 10;
+/// about what `lockfile status` carves (287 KiB; `run` 354 KiB), so that no
+/// page is cleared in vain.
+pub const PREFAULT: usize = 288 << 10;
 /// The largest block served from a size class.
 pub const LARGEST_CLASS: usize = 1 << 20;
 /// The alignment of every block carved for a size class.
