@@ -80,22 +80,31 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     rerun_on_inputs(&built.join("lockfile_guest_coordinated.d"), &root)?;
     let coordinated_wasm = built.join("lockfile_guest_coordinated.wasm");
     let coordinated = fs::read(&coordinated_wasm)?;
-    let mut config = engine_config::config(engine_config::Allocation::OnDemand);
     // Compile for the target triple with its baseline features, not for the
     // features of the CPU running this build: the binary must load the
     // component on any machine of its target (and cross builds must work).
     let target = env::var("TARGET")?;
-    config
-        .target(&target)
-        .map_err(|e| format!("cannot target `{target}`: {e}"))?;
-    // As `engine_config` decides for the host it runs on, for the target.
-    config.native_unwind_info(target.contains("windows"));
-    let engine =
-        wasmtime::Engine::new(&config).map_err(|e| format!("cannot build the engine: {e}"))?;
-    let cwasm = engine
-        .precompile_component(&coordinated)
-        .map_err(|e| format!("cannot precompile `{}`: {e}", coordinated_wasm.display()))?;
-    fs::write(out.join("lockfile-coordinated.cwasm"), &cwasm)?;
+    let for_target = |mut config: wasmtime::Config| {
+        config
+            .target(&target)
+            .map_err(|e| format!("cannot target `{target}`: {e}"))?;
+        // As `engine_config` decides for the host it runs on, for the target.
+        config.native_unwind_info(target.contains("windows"));
+        wasmtime::Engine::new(&config).map_err(|e| format!("cannot build the engine: {e}"))
+    };
+    // The components the runtime embeds, for its own engines; and those
+    // embedders load into theirs, with wasmtime's defaults.
+    let engine = for_target(engine_config::config(engine_config::Allocation::OnDemand))?;
+    let embedders = for_target(engine_config::embedders_config())?;
+    for (name, wasm) in [
+        ("lockfile-runtime.cwasm", &bytes),
+        ("lockfile-coordinated.cwasm", &coordinated),
+    ] {
+        let cwasm = engine
+            .precompile_component(wasm)
+            .map_err(|e| format!("cannot precompile for `{name}`: {e}"))?;
+        fs::write(out.join(name), cwasm)?;
+    }
     fs::write(out.join("lockfile.wasm"), &bytes)?;
     let command = fs::read(built.join("lockfile-command.wasm"))?;
     fs::write(out.join("lockfile-command.wasm"), &command)?;
@@ -131,7 +140,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         ("lockfile-plugin-example.cwasm", &plugin),
         ("lockfile-plugin-example-composed.cwasm", &plugin_example),
     ] {
-        let cwasm = engine
+        let cwasm = embedders
             .precompile_component(wasm)
             .map_err(|e| format!("cannot precompile for `{name}`: {e}"))?;
         fs::write(out.join(name), cwasm)?;

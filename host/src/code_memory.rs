@@ -6,8 +6,10 @@
 /// The host links no compiler: this is the only form it can load. Aligned
 /// to a page, so that [`Runtime::for_command`] can run its code where it
 /// lies in the binary (wasmtime's text section is page-aligned within it).
-pub(crate) static PRECOMPILED: &PageAligned<[u8]> =
-    &PageAligned(*include_bytes!(concat!(env!("OUT_DIR"), "/lockfile.cwasm")));
+pub(crate) static PRECOMPILED: &PageAligned<[u8]> = &PageAligned(*include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/lockfile-runtime.cwasm"
+)));
 
 /// The `coordinated-library` component (the library and locks kept in a
 /// key-value store), precompiled likewise: loaded (as a copy) only when a

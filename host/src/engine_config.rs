@@ -1,8 +1,10 @@
 //! The engine settings, shared by `build.rs` (which precompiles the
-//! component) and the runtime (which loads it): a precompiled component only
-//! loads into an engine whose code-generation settings match. How instances
-//! are allocated is not one of them, so each [`Runtime`](crate::Runtime) picks
-//! its own [`Allocation`].
+//! components) and the runtime (which loads them): a precompiled component
+//! only loads into an engine whose code-generation settings match. How
+//! instances are allocated is not one of them, so each
+//! [`Runtime`](crate::Runtime) picks its own [`Allocation`]. The components
+//! precompiled for embedders' own engines (`PRECOMPILED_LIBRARY` and the
+//! others) are made with [`embedders_config`] instead.
 
 /// How a runtime allocates lock sandboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,8 +23,10 @@ pub enum Allocation {
 /// The default pool size of [`Allocation::Pooled`].
 pub const DEFAULT_POOL: u32 = 1000;
 
-/// The wasmtime configuration for the lockfile component.
-pub fn config(allocation: Allocation) -> wasmtime::Config {
+/// The settings of the components precompiled for embedders' own engines:
+/// wasmtime's defaults, but for native unwind tables, which any engine
+/// accepts without them.
+pub fn embedders_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     // Unwind tables are for native unwinders walking through wasm frames
@@ -31,6 +35,13 @@ pub fn config(allocation: Allocation) -> wasmtime::Config {
     // them cost a `lockfile` process 3% of its start-up on musl, whose
     // unwinder indexes every function at once. Windows' ABI requires them.
     config.native_unwind_info(cfg!(windows));
+    config
+}
+
+/// The wasmtime configuration of a [`Runtime`](crate::Runtime), for the
+/// components it embeds.
+pub fn config(allocation: Allocation) -> wasmtime::Config {
+    let mut config = embedders_config();
     // The component's memory starts as its data segments copied in (56 KiB
     // of pages), not as a copy-on-write mapping of an image: the image of a
     // component embedded in the binary lives in a memfd that every process
@@ -38,7 +49,9 @@ pub fn config(allocation: Allocation) -> wasmtime::Config {
     // its run. The copy costs an open from a warm pool 1.4 µs more (19.4
     // against 18.0 µs; acquire, release and status are unchanged). The
     // setting is part of a precompiled component's compatibility, so it
-    // holds for every runtime (bench/README.md).
+    // holds for every runtime, and the components embedders load into
+    // engines of their own are precompiled apart, with the default
+    // (bench/README.md).
     config.memory_init_cow(false);
     if let Allocation::Pooled(max) = allocation {
         let mut pool = wasmtime::PoolingAllocationConfig::default();

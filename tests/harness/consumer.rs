@@ -135,6 +135,7 @@ fn a_dependent_crates_build_writes_only_inside_its_out_dir() {
     for name in [
         "lockfile.wasm",
         "lockfile.cwasm",
+        "lockfile-runtime.cwasm",
         "lockfile-coordinated.cwasm",
         "lockfile-command.wasm",
         "lockfile-wasi.wasm",
