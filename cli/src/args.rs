@@ -331,11 +331,10 @@ pub struct LeaseArg {
 /// The everyday command lines, `acquire PATH`, `release PATH`, `status
 /// PATH` (each also with `--pid PID` first) and `run PATH [--] COMMAND...`,
 /// with no other options, as clap would parse them; `None` for any other,
-/// which clap parses. Building clap's
-/// parser and running it cost a `lockfile` process more (about 40 µs) than
-/// everything it does for `status` besides loading the component. A test
-/// checks that this agrees with clap on every line it takes, and declines
-/// the lines around them.
+/// which clap parses. Building clap's parser and running it took about
+/// 40 µs of a `lockfile status` process, 7-8% of it (bench/README.md).
+/// A test checks that this agrees with clap on every line it takes, and
+/// declines the lines around them.
 pub(crate) fn everyday(args: &[std::ffi::OsString]) -> Option<Cli> {
     let args: Vec<&str> = args.iter().map(|a| a.to_str()).collect::<Option<_>>()?;
     // A path clap would take as one: not empty, not an option.
