@@ -96,15 +96,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // embedders load into theirs, with wasmtime's defaults.
     let engine = for_target(engine_config::config(engine_config::Allocation::OnDemand))?;
     let embedders = for_target(engine_config::embedders_config())?;
-    for (name, wasm) in [
-        ("lockfile-runtime.cwasm", &bytes),
-        ("lockfile-coordinated.cwasm", &coordinated),
-    ] {
-        let cwasm = engine
-            .precompile_component(wasm)
-            .map_err(|e| format!("cannot precompile for `{name}`: {e}"))?;
-        fs::write(out.join(name), cwasm)?;
-    }
     fs::write(out.join("lockfile.wasm"), &bytes)?;
     let command = fs::read(built.join("lockfile-command.wasm"))?;
     fs::write(out.join("lockfile-command.wasm"), &command)?;
@@ -129,18 +120,24 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     )
     .map_err(|e| format!("cannot compose lockfile-plugin-example.wasm: {e}"))?;
     fs::write(out.join("lockfile-plugin-example.wasm"), &plugin_example)?;
-    // Precompiled too, for hosts without a compiler: the library (the
-    // `library` world, for third-party hosts), the WASI-only lock, the
-    // example plugin as built (it imports the lock from its host), which the
-    // plugin API's tests and example application run, and composed (for the
-    // benchmark).
-    for (name, wasm) in [
-        ("lockfile.cwasm", &bytes),
-        ("lockfile-wasi.cwasm", &wasi_only),
-        ("lockfile-plugin-example.cwasm", &plugin),
-        ("lockfile-plugin-example-composed.cwasm", &plugin_example),
+    // Precompiled: what the runtime embeds, for its engines; and for hosts
+    // without a compiler, the library (the `library` world, for third-party
+    // hosts), the WASI-only lock, the example plugin as built (it imports
+    // the lock from its host), which the plugin API's tests and example
+    // application run, and composed (for the benchmark).
+    for (name, wasm, engine) in [
+        ("lockfile-runtime.cwasm", &bytes, &engine),
+        ("lockfile-coordinated.cwasm", &coordinated, &engine),
+        ("lockfile.cwasm", &bytes, &embedders),
+        ("lockfile-wasi.cwasm", &wasi_only, &embedders),
+        ("lockfile-plugin-example.cwasm", &plugin, &embedders),
+        (
+            "lockfile-plugin-example-composed.cwasm",
+            &plugin_example,
+            &embedders,
+        ),
     ] {
-        let cwasm = embedders
+        let cwasm = engine
             .precompile_component(wasm)
             .map_err(|e| format!("cannot precompile for `{name}`: {e}"))?;
         fs::write(out.join(name), cwasm)?;
