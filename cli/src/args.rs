@@ -339,15 +339,14 @@ pub(crate) fn everyday(args: &[std::ffi::OsString]) -> Option<Cli> {
     let args: Vec<&str> = args.iter().map(|a| a.to_str()).collect::<Option<_>>()?;
     // A path clap would take as one: not empty, not an option.
     let path = |a: &str| (!a.is_empty() && !a.starts_with('-')).then(|| PathBuf::from(a));
+    let (&subcommand, rest) = args.get(1..)?.split_first()?;
     // `--pid PID` before the path, or nothing; a bad PID is clap's to report.
-    let (pid, rest) = match args.get(1..)? {
-        [cmd @ ("acquire" | "release" | "status"), "--pid", pid, rest @ ..] => {
-            (Some(parse_pid(pid).ok()?), [&[*cmd][..], rest].concat())
-        }
-        rest => (None, rest.to_vec()),
+    let (pid, rest) = match rest {
+        ["--pid", pid, rest @ ..] if subcommand != "run" => (Some(parse_pid(pid).ok()?), rest),
+        rest => (None, rest),
     };
-    let command = match rest.as_slice() {
-        ["acquire", p] => Cmd::Acquire {
+    let command = match (subcommand, rest) {
+        ("acquire", [p]) => Cmd::Acquire {
             stale: StaleArg::default(),
             force: false,
             pid: PidArg { pid },
@@ -356,17 +355,17 @@ pub(crate) fn everyday(args: &[std::ffi::OsString]) -> Option<Cli> {
             print_token: false,
             path: path(p)?,
         },
-        ["release", p] => Cmd::Release {
+        ("release", [p]) => Cmd::Release {
             force: false,
             pid: PidArg { pid },
             path: path(p)?,
         },
-        ["status", p] => Cmd::Status {
+        ("status", [p]) => Cmd::Status {
             json: false,
             pid,
             path: path(p)?,
         },
-        ["run", p, rest @ ..] if pid.is_none() => {
+        ("run", [p, rest @ ..]) => {
             // After `--`, or from COMMAND's first word on (which is not an
             // option), everything is COMMAND's.
             let command = match rest {
